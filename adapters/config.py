@@ -1,0 +1,103 @@
+"""Configuration: environment variables with working local defaults, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a contactstream process needs to know about its surroundings."""
+
+    data_dir: Path = Path(".contactstream")
+    # Empty means "the embedded default": start a local Tansu broker.
+    bootstrap_servers: str = ""
+    database_url: str = ""
+    schema_registry_url: str = ""
+    topic_prefix: str = "contactstream"
+    partitions: int = 4
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: str = "console"
+    log_level: str = "info"
+    default_region: str = "HU"
+    max_batch: int = 1000
+    max_body_bytes: int = 16 * 1024 * 1024
+    consumer_group: str = "contactstream-projector"
+    fetch_max_wait_ms: int = 50
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bootstrap_servers
+
+    @property
+    def sqlite_dir(self) -> Path:
+        """Where SQLite files live: the folder of CONTACTSTREAM_DATABASE_URL, or the data dir."""
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent
+        return self.data_dir
+
+    @property
+    def read_db(self) -> Path:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return self.data_dir / "readstore.sqlite"
+
+    @property
+    def ingest_db(self) -> Path:
+        return self.sqlite_dir / "ingest.sqlite"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.data_dir / "tokens.json"
+
+    def topic(self, name: str) -> str:
+        """Full topic name: ``topic("interactions.v1") -> "contactstream.interactions.v1"``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def interactions_topic(self) -> str:
+        return self.topic("interactions.v1")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("interactions.dlq")
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def from_env(**overrides: object) -> Settings:
+    """Read settings from the environment; explicit overrides (CLI flags) win."""
+    database_url = _env("CONTACTSTREAM_DATABASE_URL", "")
+    if database_url and not database_url.startswith("sqlite:///"):
+        raise SystemExit(
+            "CONTACTSTREAM_DATABASE_URL: only sqlite:///PATH is supported in this release "
+            "(PostgreSQL is planned; see deploy/README.md)"
+        )
+    settings = Settings(
+        data_dir=Path(_env("CONTACTSTREAM_DATA_DIR", ".contactstream")),
+        bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", ""),
+        database_url=database_url,
+        schema_registry_url=_env("CONTACTSTREAM_SCHEMA_REGISTRY_URL", ""),
+        topic_prefix=_env("CONTACTSTREAM_TOPIC_PREFIX", "contactstream"),
+        partitions=int(_env("CONTACTSTREAM_PARTITIONS", "4")),
+        host=_env("CONTACTSTREAM_HOST", "127.0.0.1"),
+        port=int(_env("CONTACTSTREAM_PORT", "8080")),
+        log_format=_env("CONTACTSTREAM_LOG_FORMAT", "console"),
+        log_level=_env("CONTACTSTREAM_LOG_LEVEL", "info"),
+        default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),
+        fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
+    )
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if "data_dir" in clean:
+        clean["data_dir"] = Path(str(clean["data_dir"]))
+    return replace(settings, **clean)  # type: ignore[arg-type]

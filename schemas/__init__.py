@@ -1,0 +1,1 @@
+"""Avro schemas of contactstream (one .avsc per record)."""
