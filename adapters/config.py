@@ -34,9 +34,9 @@ class Settings:
     fetch_max_wait_ms: int = 50
     extra: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def embedded(self) -> bool:
-        return not self.bootstrap_servers
+    # True when the broker is our own memory-only Tansu: enables the local archive and
+    # restore, and turns the idempotent producer off (Tansu cannot do it).
+    embedded_broker: bool = False
 
     @property
     def sqlite_dir(self) -> Path:
@@ -96,6 +96,7 @@ def from_env(**overrides: object) -> Settings:
         log_level=_env("CONTACTSTREAM_LOG_LEVEL", "info"),
         default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),
         fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
+        embedded_broker=_env("CONTACTSTREAM_EMBEDDED_BROKER", "0") == "1",
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

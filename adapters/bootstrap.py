@@ -1,0 +1,89 @@
+"""The composition root: the one place that builds Kafka clients and database
+connections and wires them into the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from ..streams.projector import Projector
+from . import kafka
+from .auth import TokenTable, load_tokens
+from .avro import EnvelopeCodec, build_registry
+from .broker import EmbeddedBroker
+from .config import Settings
+from .ingest import Ingestor
+from .journal import IngestJournal, restore
+from .logging import get_logger
+from .readstore import ReadStore, ReadStoreWriter
+
+log = get_logger(__name__)
+
+
+def codec(settings: Settings) -> EnvelopeCodec:
+    return EnvelopeCodec(build_registry(settings.schema_registry_url or None))
+
+
+@dataclass
+class WorkerServices:
+    projector: Projector
+    producer: AIOKafkaProducer
+    writer: ReadStoreWriter
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        self.writer.close()
+
+
+async def worker_services(settings: Settings) -> WorkerServices:
+    producer = kafka.producer(settings)
+    await producer.start()
+    writer = ReadStoreWriter(settings.read_db)
+    return WorkerServices(Projector(settings, codec(settings), producer, writer), producer, writer)
+
+
+@dataclass
+class ApiServices:
+    ingestor: Ingestor
+    store: ReadStore
+    tokens: TokenTable
+    producer: AIOKafkaProducer
+    journal: IngestJournal
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        self.journal.close()
+
+
+async def api_services(settings: Settings) -> ApiServices:
+    producer = kafka.producer(settings)
+    await producer.start()
+    journal = IngestJournal(settings.ingest_db)
+    ingestor = Ingestor(settings, producer, codec(settings), journal)
+    return ApiServices(ingestor, ReadStore(settings.read_db), TokenTable(load_tokens(
+        settings.tokens_file)), producer, journal)
+
+
+async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker | None]:
+    """Use the configured cluster, or start the embedded broker and restore into it
+    everything the data dir holds (adapters/journal.py)."""
+    broker = None
+    if not settings.bootstrap_servers:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        broker = EmbeddedBroker(log_file=settings.data_dir / "broker.log").start()
+        settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
+                                  embedded_broker=True)
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    if settings.embedded_broker:
+        journal = IngestJournal(settings.ingest_db)
+        writer = ReadStoreWriter(settings.read_db)
+        producer = kafka.producer(settings)
+        await producer.start()
+        try:
+            await restore(producer, [journal.records(), writer.archived()])
+        finally:
+            await producer.stop()
+            journal.close()
+            writer.close()
+    return settings, broker

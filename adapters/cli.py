@@ -1,0 +1,78 @@
+"""The ``contactstream`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from . import config
+from .logging import configure
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="contactstream",
+                                description="Omnichannel contact-centre backend on Kafka")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="broker, workers and HTTP API in one command")
+    up.add_argument("--data-dir")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--demo", action="store_true", help="also publish a synthetic stream")
+    pub = sub.add_parser("publish", help="bulk-publish JSONL or CSV ('-' for stdin)")
+    pub.add_argument("file")
+    pub.add_argument("--url")
+    pub.add_argument("--token")
+    pub.add_argument("--format", choices=["jsonl", "csv"])
+    pub.add_argument("--data-dir")
+    rp = sub.add_parser("replay", help="rebuild every projection from the log")
+    rp.add_argument("--data-dir")
+    bench = sub.add_parser("bench", help="pipeline vs raw aiokafka baseline, one run")
+    bench.add_argument("--events", type=int, default=100_000)
+    bench.add_argument("--json", action="store_true")
+    wk = sub.add_parser("worker", help="run the stream worker alone")
+    wk.add_argument("--data-dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = config.from_env(
+        data_dir=getattr(args, "data_dir", None), host=getattr(args, "host", None),
+        port=getattr(args, "port", None))
+    configure(settings.log_format, settings.log_level)
+    if args.command == "up":
+        from .runner import up
+        (settings.data_dir).mkdir(parents=True, exist_ok=True)
+        pid_file = settings.data_dir / "up.pid"
+        pid_file.write_text(str(os.getpid()))
+        try:
+            return asyncio.run(up(settings, demo=args.demo))
+        finally:
+            pid_file.unlink(missing_ok=True)
+    if args.command == "worker":
+        from ..streams.worker import run_worker
+        return asyncio.run(run_worker(settings))
+    if args.command == "publish":
+        from .publish import publish_file
+        token = args.token or os.environ.get("CONTACTSTREAM_TOKEN")
+        tokens = settings.tokens_file
+        if token is None and tokens.exists():
+            import json
+            token = json.loads(Path(tokens).read_text())["publisher"]
+        url = args.url or os.environ.get("CONTACTSTREAM_URL") or (
+            f"http://{settings.host}:{settings.port}")
+        return publish_file(args.file, url, token)
+    if args.command == "replay":
+        from .replay import replay
+        return asyncio.run(replay(settings))
+    if args.command == "bench":
+        from .bench import run_bench
+        return asyncio.run(run_bench(settings, events=args.events, as_json=args.json))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

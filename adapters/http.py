@@ -1,0 +1,200 @@
+"""The HTTP API (FastAPI): ingest for publishing systems, the customer view for agents."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..domain.interactions import CHANNELS, EVENT_TYPES
+from ..projections.identifiers import normalize
+from .auth import GRANTS, TokenTable
+from .ingest import BrokerUnavailable, Ingestor
+from .logging import get_logger
+from .readstore import ReadStore
+
+log = get_logger(__name__)
+
+EVENTS = Counter("contactstream_ingest_events_total", "Envelopes posted", ["outcome"])
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+           ) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id", "type", "occurred_at", "source", "customer", "channel", "payload"],
+    "properties": {
+        "event_id": {"type": "string"}, "type": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "occurred_at": {"type": "string", "format": "date-time"}, "source": {"type": "string"},
+        "customer": {"type": "object", "properties": {
+            k: {"type": "string"} for k in ("id", "email", "phone", "visitor_id", "name")}},
+        "channel": {"type": "string", "enum": sorted(CHANNELS)},
+        "agent_id": {"type": ["string", "null"]}, "queue": {"type": ["string", "null"]},
+        "case_id": {"type": ["string", "null"]}, "payload": {"type": "object"},
+    },
+}
+
+
+def encode_cursor(ms: int, event_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ms, event_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        ms, eid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return int(ms), str(eid)
+    except Exception as exc:
+        raise ApiError(400, "bad_cursor", "before: not a cursor this API issued") from exc
+
+
+def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
+               ready: Callable[[], Awaitable[bool]] | None = None,
+               max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
+    app = FastAPI(title="contactstream", version="1.0",
+                  description="Omnichannel contact-centre backend: ingest, customer view.")
+    bearer = HTTPBearer(auto_error=False)
+
+    def role(right: str) -> Callable[..., str]:
+        def check(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+            if creds is None:
+                raise ApiError(401, "unauthenticated", "missing bearer token",
+                               {"WWW-Authenticate": "Bearer"})
+            who = tokens.role_of(creds.credentials)
+            if who is None:
+                raise ApiError(401, "unauthenticated", "unknown token",
+                               {"WWW-Authenticate": "Bearer"})
+            if right not in GRANTS[who]:
+                raise ApiError(403, "forbidden", f"role {who} may not do this")
+            return who
+        return check
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors())
+        return _error(422, "invalid_request", msg)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        ok = ready is None or await ready()
+        return JSONResponse({"status": "ready" if ok else "starting"},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/v1/events", status_code=202, tags=["ingest"],
+        summary="Publish one envelope or an array of up to 1000",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"oneOf": [ENVELOPE_SCHEMA,
+                                 {"type": "array", "items": ENVELOPE_SCHEMA,
+                                  "maxItems": max_batch}]}}}}},
+        responses={202: {"description": "`{accepted, duplicates, rejected: [{index, error}]}`"},
+                   413: {"description": "more than 1000 envelopes or too large a body"}},
+    )
+    async def post_events(request: Request, _: str = Depends(role("publish"))) -> JSONResponse:
+        if ingestor is None:
+            raise ApiError(503, "unavailable", "ingest is not running")
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > max_body_bytes:
+            raise ApiError(413, "too_large", f"body over {max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            raise ApiError(413, "too_large", f"body over {max_body_bytes} bytes")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+        items = data if isinstance(data, list) else [data]
+        if len(items) > max_batch:
+            raise ApiError(413, "too_many", f"{len(items)} envelopes; at most {max_batch}")
+        try:
+            result = await ingestor.publish(items)
+        except BrokerUnavailable as exc:
+            raise ApiError(503, "broker_unavailable", str(exc), {"Retry-After": "1"}) from exc
+        EVENTS.labels("accepted").inc(result.accepted)
+        EVENTS.labels("duplicate").inc(result.duplicates)
+        EVENTS.labels("rejected").inc(len(result.rejected))
+        return JSONResponse(result.as_dict(), status_code=202)
+
+    def _customer_or_404(customer_id: str) -> str:
+        cid = store.resolve(customer_id)
+        if cid is None:
+            raise ApiError(404, "not_found", "no such customer")
+        return cid
+
+    @app.get("/v1/customers/lookup", tags=["customers"])
+    def lookup(id: str | None = None, email: str | None = None, phone: str | None = None,
+               visitor_id: str | None = None, _: str = Depends(role("read")),
+               ) -> dict[str, str]:
+        given = [(k, v) for k, v in (("id", id), ("email", email), ("phone", phone),
+                                     ("visitor_id", visitor_id)) if v]
+        if len(given) != 1:
+            raise ApiError(400, "bad_query", "give exactly one of id, email, phone, visitor_id")
+        kind, value = given[0]
+        cid = store.lookup(kind, normalize(kind, value))
+        if cid is None:
+            raise ApiError(404, "not_found", "no customer with that identifier")
+        return {"id": cid}
+
+    @app.get("/v1/customers/{customer_id}", tags=["customers"])
+    def customer(customer_id: str, _: str = Depends(role("read"))) -> dict[str, Any]:
+        return store.customer(_customer_or_404(customer_id))
+
+    @app.get("/v1/customers/{customer_id}/timeline", tags=["customers"])
+    def timeline(customer_id: str, limit: int = Query(50, ge=1, le=500),
+                 before: str | None = None, channel: list[str] = Query(default=[]),
+                 type: list[str] = Query(default=[]), as_of: datetime | None = None,
+                 _: str = Depends(role("read"))) -> dict[str, Any]:
+        cid = _customer_or_404(customer_id)
+        channels = [c for v in channel for c in v.split(",") if c]
+        types = [t for v in type for t in v.split(",") if t]
+        if as_of is not None and as_of.tzinfo is None:
+            raise ApiError(400, "bad_query", "as_of needs a UTC offset")
+        rows = store.timeline(
+            cid, limit=limit + 1, before=decode_cursor(before) if before else None,
+            channels=channels, types=types,
+            as_of_ms=int(as_of.timestamp() * 1000) if as_of else None)
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1]["occurred_ms"], rows[-1]["event_id"])
+        for r in rows:
+            r.pop("occurred_ms")
+        return {"items": rows, "next": nxt}
+
+    return app

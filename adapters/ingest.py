@@ -1,0 +1,133 @@
+"""Ingest: validate each envelope, drop duplicates, Avro-encode, produce, journal.
+
+An item is acknowledged (counted in ``accepted``) only after Kafka acknowledged it with
+acks=all *and* the journal committed it with fsync; see adapters/journal.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from ..domain.interactions import validate_envelope
+from ..projections.identifiers import partition_key
+from .avro import EnvelopeCodec
+from .config import Settings
+from .journal import Accepted, IngestJournal
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    """Kafka did not acknowledge some items; they were not accepted and may be retried."""
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": self.rejected}
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, codec: EnvelopeCodec,
+                 journal: IngestJournal) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.codec = codec
+        self.journal = journal
+        self.topic = settings.interactions_topic
+        # the journal's connection is used from one thread only, one call at a time
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        # event id -> future of "was it accepted", for the same id in concurrent requests
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+
+    async def _db_call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def publish(self, items: list[Any]) -> IngestResult:
+        result = IngestResult()
+        fresh: dict[str, tuple[int, dict[str, Any]]] = {}
+        for index, item in enumerate(items):
+            errors = validate_envelope(item)
+            if errors:
+                result.rejected.append({"index": index, "error": "; ".join(errors)})
+            elif item["event_id"] in fresh:
+                result.duplicates += 1
+            else:
+                fresh[item["event_id"]] = (index, item)
+        loop = asyncio.get_running_loop()
+        mine: dict[str, asyncio.Future[bool]] = {}
+        pending = list(fresh)
+        while pending:
+            # claim ids nobody is publishing right now (no await between check and claim)
+            waits = []
+            for eid in pending:
+                if eid in self._inflight:
+                    waits.append((eid, self._inflight[eid]))
+                else:
+                    mine[eid] = self._inflight[eid] = loop.create_future()
+            pending = []
+            for eid, fut in waits:
+                if await asyncio.shield(fut):
+                    del fresh[eid]
+                    result.duplicates += 1
+                else:
+                    pending.append(eid)  # the other request failed: try to claim it again
+        try:
+            known = await self._db_call(self.journal.known, list(fresh)) if fresh else set()
+            for eid in known:
+                del fresh[eid]
+            result.duplicates += len(known)
+            result.accepted = await self._produce_and_journal(fresh)
+        except BaseException:
+            for fut in mine.values():
+                fut.done() or fut.set_result(False)
+            raise
+        finally:
+            for eid, fut in mine.items():
+                fut.done() or fut.set_result(eid in fresh)
+                self._inflight.pop(eid, None)
+        self.totals["accepted"] += result.accepted
+        self.totals["duplicates"] += result.duplicates
+        self.totals["rejected"] += len(result.rejected)
+        log.info("ingest.batch", items=len(items), accepted=result.accepted,
+                 duplicates=result.duplicates, rejected=len(result.rejected))
+        return result
+
+    async def _produce_and_journal(self, fresh: dict[str, tuple[int, dict[str, Any]]]) -> int:
+        if not fresh:
+            return 0
+        received_at = int(time.time() * 1000)
+        region = self.settings.default_region
+        sends = []
+        for eid, (_, env) in fresh.items():
+            value = self.codec.encode({**env, "received_at": received_at})
+            key = partition_key(env["customer"], region)
+            sends.append((eid, key, value, await self.producer.send(self.topic, value, key=key)))
+        rows, failed = [], 0
+        for eid, key, value, fut in sends:
+            try:
+                meta = await fut
+            except Exception as exc:  # noqa: BLE001 - reported as 503 below
+                failed += 1
+                log.warning("ingest.produce_failed", event_id=eid, error=type(exc).__name__)
+                continue
+            rows.append(Accepted(eid, self.topic, meta.partition, meta.offset, key, value,
+                                 received_at))
+        await self._db_call(self.journal.record, rows)
+        if failed:
+            raise BrokerUnavailable(f"{failed} of {len(sends)} events were not acknowledged by "
+                                    "Kafka; retry them (accepted ones count as duplicates)")
+        return len(rows)

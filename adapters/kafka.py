@@ -1,0 +1,71 @@
+"""Kafka clients built the same way everywhere (aiokafka), and the topics we need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .config import Settings
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """acks=all always. The idempotent producer only against a real cluster: the embedded
+    broker answers InitProducerId with UnknownError."""
+    opts: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=not settings.embedded_broker,
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=15000,
+    )
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any,
+             ) -> AIOKafkaConsumer:
+    opts: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        # the embedded broker holds a group join for the whole rebalance timeout
+        rebalance_timeout_ms=3000 if settings.embedded_broker else 60000,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=300000,
+    )
+    opts.update(overrides)
+    return AIOKafkaConsumer(*topics, **opts)
+
+
+async def ensure_topics(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, settings.partitions, 1) for n in missing])
+            except TopicAlreadyExistsError:
+                pass
+            log.info("topics.created", topics=missing, partitions=settings.partitions)
+    finally:
+        await admin.close()
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [settings.interactions_topic, settings.dlq_topic]

@@ -1,0 +1,258 @@
+"""The read store: projections the API serves, kept in SQLite (WAL).
+
+The worker is the only writer. Each batch's projection rows, the raw records it consumed
+(the local archive, see adapters/journal.py) and the next offsets commit in one
+transaction, so a crash never leaves projections and offsets apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..projections.timeline import TimelineState
+from .sqlite import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS timeline (
+  event_id TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL,
+  occurred_ms INTEGER NOT NULL,
+  occurred_at TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  source TEXT NOT NULL,
+  agent_id TEXT, queue TEXT, case_id TEXT,
+  payload TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timeline_by_customer
+  ON timeline (customer_id, occurred_ms DESC, event_id DESC);
+CREATE INDEX IF NOT EXISTS timeline_by_customer_channel ON timeline (customer_id, channel);
+CREATE TABLE IF NOT EXISTS identifiers (
+  kind TEXT NOT NULL, value TEXT NOT NULL, customer_id TEXT NOT NULL,
+  strong INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identifiers_by_customer ON identifiers (customer_id);
+CREATE TABLE IF NOT EXISTS customers (
+  customer_id TEXT PRIMARY KEY, name TEXT, name_ms INTEGER, name_event TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+  consumer TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  PRIMARY KEY (consumer, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archive (
+  topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+  key BLOB, value BLOB, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
+  PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+"""
+
+PROJECTION_TABLES = ("timeline", "identifiers", "customers")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+
+    def row(self) -> tuple[Any, ...]:
+        hdrs = json.dumps([[k, v.decode("latin-1")] for k, v in self.headers])
+        return (self.topic, self.partition, self.offset, self.key, self.value, hdrs,
+                self.timestamp_ms)
+
+
+def decode_headers(text: str) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in json.loads(text)]
+
+
+class ReadStoreWriter:
+    """The worker's side: load identifiers, commit batches, remember offsets."""
+
+    def __init__(self, path: Path, consumer: str = "projector") -> None:
+        self.conn = connect(path)
+        self.conn.executescript(SCHEMA)
+        self.consumer = consumer
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self.conn.execute(
+            "SELECT partition, next_offset FROM offsets WHERE consumer=? AND topic=?",
+            (self.consumer, topic))
+        return dict(rows.fetchall())
+
+    def known_identifiers(self, idents: Iterable[tuple[str, str]],
+                          ) -> dict[tuple[str, str], tuple[str, bool]]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in idents:
+            by_kind.setdefault(kind, []).append(value)
+        found: dict[tuple[str, str], tuple[str, bool]] = {}
+        for kind, values in by_kind.items():
+            for i in range(0, len(values), 500):
+                chunk = values[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.conn.execute(
+                    f"SELECT value, customer_id, strong FROM identifiers"
+                    f" WHERE kind=? AND value IN ({marks})", (kind, *chunk))
+                for value, cid, strong in rows:
+                    found[(kind, value)] = (cid, bool(strong))
+        return found
+
+    def commit(self, state: TimelineState | None, archive: Sequence[ArchivedRecord],
+               offsets: dict[tuple[str, int], int]) -> None:
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            if state is not None:
+                self._write_projection(state)
+            if archive:
+                c.executemany("INSERT OR IGNORE INTO archive VALUES (?,?,?,?,?,?,?)",
+                              [r.row() for r in archive])
+            c.executemany(
+                "INSERT INTO offsets VALUES (?,?,?,?) ON CONFLICT (consumer, topic, partition)"
+                " DO UPDATE SET next_offset=excluded.next_offset",
+                [(self.consumer, t, p, o) for (t, p), o in offsets.items()])
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _write_projection(self, state: TimelineState) -> None:
+        c = self.conn
+        c.executemany(
+            "INSERT INTO identifiers VALUES (?,?,?,?) ON CONFLICT (kind, value) DO UPDATE SET"
+            " customer_id=excluded.customer_id, strong=1 WHERE excluded.strong=1 AND strong=0",
+            [(k, v, cid, int(strong)) for (k, v), (cid, strong) in state.new_identifiers.items()])
+        c.executemany(
+            "INSERT OR IGNORE INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(e.event_id, e.customer_id, e.occurred_ms, e.occurred_at, e.received_at, e.type,
+              e.channel, e.source, e.agent_id, e.queue, e.case_id,
+              json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")))
+             for e in state.entries])
+        c.executemany(
+            "INSERT INTO customers VALUES (?,?,?,?) ON CONFLICT (customer_id) DO UPDATE SET"
+            " name=excluded.name, name_ms=excluded.name_ms, name_event=excluded.name_event"
+            " WHERE (excluded.name_ms, excluded.name_event) > (name_ms, name_event)",
+            [(cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()])
+
+    def reset_projections(self) -> None:
+        """Forget every projection row and this consumer's offsets (for a replay)."""
+        c = self.conn
+        c.execute("BEGIN")
+        for table in PROJECTION_TABLES:
+            c.execute(f"DELETE FROM {table}")
+        c.execute("DELETE FROM offsets WHERE consumer=?", (self.consumer,))
+        c.execute("COMMIT")
+
+    def archived(self) -> Iterable[ArchivedRecord]:
+        rows = self.conn.execute("SELECT * FROM archive ORDER BY topic, partition, offset")
+        for t, p, o, k, v, h, ts in rows:
+            yield ArchivedRecord(t, p, o, k, v, decode_headers(h), ts)
+
+
+class ReadStore:
+    """The API's side: read-only queries, one connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # create the schema once so a fresh API can answer before the worker wrote
+        init = connect(path)
+        init.executescript(SCHEMA)
+        init.close()
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    def resolve(self, customer_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT customer_id FROM identifiers WHERE kind='id' AND value=?", (customer_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def lookup(self, kind: str, value: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT customer_id FROM identifiers WHERE kind=? AND value=?", (kind, value)
+        ).fetchone()
+        return row[0] if row else None
+
+    def customer(self, cid: str) -> dict[str, Any]:
+        c = self.conn
+        identifiers: dict[str, list[str]] = {}
+        for kind, value in c.execute(
+                "SELECT kind, value FROM identifiers WHERE customer_id=? AND kind!='id'"
+                " ORDER BY kind, value", (cid,)):
+            identifiers.setdefault(kind, []).append(value)
+        counts = dict(c.execute(
+            "SELECT channel, COUNT(*) FROM timeline WHERE customer_id=? GROUP BY channel",
+            (cid,)).fetchall())
+        last = c.execute(
+            "SELECT occurred_at FROM timeline WHERE customer_id=?"
+            " ORDER BY occurred_ms DESC, event_id DESC LIMIT 1", (cid,)).fetchone()
+        name = c.execute("SELECT name FROM customers WHERE customer_id=?", (cid,)).fetchone()
+        ids = [v for (v,) in c.execute(
+            "SELECT value FROM identifiers WHERE customer_id=? AND kind='id' ORDER BY value",
+            (cid,))]
+        return {
+            "id": cid,
+            "identifiers": {"id": ids, **identifiers},
+            "name": name[0] if name else None,
+            "interaction_counts": counts,
+            "interactions_total": sum(counts.values()),
+            "last_contact_at": last[0] if last else None,
+        }
+
+    def timeline(self, cid: str, *, limit: int, before: tuple[int, str] | None,
+                 channels: list[str], types: list[str], as_of_ms: int | None,
+                 ) -> list[dict[str, Any]]:
+        sql = ["SELECT event_id, occurred_ms, occurred_at, received_at, type, channel, source,"
+               " agent_id, queue, case_id, payload FROM timeline WHERE customer_id=?"]
+        args: list[Any] = [cid]
+        if before is not None:
+            sql.append("AND (occurred_ms, event_id) < (?, ?)")
+            args += [before[0], before[1]]
+        if channels:
+            sql.append(f"AND channel IN ({','.join('?' * len(channels))})")
+            args += channels
+        if types:
+            sql.append(f"AND type IN ({','.join('?' * len(types))})")
+            args += types
+        if as_of_ms is not None:
+            sql.append("AND received_at <= ?")
+            args.append(as_of_ms)
+        sql.append("ORDER BY occurred_ms DESC, event_id DESC LIMIT ?")
+        args.append(limit)
+        out = []
+        for (eid, ms, at, recv, typ, ch, src, agent, queue, case, payload) in self.conn.execute(
+                " ".join(sql), args):
+            out.append({"event_id": eid, "occurred_ms": ms, "occurred_at": at,
+                        "received_at": recv, "type": typ, "channel": ch, "source": src,
+                        "agent_id": agent, "queue": queue, "case_id": case,
+                        "payload": json.loads(payload)})
+        return out
+
+    def count_events(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM timeline").fetchone()[0])
+
+    def has_event(self, event_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM timeline WHERE event_id=?", (event_id,)).fetchone() is not None

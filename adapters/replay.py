@@ -1,0 +1,48 @@
+"""``contactstream replay``: rebuild every projection from the log."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tqdm import tqdm
+
+from . import bootstrap
+from .config import Settings
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+def running_pid(settings: Settings) -> int | None:
+    pid_file = settings.data_dir / "up.pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+async def replay(settings: Settings) -> int:
+    pid = running_pid(settings)
+    if pid is not None:
+        print(f"replay: contactstream up is running (pid {pid}); stop it first", file=sys.stderr)
+        return 2
+    settings, broker = await bootstrap.prepare_broker(settings)
+    services = await bootstrap.worker_services(settings)
+    try:
+        services.writer.reset_projections()
+        with tqdm(unit="rec", file=sys.stderr, disable=None) as bar:
+            def show(progress: object) -> None:
+                bar.n = progress.records  # type: ignore[attr-defined]
+                bar.refresh()
+            progress = await services.projector.run(group=False, until_end=True, on_batch=show)
+        print(f"replayed {progress.records} records: {progress.events} events, "
+              f"{progress.dead_letters} dead letters")
+        log.info("replay.done", records=progress.records, events=progress.events)
+    finally:
+        await services.close()
+        if broker:
+            broker.stop()
+    return 0

@@ -1,0 +1,113 @@
+"""``contactstream up``: broker (embedded unless configured), worker process, HTTP API,
+and optionally the demo stream, in one command; SIGINT/SIGTERM stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from contextlib import suppress
+
+import uvicorn
+
+from . import bootstrap
+from .auth import write_tokens
+from .config import Settings
+from .http import create_app
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "CONTACTSTREAM_EMBEDDED_BROKER": "1" if settings.embedded_broker else "0",
+        "CONTACTSTREAM_DATA_DIR": str(settings.data_dir),
+        "CONTACTSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "CONTACTSTREAM_PARTITIONS": str(settings.partitions),
+        "CONTACTSTREAM_LOG_FORMAT": settings.log_format,
+        "CONTACTSTREAM_LOG_LEVEL": settings.log_level,
+    }
+
+
+async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Run ``contactstream worker`` as a child (a second core for the projector) and
+    restart it if it dies."""
+    delay = 0.5
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "contactstream.adapters.cli", "worker",
+            env=_child_env(settings), stdin=asyncio.subprocess.DEVNULL)
+        waiter = asyncio.create_task(proc.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+            return
+        stopper.cancel()
+        log.warning("worker.exited", code=proc.returncode, restart_in_s=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10)
+
+
+async def up(settings: Settings, demo: bool = False) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    write_tokens(settings.tokens_file)
+    settings, broker = await bootstrap.prepare_broker(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    services = await bootstrap.api_services(settings)
+    worker = asyncio.create_task(_supervise_worker(settings, stop))
+
+    async def ready() -> bool:
+        return not worker.done()
+
+    app = create_app(services.ingestor, services.store, services.tokens, ready,
+                     max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level="warning", access_log=False, lifespan="off"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        stop.set()
+        await worker
+        await services.close()
+        if broker:
+            broker.stop()
+        serving.result()
+        return 1
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"contactstream is up: {url}  (API docs: {url}/docs)", flush=True)
+    print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
+    log.info("up.ready", url=url, broker=settings.bootstrap_servers,
+             embedded=settings.embedded_broker)
+    demo_task = None
+    if demo:
+        from .demo_feed import run_demo_feed
+        demo_task = asyncio.create_task(run_demo_feed(url, settings.tokens_file, stop))
+    await stop.wait()
+    log.info("up.stopping")
+    if demo_task:
+        demo_task.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await demo_task
+    server.should_exit = True
+    await serving
+    await worker
+    await services.close()
+    if broker:
+        broker.stop()
+    log.info("up.stopped")
+    return 0

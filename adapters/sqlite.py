@@ -1,0 +1,21 @@
+"""SQLite connections with the settings every contactstream store uses."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def connect(path: Path, *, durable: bool = False, readonly: bool = False) -> sqlite3.Connection:
+    """WAL mode; ``durable`` also fsyncs each commit (used where a commit is an
+    acknowledgement to somebody outside)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                               isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    return conn

@@ -1,0 +1,62 @@
+"""Normalised customer identifiers: how an email, phone or visitor id is matched."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+
+import phonenumbers
+
+KINDS = ("id", "email", "phone", "visitor_id")
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+@lru_cache(maxsize=65536)
+def normalize_phone(value: str, region: str = "HU") -> str:
+    """E.164 when the number parses (national numbers use ``region``), else '+digits'."""
+    raw = value.strip()
+    try:
+        number = phonenumbers.parse(raw, None if raw.startswith("+") else region)
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        pass
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    return "+" + digits if digits else raw
+
+
+def normalize(kind: str, value: str, region: str = "HU") -> str:
+    if kind == "email":
+        return normalize_email(value)
+    if kind == "phone":
+        return normalize_phone(value, region)
+    return value.strip()
+
+
+def identifiers_of(customer: Mapping[str, object], region: str = "HU") -> list[tuple[str, str]]:
+    """The customer's identifiers as (kind, normalised value), strongest first."""
+    found = []
+    for kind in KINDS:
+        value = customer.get(kind)
+        if isinstance(value, str) and value.strip():
+            found.append((kind, normalize(kind, value, region)))
+    return found
+
+
+def derived_customer_id(kind: str, value: str) -> str:
+    """A stable system id for a customer first known by a weak identifier only."""
+    return "cs-" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:16]
+
+
+def partition_key(customer: Mapping[str, object], region: str = "HU") -> bytes:
+    """The Kafka key: the publisher's customer id, else a hash of the strongest identifier
+    (so no address or number travels in a key)."""
+    idents = identifiers_of(customer, region)
+    if not idents:
+        return b""
+    kind, value = idents[0]
+    return (value if kind == "id" else derived_customer_id(kind, value)).encode()

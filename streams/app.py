@@ -1,0 +1,60 @@
+"""The faust worker: the projector as a faust task, and a faust agent on the DLQ.
+
+The DLQ is low-volume, so a plain faust agent is the right tool there; the interactions
+topic is high-volume and is read by the projector's batch loop (streams/projector.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+
+from ..adapters.config import Settings
+from ..adapters.logging import get_logger
+from .projector import Projector
+
+log = get_logger(__name__)
+
+
+def build_app(settings: Settings, projector: Projector, failed: asyncio.Event) -> faust.App:
+    embedded = settings.embedded_broker
+    app = faust.App(
+        f"{settings.topic_prefix}-worker",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        producer_acks=-1,
+        # the embedded broker holds a join for the whole rebalance timeout (ARCHITECTURE)
+        broker_rebalance_timeout=3 if embedded else 60,
+        broker_session_timeout=6 if embedded else 30,
+        broker_heartbeat_interval=1 if embedded else 3,
+        broker_max_poll_interval=60 if embedded else 300,
+        consumer_auto_offset_reset="earliest",
+    )
+    dlq = app.topic(settings.dlq_topic, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(dlq)
+    async def watch_dead_letters(stream: Any) -> None:
+        async for event in stream.events():
+            reason = dict(event.headers or {}).get("contactstream-error", b"")
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            log.warning("dlq.record", partition=event.message.partition,
+                        offset=event.message.offset, reason=str(reason)[:60])
+
+    @app.task
+    async def project() -> None:
+        try:
+            await projector.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("projector.crashed")
+            failed.set()
+
+    return app

@@ -1,0 +1,195 @@
+"""The projector: interactions topic -> decode -> timeline projection -> read store.
+
+This is the high-volume path, so it reads with an aiokafka ``getmany`` loop inside the
+faust worker (streams/app.py) instead of a faust agent: faust's per-message machinery
+costs ~250 µs a record here, the batch loop ~15 µs (docs/ARCHITECTURE.md, "Throughput").
+At-least-once: offsets are stored in the read store in the same transaction as the
+projection rows, and every row is keyed by event id, so a redelivered record changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from ..adapters import kafka
+from ..adapters.avro import DecodeError, EnvelopeCodec
+from ..adapters.config import Settings
+from ..adapters.journal import GAP_HEADER
+from ..adapters.logging import get_logger
+from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
+from ..domain.interactions import validate_envelope
+from ..projections import timeline
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Progress:
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # nothing in flight: each batch commits before the next getmany
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.projector.seek_stored(assigned)
+
+
+class Projector:
+    def __init__(self, settings: Settings, codec: EnvelopeCodec, producer: AIOKafkaProducer,
+                 writer: ReadStoreWriter, *, max_records: int = 5000) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.producer = producer
+        self.writer = writer
+        self.topic = settings.interactions_topic
+        self.archive = settings.embedded_broker
+        self.max_records = max_records
+        self.progress = Progress()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readstore")
+
+    async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def seek_stored(self, assigned: Any) -> None:
+        assert self.consumer is not None
+        stored = await self._db_call(self.writer.offsets, self.topic)
+        for tp in assigned:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("projector.assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    async def run(self, *, group: bool = True, until_end: bool = False,
+                  on_batch: Callable[[Progress], None] | None = None) -> Progress:
+        """Consume and project. ``group=False`` reads all partitions without a group (replay,
+        bench); ``until_end`` stops at the end offsets seen at the start."""
+        if group:
+            self.consumer = kafka.consumer(self.settings, group_id=self.settings.consumer_group)
+            await self.consumer.start()
+            self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
+        else:
+            self.consumer = kafka.consumer(self.settings, group_id=None)
+            await self.consumer.start()
+            parts = self.consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            self.consumer.assign(tps)
+            await self.seek_stored(tps)
+        try:
+            end: dict[TopicPartition, int] = {}
+            if until_end:
+                end = await self._end_offsets()
+            while True:
+                if until_end and await self._reached(end):
+                    break
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                if batch:
+                    await self.process(batch)
+                    if on_batch:
+                        on_batch(self.progress)
+        finally:
+            await self.consumer.stop()
+        return self.progress
+
+    async def _end_offsets(self) -> dict[TopicPartition, int]:
+        assert self.consumer is not None
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in parts]
+        return dict(await self.consumer.end_offsets(tps))
+
+    async def _reached(self, end: dict[TopicPartition, int]) -> bool:
+        assert self.consumer is not None
+        for tp, last in end.items():
+            if last > 0 and await self.consumer.position(tp) < last:
+                return False
+        return True
+
+    async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        envelopes: list[dict[str, Any]] = []
+        archive: list[ArchivedRecord] = []
+        dead: list[tuple[Any, str]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        decode = self.codec.decode
+        for tp, records in batch.items():
+            for rec in records:
+                offsets[(tp.topic, tp.partition)] = rec.offset + 1
+                headers = list(rec.headers or ())
+                if any(h[0] == GAP_HEADER for h in headers):
+                    continue
+                if self.archive:
+                    archive.append(ArchivedRecord(tp.topic, tp.partition, rec.offset, rec.key,
+                                                  rec.value, headers, rec.timestamp))
+                try:
+                    env = decode(rec.value)
+                except DecodeError as exc:
+                    dead.append((rec, f"decode: {exc}"))
+                    continue
+                errors = validate_envelope(env)
+                if errors:
+                    dead.append((rec, "invalid: " + "; ".join(errors)))
+                    continue
+                envelopes.append(env)
+        if dead:
+            archive.extend(await self._dead_letter(dead))
+        state = None
+        if envelopes:
+            region = self.settings.default_region
+            needed = timeline.needed_identifiers(envelopes, region)
+            known = await self._db_call(self.writer.known_identifiers, needed)
+            state = timeline.TimelineState(region=region, known=known)
+            for env in envelopes:
+                state = timeline.apply(state, env)
+        await self._db_call(self.writer.commit, state, archive, offsets)
+        self.progress.records += sum(len(r) for r in batch.values())
+        self.progress.events += len(envelopes)
+        await self._commit_group(offsets)
+
+    async def _dead_letter(self, dead: list[tuple[Any, str]]) -> list[ArchivedRecord]:
+        """Send undecodable or invalid records to the DLQ with the reason in headers; the
+        batch goes on. Returns them for the local archive."""
+        topic = self.settings.dlq_topic
+        sent = []
+        for rec, reason in dead:
+            headers = [("contactstream-error", reason[:1000].encode()),
+                       ("contactstream-source-topic", rec.topic.encode()),
+                       ("contactstream-source-partition", str(rec.partition).encode()),
+                       ("contactstream-source-offset", str(rec.offset).encode())]
+            fut = await self.producer.send(topic, rec.value, key=rec.key, headers=headers)
+            sent.append((rec, headers, fut))
+        out = []
+        for rec, headers, fut in sent:
+            meta = await fut
+            out.append(ArchivedRecord(topic, meta.partition, meta.offset, rec.key, rec.value,
+                                      headers, int(time.time() * 1000)))
+            log.warning("projector.dead_letter", topic=rec.topic, partition=rec.partition,
+                        offset=rec.offset, reason=dict(headers)["contactstream-error"][:60])
+        self.progress.dead_letters += len(dead)
+        return out if self.archive else []
+
+    async def _commit_group(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Also tell the group where we are, for lag monitoring; the read store's offsets
+        are the ones that count."""
+        assert self.consumer is not None
+        if self.consumer._group_id is None:  # noqa: SLF001 - no group: nothing to tell
+            return
+        try:
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (CommitFailedError, KafkaError) as exc:
+            log.info("projector.group_commit_skipped", error=type(exc).__name__)

@@ -1,0 +1,33 @@
+"""Run the stream worker until told to stop (``contactstream worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from ..adapters import bootstrap
+from ..adapters.config import Settings
+from ..adapters.logging import get_logger
+from .app import build_app
+
+log = get_logger(__name__)
+
+
+async def run_worker(settings: Settings) -> int:
+    services = await bootstrap.worker_services(settings)
+    failed = asyncio.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = build_app(settings, services.projector, failed)
+    await app.start()
+    log.info("worker.started", topic=settings.interactions_topic)
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+    await app.stop()
+    await services.close()
+    log.info("worker.stopped", failed=failed.is_set())
+    return 1 if failed.is_set() else 0

@@ -1,0 +1,40 @@
+"""Helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 20.0, every: float = 0.05) -> T:
+    """Poll until ``check`` returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def envelope(i: int = 0, **over: object) -> dict:
+    base = {
+        "event_id": f"ev-{i}-{uuid.uuid4().hex[:8]}",
+        "type": "complaint.filed",
+        "occurred_at": f"2026-11-22T09:{i % 60:02d}:00+01:00",
+        "source": "webform",
+        "customer": {"id": "c-1001", "email": "Anna@Example.com ", "phone": "+36301234567",
+                     "visitor_id": "v-77", "name": "Anna Kovács"},
+        "channel": "web",
+        "agent_id": None,
+        "queue": "billing",
+        "case_id": None,
+        "payload": {"category": "billing", "priority": "high", "description": "Charged twice"},
+    }
+    base.update(over)  # type: ignore[arg-type]
+    return base
