@@ -3,7 +3,9 @@ connections and wires them into the services."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -40,7 +42,16 @@ async def worker_services(settings: Settings) -> WorkerServices:
     producer = kafka.producer(settings)
     await producer.start()
     writer = ReadStoreWriter(settings.read_db)
-    return WorkerServices(Projector(settings, codec(settings), producer, writer), producer, writer)
+
+    def mark_ready() -> None:  # read by /readyz of `up`
+        worker_ready_file(settings).write_text(str(os.getpid()))
+
+    projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready)
+    return WorkerServices(projector, producer, writer)
+
+
+def worker_ready_file(settings: Settings) -> Path:
+    return settings.data_dir / "worker.ready"
 
 
 @dataclass

@@ -67,10 +67,12 @@ async def up(settings: Settings, demo: bool = False) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     services = await bootstrap.api_services(settings)
+    ready_file = bootstrap.worker_ready_file(settings)
+    ready_file.unlink(missing_ok=True)
     worker = asyncio.create_task(_supervise_worker(settings, stop))
 
     async def ready() -> bool:
-        return not worker.done()
+        return not worker.done() and ready_file.exists()
 
     app = create_app(services.ingestor, services.store, services.tokens, ready,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes)

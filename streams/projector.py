@@ -52,7 +52,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class Projector:
     def __init__(self, settings: Settings, codec: EnvelopeCodec, producer: AIOKafkaProducer,
-                 writer: ReadStoreWriter, *, max_records: int = 5000) -> None:
+                 writer: ReadStoreWriter, *, max_records: int = 5000,
+                 on_assigned: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.codec = codec
         self.producer = producer
@@ -61,6 +62,7 @@ class Projector:
         self.archive = settings.embedded_broker
         self.max_records = max_records
         self.progress = Progress()
+        self.on_assigned = on_assigned
         self.consumer: AIOKafkaConsumer | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readstore")
 
@@ -76,6 +78,8 @@ class Projector:
             else:
                 await self.consumer.seek_to_beginning(tp)
         log.info("projector.assigned", partitions=sorted(tp.partition for tp in assigned))
+        if self.on_assigned:
+            self.on_assigned()
 
     async def run(self, *, group: bool = True, until_end: bool = False,
                   on_batch: Callable[[Progress], None] | None = None) -> Progress:

@@ -1,0 +1,233 @@
+"""Avro on Kafka: the envelope codec in the Confluent wire format (magic byte, 4-byte schema
+id, schemaless Avro body) and the schema registries it resolves writer schemas from."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import struct
+import threading
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
+
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+NAMESPACE = "contactstream.v1"
+ENVELOPE = f"{NAMESPACE}.Envelope"
+DEFAULT_SUBJECT = "contactstream.interactions.v1-value"
+_HEADER = struct.Struct(">bI")
+_HEADER_SIZE = _HEADER.size
+
+# event type -> payload record (the branch of the envelope's payload union)
+PAYLOAD_RECORDS: dict[str, str] = {
+    t: f"{NAMESPACE}.{r}" for t, r in {
+        "call.started": "CallStarted", "call.ended": "CallEnded",
+        "email.received": "EmailReceived", "email.sent": "EmailSent",
+        "chat.message": "ChatMessage", "web.visit": "WebVisit",
+        "complaint.filed": "ComplaintFiled", "survey.answered": "SurveyAnswered",
+        "purchase.completed": "PurchaseCompleted",
+    }.items()
+}
+
+
+class DecodeError(Exception):
+    """A record that cannot be decoded; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SchemaRegistry(Protocol):
+    def register(self, subject: str, schema: dict[str, Any]) -> int: ...
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        """The parsed schema with that id; KeyError when the registry does not know it."""
+        ...
+
+
+def schema_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parsed schema as plain Avro JSON (fastavro's bookkeeping keys removed); a copy."""
+    plain = {k: v for k, v in parse_schema(schema).items() if not k.startswith("__")}
+    return copy.deepcopy(plain)
+
+
+def stable_id(schema: dict[str, Any]) -> int:
+    """An id from the Parsing Canonical Form: the same on every machine and process.
+
+    Defaults and docs are not part of it, which is right for writer schemas: a reader
+    never uses the writer's defaults.
+    """
+    canonical = to_parsing_canonical_form(parse_schema(schema))
+    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def load_envelope_schema() -> dict[str, Any]:
+    return load_schema(str(SCHEMA_DIR / f"{ENVELOPE}.avsc"))
+
+
+class EmbeddedSchemaRegistry:
+    """In-process registry holding every schema in schemas/, with stable ids."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self.subjects: dict[str, list[int]] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            try:
+                self._add(load_schema(str(path)))
+            except Exception as exc:  # noqa: BLE001 - one broken file must not hide the rest
+                log.warning("avro.schema_unloadable", file=path.name, error=str(exc))
+
+    def _add(self, schema: dict[str, Any]) -> int:
+        parsed = parse_schema(schema)
+        sid = stable_id(parsed)
+        self._by_id.setdefault(sid, parsed)
+        return sid
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        sid = self._add(schema)
+        versions = self.subjects.setdefault(subject, [])
+        if sid not in versions:
+            versions.append(sid)
+        return sid
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        return self._by_id[schema_id]
+
+
+class ConfluentSchemaRegistry:
+    """Client of a Confluent Schema Registry (REST); answers are cached per process."""
+
+    CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Accept": self.CONTENT_TYPE})
+        self._lock = threading.Lock()
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self._registered: dict[tuple[str, str], int] = {}
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        text = json.dumps(schema_json(schema), separators=(",", ":"), ensure_ascii=False)
+        with self._lock:
+            if (subject, text) in self._registered:
+                return self._registered[(subject, text)]
+            resp = self._http.post(f"/subjects/{subject}/versions",
+                                   content=json.dumps({"schema": text}).encode(),
+                                   headers={"Content-Type": self.CONTENT_TYPE})
+            resp.raise_for_status()
+            sid = int(resp.json()["id"])
+            self._registered[(subject, text)] = sid
+            self._by_id.setdefault(sid, parse_schema(json.loads(text)))
+            return sid
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        with self._lock:
+            if schema_id in self._by_id:
+                return self._by_id[schema_id]
+            resp = self._http.get(f"/schemas/ids/{schema_id}")
+            if resp.status_code == 404:
+                raise KeyError(schema_id)
+            resp.raise_for_status()
+            parsed = parse_schema(json.loads(resp.json()["schema"]))
+            self._by_id[schema_id] = parsed
+            return parsed
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def build_registry(url: str | None) -> SchemaRegistry:
+    """The Confluent client when a registry URL is configured, else the embedded one."""
+    return ConfluentSchemaRegistry(url) if url else EmbeddedSchemaRegistry()
+
+
+class EnvelopeCodec:
+    """Envelope dicts (the JSON shape of CONTRACT.md) to and from Confluent-framed Avro.
+
+    ``schema`` (parsed or plain) is both the writer schema of ``encode`` and the reader
+    schema of ``decode``; records written with any registered version are resolved to it.
+    """
+
+    def __init__(self, registry: SchemaRegistry, subject: str = DEFAULT_SUBJECT,
+                 schema: dict[str, Any] | None = None) -> None:
+        self.registry = registry
+        self.subject = subject
+        self.schema = parse_schema(schema if schema is not None else load_envelope_schema())
+        self.schema_id = registry.register(subject, self.schema)
+        self._header = _HEADER.pack(0, self.schema_id)
+        self._canonical = to_parsing_canonical_form(self.schema)
+        named = self.schema["__named_schemas"]
+        self._payload_fields = {t: frozenset(f["name"] for f in named[r]["fields"])
+                                for t, r in PAYLOAD_RECORDS.items() if r in named}
+        # writer schema per id; None marks our own schema (no resolution needed)
+        self._writers: dict[int, dict[str, Any] | None] = {self.schema_id: None}
+
+    def encode(self, envelope: dict[str, Any]) -> bytes:
+        etype = envelope["type"]
+        fields = self._payload_fields.get(etype)
+        if fields is None:
+            raise ValueError(f"no payload record for event type {etype!r}")
+        payload = envelope["payload"]
+        known: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for k, v in payload.items():
+            if k in fields:
+                known[k] = v
+            else:
+                extra[k] = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+        record = {**envelope, "payload": (PAYLOAD_RECORDS[etype], known), "extra": extra}
+        out = BytesIO()
+        out.write(self._header)
+        schemaless_writer(out, self.schema, record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) < _HEADER_SIZE or data[0] != 0:
+            raise DecodeError("not Confluent wire format")
+        schema_id = _HEADER.unpack_from(data)[1]
+        try:
+            writer = self._writers[schema_id]
+        except KeyError:
+            writer = self._writer(schema_id)
+        body = BytesIO(data)
+        body.seek(_HEADER_SIZE)
+        try:
+            if writer is None:
+                record = schemaless_reader(body, self.schema, None)
+            else:
+                record = schemaless_reader(body, writer, self.schema)
+            return _to_json_shape(record)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on bad bytes
+            raise DecodeError(f"avro: {type(exc).__name__}: {exc}") from exc
+
+    def _writer(self, schema_id: int) -> dict[str, Any] | None:
+        try:
+            writer = self.registry.get(schema_id)
+        except KeyError:
+            raise DecodeError(f"unknown schema id {schema_id}") from None
+        # the same schema under another id (or with other docs/defaults) needs no resolution
+        same = to_parsing_canonical_form(writer) == self._canonical
+        self._writers[schema_id] = None if same else writer
+        return None if same else writer
+
+
+def _to_json_shape(record: dict[str, Any]) -> dict[str, Any]:
+    payload = {k: v for k, v in record["payload"].items() if v is not None}
+    extra = record.pop("extra", None)
+    if extra:
+        for k, v in extra.items():
+            payload[k] = json.loads(v)
+    record["payload"] = payload
+    record["customer"] = {k: v for k, v in record["customer"].items() if v is not None}
+    return record

@@ -1,0 +1,268 @@
+"""Validation of the v1 envelope: each rule with a good and a bad example."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from contactstream.domain.interactions import (
+    CHANNELS,
+    EVENT_TYPES,
+    parse_occurred_at,
+    validate_envelope,
+)
+
+GOOD_PAYLOADS: dict[str, dict[str, Any]] = {
+    "call.started": {"direction": "inbound"},
+    "call.ended": {"direction": "outbound", "outcome": "answered", "duration_s": 312.5,
+                   "wait_s": 0},
+    "email.received": {"subject": "Számla", "body": "Kétszer terheltek."},
+    "email.sent": {"subject": "Re: Számla"},
+    "chat.message": {"direction": "inbound", "text": "سلام، سفارش من کجاست؟"},
+    "web.visit": {"url": "https://example.com/pricing", "referrer": None, "duration_s": 42},
+    "complaint.filed": {"category": "billing", "priority": "high",
+                        "description": "Charged twice"},
+    "survey.answered": {"kind": "nps", "score": 9, "comment": "很好"},
+    "purchase.completed": {"amount": "1249.90", "currency": "EUR", "order_id": "o-1"},
+}
+
+
+def envelope(type_: str = "complaint.filed", **changes: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "event_id": "5f0c8a9e-4f8e-4f43-9d0a-2f3c1b7d6e10",
+        "type": type_,
+        "occurred_at": "2026-11-22T09:15:00+01:00",
+        "source": "webform",
+        "customer": {"id": "c-1001", "email": "anna@example.com", "phone": "+36301234567",
+                     "visitor_id": "v-77", "name": "Anna Kovács"},
+        "channel": "web",
+        "agent_id": None,
+        "queue": "billing",
+        "case_id": None,
+        "payload": copy.deepcopy(GOOD_PAYLOADS[type_]),
+    }
+    env.update(changes)
+    return env
+
+
+def with_payload(type_: str, **changes: Any) -> dict[str, Any]:
+    env = envelope(type_)
+    env["payload"].update(changes)
+    return env
+
+
+def without(env: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in env.items() if k != key}
+
+
+def test_every_contract_type_is_known() -> None:
+    assert set(EVENT_TYPES) == set(GOOD_PAYLOADS)
+    assert CHANNELS == ("voice", "email", "chat", "sms", "social", "web", "in_person")
+
+
+@pytest.mark.parametrize("type_", sorted(GOOD_PAYLOADS))
+def test_a_good_event_of_every_type_is_valid(type_: str) -> None:
+    assert validate_envelope(envelope(type_)) == []
+
+
+@pytest.mark.parametrize("name, text", [
+    ("Kovács Anna Ödönné", "Árvíztűrő tükörfúrógép — köszönöm!"),
+    ("زهرا محمدی", "سلام، بسته من هنوز نرسیده است."),
+    ("王小明", "我的订单还没到，请帮忙查一下。"),
+])
+def test_unicode_names_and_texts_pass(name: str, text: str) -> None:
+    env = envelope("chat.message", customer={"email": "x@example.com", "name": name})
+    env["payload"]["text"] = text
+    assert validate_envelope(env) == []
+
+
+def test_not_an_object() -> None:
+    assert validate_envelope([1, 2]) == ["envelope: must be a JSON object"]
+    assert validate_envelope(None) == ["envelope: must be a JSON object"]
+
+
+@pytest.mark.parametrize("key", ["event_id", "type", "occurred_at", "source", "customer",
+                                 "channel", "payload"])
+def test_required_fields(key: str) -> None:
+    assert f"{key}: required" in validate_envelope(without(envelope(), key))
+
+
+def test_event_id_must_be_a_short_non_empty_string() -> None:
+    assert validate_envelope(envelope(event_id="")) == ["event_id: must not be empty"]
+    assert validate_envelope(envelope(event_id=42)) == ["event_id: must be a string"]
+    assert validate_envelope(envelope(event_id="x" * 200)) == []
+    assert validate_envelope(envelope(event_id="x" * 201)) == [
+        "event_id: longer than 200 characters"]
+
+
+def test_type_must_be_known() -> None:
+    assert validate_envelope(envelope(type="foo.bar")) == [
+        "type: unknown event type 'foo.bar'"]
+    assert validate_envelope(envelope(type=7)) == ["type: unknown event type 7"]
+
+
+@pytest.mark.parametrize("ts", ["2026-11-22T09:15:00+01:00", "2026-11-22T08:15:00Z",
+                                "2026-11-22T08:15:00.123456+00:00", "2026-11-22T13:45:00+05:30"])
+def test_occurred_at_good(ts: str) -> None:
+    assert validate_envelope(envelope(occurred_at=ts)) == []
+
+
+@pytest.mark.parametrize("ts", ["2026-11-22T09:15:00", "2026-11-22", "yesterday", "", 1700000000,
+                                "2026-13-22T09:15:00Z", "2026-11-22T09:15:00+25:00"])
+def test_occurred_at_bad(ts: object) -> None:
+    assert validate_envelope(envelope(occurred_at=ts)) == [
+        "occurred_at: not an ISO 8601 timestamp with a UTC offset"]
+
+
+def test_parse_occurred_at_is_aware_and_keeps_the_offset() -> None:
+    dt = parse_occurred_at("2026-11-22T09:15:00+01:00")
+    assert dt.utcoffset() == timedelta(hours=1)
+    assert parse_occurred_at("2026-11-22T08:15:00Z") == dt
+    with pytest.raises(ValueError):
+        parse_occurred_at("2026-11-22T09:15:00")
+    with pytest.raises(ValueError):
+        parse_occurred_at("not a time")
+
+
+def test_source_must_be_a_non_empty_string() -> None:
+    assert validate_envelope(envelope(source=" ")) == ["source: must not be empty"]
+    assert validate_envelope(envelope(source=["x"])) == ["source: must be a string"]
+
+
+@pytest.mark.parametrize("customer", [{"id": "c-1"}, {"email": "a@b.c"}, {"phone": "+3630123"},
+                                      {"visitor_id": "v-1", "name": None},
+                                      {"id": None, "email": "a@b.c"}])
+def test_customer_with_one_identifier_is_enough(customer: dict[str, Any]) -> None:
+    assert validate_envelope(envelope(customer=customer)) == []
+
+
+@pytest.mark.parametrize("customer", [{}, {"name": "Anna"}, {"id": "", "email": "  "},
+                                      {"id": None}])
+def test_customer_needs_an_identifier(customer: dict[str, Any]) -> None:
+    assert validate_envelope(envelope(customer=customer)) == [
+        "customer: needs at least one of id, email, phone, visitor_id"]
+
+
+def test_customer_shape() -> None:
+    assert validate_envelope(envelope(customer="c-1")) == ["customer: must be an object"]
+    assert validate_envelope(envelope(customer={"id": "c-1", "name": 5})) == [
+        "customer.name: must be a string"]
+    assert validate_envelope(envelope(customer={"id": 1001, "email": "a@b.c"})) == [
+        "customer.id: must be a string"]
+    errors = validate_envelope(envelope(customer={"id": "c-1", "shoe_size": "42"}))
+    assert errors == ["customer.shoe_size: unknown field "
+                      "(allowed: id, email, phone, visitor_id, name)"]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_every_channel_is_accepted(channel: str) -> None:
+    assert validate_envelope(envelope(channel=channel)) == []
+
+
+@pytest.mark.parametrize("channel", ["fax", "", "Voice", None, 3])
+def test_unknown_channel(channel: object) -> None:
+    expected = "channel: required" if channel is None else (
+        "channel: must be one of voice, email, chat, sms, social, web, in_person")
+    assert validate_envelope(envelope(channel=channel)) == [expected]
+
+
+@pytest.mark.parametrize("key", ["agent_id", "queue", "case_id"])
+def test_optional_references(key: str) -> None:
+    assert validate_envelope(envelope(**{key: "x-1"})) == []
+    assert validate_envelope(envelope(**{key: None})) == []
+    assert validate_envelope(without(envelope(), key)) == []
+    assert validate_envelope(envelope(**{key: 12})) == [f"{key}: must be a string or null"]
+
+
+def test_payload_must_be_an_object() -> None:
+    assert validate_envelope(envelope(payload="x")) == ["payload: must be an object"]
+    assert validate_envelope(envelope(type="foo", payload=[])) == [
+        "type: unknown event type 'foo'", "payload: must be an object"]
+
+
+@pytest.mark.parametrize("type_", sorted(GOOD_PAYLOADS))
+def test_required_payload_fields(type_: str) -> None:
+    for name, spec in EVENT_TYPES[type_].items():
+        env = envelope(type_)
+        env["payload"].pop(name, None)
+        errors = validate_envelope(env)
+        assert errors == ([f"payload.{name}: required"] if spec.required else []), name
+
+
+def test_extra_payload_keys_are_allowed() -> None:
+    env = with_payload("call.started", ivr_path=["1", "3"], note={"a": 1}, flag=None)
+    assert validate_envelope(env) == []
+
+
+@pytest.mark.parametrize("type_, field, bad, message", [
+    ("call.started", "direction", "sideways", "must be one of inbound, outbound"),
+    ("chat.message", "direction", None, "required"),
+    ("call.ended", "outcome", "hung_up", "must be one of answered, abandoned, missed, transferred"),
+    ("call.ended", "duration_s", -1, "must be a non-negative number of seconds"),
+    ("call.ended", "wait_s", "3", "must be a non-negative number of seconds"),
+    ("call.ended", "wait_s", True, "must be a non-negative number of seconds"),
+    ("call.ended", "wait_s", float("nan"), "must be a non-negative number of seconds"),
+    ("web.visit", "duration_s", float("inf"), "must be a non-negative number of seconds"),
+    ("web.visit", "url", "", "must not be empty"),
+    ("web.visit", "referrer", 5, "must be a string"),
+    ("email.received", "subject", ["x"], "must be a string"),
+    ("complaint.filed", "priority", "critical", "must be one of low, normal, high, urgent"),
+    ("complaint.filed", "category", " ", "must not be empty"),
+    ("survey.answered", "kind", "ces2", "must be one of csat, nps, ces"),
+    ("survey.answered", "score", 4.5, "must be an integer"),
+    ("survey.answered", "score", False, "must be an integer"),
+    ("purchase.completed", "order_id", 77, "must be a string"),
+])
+def test_bad_payload_values(type_: str, field: str, bad: object, message: str) -> None:
+    assert validate_envelope(with_payload(type_, **{field: bad})) == [
+        f"payload.{field}: {message}"]
+
+
+def test_zero_durations_are_fine() -> None:
+    assert validate_envelope(with_payload("call.ended", duration_s=0, wait_s=0.0)) == []
+
+
+@pytest.mark.parametrize("kind, low, high", [("csat", 1, 5), ("nps", 0, 10), ("ces", 1, 7)])
+def test_survey_score_range_per_kind(kind: str, low: int, high: int) -> None:
+    for score in (low, high):
+        assert validate_envelope(with_payload("survey.answered", kind=kind, score=score)) == []
+    for score in (low - 1, high + 1):
+        assert validate_envelope(with_payload("survey.answered", kind=kind, score=score)) == [
+            f"payload.score: must be between {low} and {high} for {kind}"]
+
+
+@pytest.mark.parametrize("amount", ["0", "0.00", "12.5", "1249.90", "1000000000000.0001"])
+def test_good_amounts(amount: str) -> None:
+    assert validate_envelope(with_payload("purchase.completed", amount=amount)) == []
+
+
+@pytest.mark.parametrize("amount", ["-1.00", "abc", "", " 12.50", "1_000", "NaN", "Infinity",
+                                    12.5, 12])
+def test_bad_amounts(amount: object) -> None:
+    assert validate_envelope(with_payload("purchase.completed", amount=amount)) == [
+        'payload.amount: must be a non-negative decimal string like "12.50"']
+
+
+@pytest.mark.parametrize("currency, ok", [("EUR", True), ("HUF", True), ("eur", False),
+                                          ("EURO", False), ("E1R", False), ("ÉUR", False),
+                                          (978, False)])
+def test_currency(currency: object, ok: bool) -> None:
+    errors = validate_envelope(with_payload("purchase.completed", currency=currency))
+    assert errors == ([] if ok else [
+        "payload.currency: must be an ISO 4217 code of 3 uppercase letters"])
+
+
+def test_all_reasons_are_reported_together() -> None:
+    env = {"type": "complaint.filed", "occurred_at": "soon", "source": "x",
+           "customer": {}, "channel": "pigeon", "payload": {"priority": "meh"}}
+    assert validate_envelope(env) == [
+        "event_id: required",
+        "occurred_at: not an ISO 8601 timestamp with a UTC offset",
+        "customer: needs at least one of id, email, phone, visitor_id",
+        "channel: must be one of voice, email, chat, sms, social, web, in_person",
+        "payload.category: required",
+        "payload.priority: must be one of low, normal, high, urgent",
+        "payload.description: required",
+    ]
