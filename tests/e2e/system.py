@@ -1,0 +1,83 @@
+"""`contactstream up` as a subprocess, driven over HTTP as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from contactstream.adapters.broker import free_port
+
+
+class Up:
+    def __init__(self, data_dir: Path, *args: str, log_format: str = "json") -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"up-{self.port}.log"
+        self.log_format = log_format
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> Up:
+        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+        env.update(CONTACTSTREAM_LOG_FORMAT=self.log_format, CONTACTSTREAM_LOG_LEVEL="info")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "contactstream.adapters.cli", "up", "--data-dir",
+             str(self.data_dir), "--port", str(self.port), *self.args],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"up exited {self.proc.returncode}: {self.logs()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    self.tokens = json.loads((self.data_dir / "tokens.json").read_text())
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"up not ready: {self.logs()[-3000:]}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process tree: up, worker and broker."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left behind
+        except ProcessLookupError:
+            pass
+        self.log.close()
+        return self.proc.returncode
+
+    def client(self, role: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.tokens[role]}"})
+
+    def get(self, path: str, role: str = "agent", **params: Any) -> httpx.Response:
+        with self.client(role) as c:
+            return c.get(path, params=params)

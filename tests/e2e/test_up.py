@@ -1,0 +1,82 @@
+"""A new user's path: `contactstream up`, publish over HTTP, read the timeline back."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.system import Up
+from tests.helpers import envelope, eventually
+
+pytestmark = pytest.mark.e2e
+
+ANNA = {"id": "c-1001", "email": "anna.kovacs@example.com", "phone": "+36301234567",
+        "name": "Kovács Anna"}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    system = Up(tmp_path_factory.mktemp("up") / "data").start()
+    yield system
+    assert system.stop() == 0, system.logs()[-2000:]
+
+
+def test_publish_over_http_and_read_the_timeline(up: Up) -> None:
+    events = [envelope(i, customer=ANNA, payload={
+        "category": "billing", "priority": "high", "description": f"Kétszer terheltek {i}"})
+        for i in range(5)]
+    with up.client("publisher") as pub:
+        resp = pub.post("/v1/events", json=events)
+    assert resp.status_code == 202 and resp.json()["accepted"] == 5
+    page = eventually(lambda: (r := up.get("/v1/customers/c-1001/timeline").json())
+                      and len(r.get("items", [])) == 5 and r)
+    assert {i["event_id"] for i in page["items"]} == {e["event_id"] for e in events}
+    assert page["items"][0]["payload"]["description"].startswith("Kétszer terheltek")
+    assert up.get("/v1/customers/lookup", email="Anna.Kovacs@example.com").json() == {
+        "id": "c-1001"}
+    view = up.get("/v1/customers/c-1001").json()
+    assert view["name"] == "Kovács Anna" and view["interaction_counts"] == {"web": 5}
+
+
+def test_tokens_file_is_private_and_roles_hold(up: Up) -> None:
+    mode = stat.S_IMODE((up.data_dir / "tokens.json").stat().st_mode)
+    assert mode == 0o600
+    assert set(up.tokens) == {"publisher", "agent", "supervisor", "admin"}
+    assert up.get("/v1/customers/c-1001", role="publisher").status_code == 403
+    with up.client("agent") as agent:
+        assert agent.post("/v1/events", json=envelope(1)).status_code == 403
+
+
+def test_publish_command_reports_rejects_and_exits_nonzero(up: Up, tmp_path: Path) -> None:
+    good = [envelope(100 + i, customer={"id": "c-2002", "name": "王芳"}) for i in range(3)]
+    lines = [json.dumps(e, ensure_ascii=False) for e in good]
+    lines.insert(1, "{not json")
+    lines.append(json.dumps(envelope(200, channel="fax")))
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "contactstream.adapters.cli", "publish", str(path), "--url",
+         up.url, "--token", up.tokens["publisher"]], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "accepted 3, duplicates 0, rejected 2" in run.stdout
+    assert "line 2" in run.stdout and "line 5" in run.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "contactstream.adapters.cli", "publish", str(path), "--url",
+         up.url, "--token", up.tokens["publisher"]], capture_output=True, text=True, timeout=60)
+    assert "accepted 0, duplicates 3, rejected 2" in again.stdout
+    eventually(lambda: len(up.get("/v1/customers/c-2002/timeline").json().get("items", []))
+               == 3)
+
+
+def test_logs_are_structured_and_carry_no_personal_data(up: Up) -> None:
+    logs = up.logs()
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert any(r.get("event") == "ingest.batch" for r in records)
+    for secret in ("anna.kovacs", "Kovács", "+36301234567", "王芳", "Kétszer"):
+        assert secret not in logs
