@@ -101,13 +101,16 @@ class Projector:
             if until_end:
                 end = await self._end_offsets()
             while True:
-                if until_end and await self._reached(end):
-                    break
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 if batch:
                     await self.process(batch)
                     if on_batch:
                         on_batch(self.progress)
+                elif until_end and await self._reached(end):
+                    # an empty fetch past the listed end offsets: the embedded broker's
+                    # ListOffsets answers the last *batch's* base offset + 1, so the listed
+                    # end is only a lower bound and an idle fetch marks the real end
+                    break
         finally:
             await self.consumer.stop()
         return self.progress

@@ -1,0 +1,149 @@
+"""Straight-to-Kafka producers, the dead-letter topic, replay and the embedded restore,
+all against the real broker and real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.broker import EmbeddedBroker
+from contactstream.adapters.config import Settings
+from contactstream.adapters.journal import IngestJournal, restore
+from contactstream.adapters.readstore import ReadStoreWriter
+from tests.helpers import envelope
+
+pytestmark = pytest.mark.integration
+
+
+def _dump(path: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(path)
+    out = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
+           for t in ("timeline", "identifiers", "customers")}
+    conn.close()
+    return out
+
+
+async def _produce_raw(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(settings.interactions_topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def _project_all(settings: Settings) -> None:
+    services = await bootstrap.worker_services(settings)
+    try:
+        await services.projector.run(group=False, until_end=True)
+    finally:
+        await services.close()
+
+
+async def _dlq(settings: Settings, n: int) -> list:
+    consumer = AIOKafkaConsumer(settings.dlq_topic, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    got: list = []
+    try:
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=200)
+            got += [r for recs in batch.values() for r in recs]
+            if len(got) >= n:
+                break
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_undecodable_records_go_to_the_dlq_and_the_worker_keeps_going(
+        settings: Settings) -> None:
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    codec = bootstrap.codec(settings)
+    good = [envelope(i, customer={"id": "c-7"}) for i in range(3)]
+    invalid = codec.encode(envelope(9, customer={"id": "c-7"})) [:-3]  # truncated Avro
+    await _produce_raw(settings, [
+        (b"c-7", codec.encode(good[0])),
+        (b"c-7", b"\x00garbage that is not avro"),
+        (b"c-7", b'{"json": "not the wire format"}'),
+        (b"c-7", codec.encode(good[1])),
+        (b"c-7", invalid),
+        (b"c-7", codec.encode({**good[2], "channel": "fax"})),  # decodes, fails validation
+        (b"c-7", codec.encode(envelope(20, customer={"id": "c-7"}))),
+    ])
+    await _project_all(settings)
+    dead = await _dlq(settings, 4)
+    assert len(dead) == 4
+    reasons = [dict(r.headers)["contactstream-error"].decode() for r in dead]
+    assert all(r.startswith(("decode:", "invalid:")) for r in reasons), reasons
+    assert any("channel" in r for r in reasons)
+    assert dead[1].value == b'{"json": "not the wire format"}'  # raw bytes kept
+    conn = sqlite3.connect(settings.read_db)
+    assert conn.execute("SELECT COUNT(*) FROM timeline").fetchone()[0] == 3
+
+
+async def test_replay_from_the_log_gives_the_same_read_store(settings: Settings) -> None:
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    codec = bootstrap.codec(settings)
+    events = [envelope(i, customer={"id": f"c-{i % 5}", "email": f"u{i % 5}@x.hu",
+                                    "name": f"Név {i}"}, event_id=f"r-{i}") for i in range(200)]
+    records = [(b"k", codec.encode(e)) for e in events]
+    await _produce_raw(settings, records + records[:50])  # redelivered duplicates
+    await _project_all(settings)
+    live = _dump(settings.read_db)
+    assert len(live["timeline"]) == 200
+    writer = ReadStoreWriter(settings.read_db)
+    writer.reset_projections()
+    writer.close()
+    assert _dump(settings.read_db)["timeline"] == []
+    await _project_all(settings)
+    assert _dump(settings.read_db) == live
+
+
+async def test_restore_puts_every_record_back_at_its_offset(tmp_path: Path) -> None:
+    """The embedded broker forgets everything; the journal and the archive bring it back
+    at the same partitions and offsets, so stored positions stay valid."""
+    with EmbeddedBroker() as first:
+        s = Settings(data_dir=tmp_path, bootstrap_servers=first.bootstrap_servers,
+                     embedded_broker=True, partitions=3, topic_prefix="rst")
+        await kafka.ensure_topics(s, kafka.all_topics(s))
+        api = await bootstrap.api_services(s) if (tmp_path / "tokens.json").exists() else None
+        assert api is None
+        producer = kafka.producer(s)
+        await producer.start()
+        from contactstream.adapters.ingest import Ingestor
+        journal = IngestJournal(s.ingest_db)
+        ingestor = Ingestor(s, producer, bootstrap.codec(s), journal)
+        events = [envelope(i, customer={"id": f"c-{i % 7}"}, event_id=f"x-{i}")
+                  for i in range(300)]
+        assert (await ingestor.publish(events[:200])).accepted == 200
+        await _project_all(s)  # archives what it consumed
+        assert (await ingestor.publish(events[200:])).accepted == 100  # journal only
+        await producer.stop()
+        journal.close()
+        before = _dump(s.read_db)
+    with EmbeddedBroker() as second:
+        s2 = s.with_(bootstrap_servers=second.bootstrap_servers)
+        await kafka.ensure_topics(s2, kafka.all_topics(s2))
+        producer = kafka.producer(s2)
+        await producer.start()
+        journal = IngestJournal(s2.ingest_db)
+        writer = ReadStoreWriter(s2.read_db)
+        counts = await restore(producer, [journal.records(), writer.archived()])
+        await producer.stop()
+        assert counts[s2.interactions_topic] == 300
+        offsets = writer.offsets(s2.interactions_topic)
+        writer.close()
+        journal.close()
+        assert sum(offsets.values()) == 200  # stored positions from the first broker
+        await _project_all(s2)
+        after = _dump(s2.read_db)
+        assert len(after["timeline"]) == 300
+        assert set(before["timeline"]) <= set(after["timeline"])
+    await asyncio.sleep(0)
