@@ -63,6 +63,8 @@ class Projector:
         self.max_records = max_records
         self.progress = Progress()
         self.on_assigned = on_assigned
+        self._pending: asyncio.Future[Any] | None = None
+        self._pending_offsets: dict[tuple[str, int], int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readstore")
 
@@ -111,7 +113,11 @@ class Projector:
                     # ListOffsets answers the last *batch's* base offset + 1, so the listed
                     # end is only a lower bound and an idle fetch marks the real end
                     break
+            await self.flush()
         finally:
+            if self._pending is not None:  # cancelled mid-commit: let it land, then stop
+                await asyncio.gather(self._pending, return_exceptions=True)
+                self._pending = None
             await self.consumer.stop()
         return self.progress
 
@@ -159,14 +165,28 @@ class Projector:
         if envelopes:
             region = self.settings.default_region
             needed = timeline.needed_identifiers(envelopes, region)
+            # runs on the writer thread after the commit in flight, so it sees its rows
             known = await self._db_call(self.writer.known_identifiers, needed)
             state = timeline.TimelineState(region=region, known=known)
             for env in envelopes:
                 state = timeline.apply(state, env)
-        await self._db_call(self.writer.commit, state, archive, offsets)
+        # One commit in flight while the next batch is fetched and decoded: SQLite works in
+        # its thread (releasing the GIL) as this loop decodes. Commits stay in order (one
+        # writer thread), and the identifiers the next batch reads are those of committed
+        # batches plus this one, which is awaited before the next lookup.
+        await self.flush()
+        self._pending = asyncio.ensure_future(
+            self._db_call(self.writer.commit, state, archive, offsets))
+        self._pending_offsets = offsets
         self.progress.records += sum(len(r) for r in batch.values())
         self.progress.events += len(envelopes)
-        await self._commit_group(offsets)
+
+    async def flush(self) -> None:
+        """Wait for the commit in flight, then report its offsets to the group."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+            await self._commit_group(self._pending_offsets)
 
     async def _dead_letter(self, dead: list[tuple[Any, str]]) -> list[ArchivedRecord]:
         """Send undecodable or invalid records to the DLQ with the reason in headers; the
