@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fastavro.schema import load_schema
+
 from contactstream.adapters.avro import (
     PAYLOAD_RECORDS,
     SCHEMA_DIR,
@@ -24,7 +26,6 @@ from contactstream.adapters.avro import (
     stable_id,
 )
 from contactstream.domain.interactions import EVENT_TYPES
-from fastavro.schema import load_schema
 
 PAYLOADS: dict[str, dict[str, Any]] = {
     "call.started": {"direction": "inbound"},

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import phonenumbers
 import pytest
+
 from contactstream.adapters.demo import (
     AGENTS,
     QUEUES,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from contactstream.adapters.demo import DemoPopulation, synthetic_events
 from contactstream.adapters.eventfile import count_lines, read_events
 
