@@ -16,6 +16,7 @@ from .avro import EnvelopeCodec, build_registry
 from .broker import EmbeddedBroker
 from .config import Settings
 from .ingest import Ingestor
+from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
 from .readstore import ReadStore, ReadStoreWriter
@@ -61,6 +62,7 @@ class ApiServices:
     tokens: TokenTable
     producer: AIOKafkaProducer
     journal: IngestJournal
+    insights: Insights
 
     async def close(self) -> None:
         await self.producer.stop()
@@ -72,8 +74,11 @@ async def api_services(settings: Settings) -> ApiServices:
     await producer.start()
     journal = IngestJournal(settings.ingest_db)
     ingestor = Ingestor(settings, producer, codec(settings), journal)
-    return ApiServices(ingestor, ReadStore(settings.read_db), TokenTable(load_tokens(
-        settings.tokens_file)), producer, journal)
+    store = ReadStore(settings.read_db)
+    insights = Insights(store, settings.base_currency,
+                        parse_rates(settings.fx_rates, settings.base_currency))
+    return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
+                       journal, insights)
 
 
 async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker | None]:

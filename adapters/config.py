@@ -32,6 +32,9 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     consumer_group: str = "contactstream-projector"
     fetch_max_wait_ms: int = 50
+    base_currency: str = "EUR"
+    # extra or overriding fixed rates, "HUF=0.0025,USD=0.92" (base units per unit)
+    fx_rates: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     # True when the broker is our own memory-only Tansu: enables the local archive and
@@ -97,6 +100,8 @@ def from_env(**overrides: object) -> Settings:
         default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),
         fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
         embedded_broker=_env("CONTACTSTREAM_EMBEDDED_BROKER", "0") == "1",
+        base_currency=_env("CONTACTSTREAM_BASE_CURRENCY", "EUR").upper(),
+        fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

@@ -19,6 +19,7 @@ from ..domain.interactions import CHANNELS, EVENT_TYPES
 from ..projections.identifiers import normalize
 from .auth import GRANTS, TokenTable
 from .ingest import BrokerUnavailable, Ingestor
+from .insights import Insights
 from .logging import get_logger
 from .readstore import ReadStore
 
@@ -67,11 +68,24 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise ApiError(400, "bad_cursor", "before: not a cursor this API issued") from exc
 
 
+def encode_offset(n: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": n}).encode()).decode()
+
+
+def decode_offset(cursor: str) -> int:
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
+    except Exception as exc:
+        raise ApiError(400, "bad_cursor", "cursor: not a cursor this API issued") from exc
+
+
 def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                ready: Callable[[], Awaitable[bool]] | None = None,
-               max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
+               max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024,
+               insights: Insights | None = None) -> FastAPI:
     app = FastAPI(title="contactstream", version="1.0",
                   description="Omnichannel contact-centre backend: ingest, customer view.")
+    insights = insights or Insights(store)
     bearer = HTTPBearer(auto_error=False)
 
     def role(right: str) -> Callable[..., str]:
@@ -171,9 +185,43 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
             raise ApiError(404, "not_found", "no customer with that identifier")
         return {"id": cid}
 
-    @app.get("/v1/customers/{customer_id}", tags=["customers"])
+    @app.get("/v1/customers", tags=["customers"],
+             summary="Customers by segment and churn risk, riskiest first")
+    def customers(segment: str | None = None,
+                  min_churn_risk: float | None = Query(None, ge=0, le=1),
+                  limit: int = Query(100, ge=1, le=1000), cursor: str | None = None,
+                  _: str = Depends(role("read"))) -> dict[str, Any]:
+        rows = insights.customers(segment, min_churn_risk)
+        start = decode_offset(cursor) if cursor else 0
+        page = rows[start:start + limit]
+        nxt = encode_offset(start + limit) if start + limit < len(rows) else None
+        return {"items": page, "next": nxt, "total": len(rows)}
+
+    @app.get("/v1/customers/{customer_id}", tags=["customers"],
+             summary="The customer 360 view")
     def customer(customer_id: str, _: str = Depends(role("read"))) -> dict[str, Any]:
-        return store.customer(_customer_or_404(customer_id))
+        view = store.customer(_customer_or_404(customer_id))
+        view["open_cases"] = []  # cases arrive with issue 3
+        view.update(insights.customer_blocks(view["id"]))
+        return view
+
+    @app.get("/v1/reports/satisfaction", tags=["reports"])
+    def satisfaction_report(group_by: str = Query("channel", pattern="^(agent|channel|queue)$"),
+                            window_days: int = Query(30, ge=0, le=3650,
+                                                     description="0 means all time"),
+                            _: str = Depends(role("supervise"))) -> dict[str, Any]:
+        return insights.satisfaction_report(group_by, window_days or None)
+
+    @app.get("/v1/reports/segments", tags=["reports"],
+             summary="Customers and revenue per RFM segment")
+    def segments_report(_: str = Depends(role("supervise"))) -> dict[str, Any]:
+        return insights.segments_report()
+
+    @app.get("/v1/reports/pareto", tags=["reports"],
+             summary="Share of revenue from the top customers (80/20)")
+    def pareto_report(share: float = Query(0.2, gt=0, le=1),
+                      _: str = Depends(role("supervise"))) -> dict[str, Any]:
+        return insights.pareto_report(share)
 
     @app.get("/v1/customers/{customer_id}/timeline", tags=["customers"])
     def timeline(customer_id: str, limit: int = Query(50, ge=1, le=500),

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS timeline (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS timeline_by_customer
   ON timeline (customer_id, occurred_ms DESC, event_id DESC);
+CREATE INDEX IF NOT EXISTS timeline_by_type ON timeline (type, occurred_ms);
 CREATE TABLE IF NOT EXISTS identifiers (
   kind TEXT NOT NULL, value TEXT NOT NULL, customer_id TEXT NOT NULL,
   strong INTEGER NOT NULL DEFAULT 0,

@@ -75,7 +75,8 @@ async def up(settings: Settings, demo: bool = False) -> int:
         return not worker.done() and ready_file.exists()
 
     app = create_app(services.ingestor, services.store, services.tokens, ready,
-                     max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes)
+                     max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
+                     insights=services.insights)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
