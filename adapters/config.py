@@ -23,6 +23,7 @@ class Settings:
     schema_registry_url: str = ""
     topic_prefix: str = "contactstream"
     partitions: int = 4
+    replication_factor: int = 3  # for topics contactstream creates on a real cluster
     host: str = "127.0.0.1"
     port: int = 8080
     log_format: str = "console"
@@ -30,7 +31,7 @@ class Settings:
     default_region: str = "HU"
     max_batch: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
-    consumer_group: str = "contactstream-projector"
+    consumer_group: str = ""  # default: PREFIX-projector
     fetch_max_wait_ms: int = 50
     base_currency: str = "EUR"
     # extra or overriding fixed rates, "HUF=0.0025,USD=0.92" (base units per unit)
@@ -74,6 +75,10 @@ class Settings:
     def dlq_topic(self) -> str:
         return self.topic("interactions.dlq")
 
+    @property
+    def projector_group(self) -> str:
+        return self.consumer_group or f"{self.topic_prefix}-projector"
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -93,6 +98,7 @@ def from_env(**overrides: object) -> Settings:
         schema_registry_url=_env("CONTACTSTREAM_SCHEMA_REGISTRY_URL", ""),
         topic_prefix=_env("CONTACTSTREAM_TOPIC_PREFIX", "contactstream"),
         partitions=int(_env("CONTACTSTREAM_PARTITIONS", "4")),
+        replication_factor=int(_env("CONTACTSTREAM_REPLICATION_FACTOR", "3")),
         host=_env("CONTACTSTREAM_HOST", "127.0.0.1"),
         port=int(_env("CONTACTSTREAM_PORT", "8080")),
         log_format=_env("CONTACTSTREAM_LOG_FORMAT", "console"),

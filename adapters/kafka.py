@@ -58,8 +58,9 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
         missing = [n for n in names if n not in existing]
         if missing:
             try:
+                rf = 1 if settings.embedded_broker else settings.replication_factor
                 await admin.create_topics(
-                    [NewTopic(n, settings.partitions, 1) for n in missing])
+                    [NewTopic(n, settings.partitions, rf) for n in missing])
             except TopicAlreadyExistsError:
                 pass
             log.info("topics.created", topics=missing, partitions=settings.partitions)

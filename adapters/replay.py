@@ -33,6 +33,7 @@ async def replay(settings: Settings) -> int:
     services = await bootstrap.worker_services(settings)
     try:
         services.writer.reset_projections()
+        services.projector.dead_letter = False
         with tqdm(unit="rec", file=sys.stderr, disable=None) as bar:
             def show(progress: object) -> None:
                 bar.n = progress.records  # type: ignore[attr-defined]

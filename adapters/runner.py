@@ -13,6 +13,7 @@ import uvicorn
 
 from . import bootstrap
 from .auth import write_tokens
+from .broker import die_with_parent
 from .config import Settings
 from .http import create_app
 from .logging import get_logger
@@ -37,10 +38,13 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Run ``contactstream worker`` as a child (a second core for the projector) and
     restart it if it dies."""
     delay = 0.5
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        started = loop.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "contactstream.adapters.cli", "worker",
-            env=_child_env(settings), stdin=asyncio.subprocess.DEVNULL)
+            env=_child_env(settings), stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -53,9 +57,11 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
                     proc.kill()
             return
         stopper.cancel()
+        bootstrap.worker_ready_file(settings).unlink(missing_ok=True)
         log.warning("worker.exited", code=proc.returncode, restart_in_s=delay)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 10)
+        # back off while it keeps failing; a worker that ran a while starts fresh
+        delay = 0.5 if loop.time() - started > 60 else min(delay * 2, 10)
 
 
 async def up(settings: Settings, demo: bool = False) -> int:

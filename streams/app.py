@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from ..adapters.config import Settings
+from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
 from .projector import Projector
 
@@ -41,7 +42,10 @@ def build_app(settings: Settings, projector: Projector, failed: asyncio.Event) -
     @app.agent(dlq)
     async def watch_dead_letters(stream: Any) -> None:
         async for event in stream.events():
-            reason = dict(event.headers or {}).get("contactstream-error", b"")
+            headers = dict(event.headers or {})
+            if GAP_HEADER in headers:
+                continue
+            reason = headers.get("contactstream-error", b"")
             if isinstance(reason, bytes):
                 reason = reason.decode(errors="replace")
             log.warning("dlq.record", partition=event.message.partition,

@@ -44,7 +44,10 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self.projector = projector
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        pass  # nothing in flight: each batch commits before the next getmany
+        # a commit may be in flight; the offsets read on the next assignment queue behind
+        # it on the writer thread, and rows are keyed by event id, so a partition that
+        # moves to another worker is at worst re-read, never skipped
+        pass
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.projector.seek_stored(assigned)
@@ -63,6 +66,7 @@ class Projector:
         self.max_records = max_records
         self.progress = Progress()
         self.on_assigned = on_assigned
+        self.dead_letter = True
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -88,7 +92,7 @@ class Projector:
         """Consume and project. ``group=False`` reads all partitions without a group (replay,
         bench); ``until_end`` stops at the end offsets seen at the start."""
         if group:
-            self.consumer = kafka.consumer(self.settings, group_id=self.settings.consumer_group)
+            self.consumer = kafka.consumer(self.settings, group_id=self.settings.projector_group)
             await self.consumer.start()
             self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
         else:
@@ -159,8 +163,10 @@ class Projector:
                     dead.append((rec, "invalid: " + "; ".join(errors)))
                     continue
                 envelopes.append(env)
-        if dead:
+        if dead and self.dead_letter:
             archive.extend(await self._dead_letter(dead))
+        elif dead:  # a replay: these went to the DLQ when first read
+            self.progress.dead_letters += len(dead)
         state = None
         if envelopes:
             region = self.settings.default_region
