@@ -3,23 +3,30 @@ connections and wires them into the services."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from ..streams.outbox import OutboxRelay
 from ..streams.projector import Projector
+from ..streams.sla import Clock, Escalations, SlaScheduler, SystemClock
 from . import kafka
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
+from .caseservice import CaseService, case_app
 from .config import Settings
+from .control import ControlStore
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
 from .readstore import ReadStore, ReadStoreWriter
+from .records import RecordCodec
 
 log = get_logger(__name__)
 
@@ -33,18 +40,48 @@ def codec(settings: Settings) -> EnvelopeCodec:
     return EnvelopeCodec(registry(settings), subject=f"{settings.interactions_topic}-value")
 
 
+def case_codec(settings: Settings) -> RecordCodec:
+    return RecordCodec(registry(settings), "CaseEvent", f"{settings.cases_topic}-value")
+
+
+def alert_codec(settings: Settings) -> RecordCodec:
+    return RecordCodec(registry(settings), "Alert", f"{settings.alerts_topic}-value")
+
+
+def control_store(settings: Settings) -> ControlStore:
+    return ControlStore(settings.sqlite_dir / "control.sqlite")
+
+
+def case_service(settings: Settings, control: ControlStore,
+                 clock: Clock | None = None) -> CaseService:
+    now = (clock or SystemClock()).now
+    return CaseService(case_app(settings.sqlite_dir / "cases.sqlite"), control, now)
+
+
 @dataclass
 class WorkerServices:
     projector: Projector
     producer: AIOKafkaProducer
     writer: ReadStoreWriter
+    cases: CaseService | None = None
+    control: ControlStore | None = None
+    scheduler: SlaScheduler | None = None
+    relays: tuple[OutboxRelay, ...] = ()
+    webhooks: Any = None
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.producer.stop()
         self.writer.close()
+        if self.cases is not None:
+            self.cases.app.close()
 
 
-async def worker_services(settings: Settings) -> WorkerServices:
+async def worker_services(settings: Settings, *, cases: bool = True,
+                          clock: Clock | None = None) -> WorkerServices:
+    """The projector and, with ``cases``, the case stage, SLA timers, outbox relays and
+    webhook deliveries around it."""
     producer = kafka.producer(settings)
     await producer.start()
     writer = ReadStoreWriter(settings.read_db)
@@ -52,8 +89,36 @@ async def worker_services(settings: Settings) -> WorkerServices:
     def mark_ready() -> None:  # read by /readyz of `up`
         worker_ready_file(settings).write_text(str(os.getpid()))
 
-    projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready)
-    return WorkerServices(projector, producer, writer)
+    if not cases:
+        projector = Projector(settings, codec(settings), producer, writer,
+                              on_assigned=mark_ready)
+        return WorkerServices(projector, producer, writer)
+    from ..streams.casework import alert_source, case_event_source, case_stage
+    from ..streams.webhooks import WebhookDispatcher
+
+    clock = clock or SystemClock()
+    loop = asyncio.get_running_loop()
+    control = control_store(settings)
+    service = case_service(settings, control, clock)
+    webhooks = WebhookDispatcher(control)
+    alert_relay = OutboxRelay("alerts", settings.alerts_topic, settings, producer, control,
+                              alert_source(control, alert_codec(settings)),
+                              on_published=lambda items: webhooks.notify())
+
+    def alert_raised() -> None:  # from any thread
+        loop.call_soon_threadsafe(alert_relay.notify)
+
+    scheduler = SlaScheduler(service, control, clock, on_alert=alert_raised)
+    case_relay = OutboxRelay(
+        "cases", settings.cases_topic, settings, producer, control,
+        case_event_source(service, case_codec(settings)),
+        on_published=lambda items: [scheduler.reschedule(i.ref) for i in items])
+    stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
+                       lambda: loop.call_soon_threadsafe(case_relay.notify))
+    projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready,
+                          case_codec=case_codec(settings), case_stage=stage)
+    return WorkerServices(projector, producer, writer, service, control, scheduler,
+                          (case_relay, alert_relay), webhooks)
 
 
 def worker_ready_file(settings: Settings) -> Path:
@@ -68,10 +133,13 @@ class ApiServices:
     producer: AIOKafkaProducer
     journal: IngestJournal
     insights: Insights
+    cases: CaseService
+    control: ControlStore
 
     async def close(self) -> None:
         await self.producer.stop()
         self.journal.close()
+        self.cases.app.close()
 
 
 async def api_services(settings: Settings) -> ApiServices:
@@ -82,8 +150,9 @@ async def api_services(settings: Settings) -> ApiServices:
     store = ReadStore(settings.read_db)
     insights = Insights(store, settings.base_currency,
                         parse_rates(settings.fx_rates, settings.base_currency))
+    control = control_store(settings)
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
-                       journal, insights)
+                       journal, insights, case_service(settings, control), control)
 
 
 async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker | None]:
@@ -102,7 +171,8 @@ async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker |
         producer = kafka.producer(settings)
         await producer.start()
         try:
-            await restore(producer, [journal.records(), writer.archived()])
+            control = control_store(settings)
+            await restore(producer, [journal.records(), writer.archived(), control.archived()])
         finally:
             await producer.stop()
             journal.close()

@@ -72,6 +72,14 @@ class Settings:
         return self.topic("interactions.v1")
 
     @property
+    def cases_topic(self) -> str:
+        return self.topic("cases.v1")
+
+    @property
+    def alerts_topic(self) -> str:
+        return self.topic("alerts.v1")
+
+    @property
     def dlq_topic(self) -> str:
         return self.topic("interactions.dlq")
 

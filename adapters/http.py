@@ -102,6 +102,8 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
             return who
         return check
 
+    app.state.role = role
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.headers)

@@ -69,4 +69,5 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.interactions_topic, settings.dlq_topic]
+    return [settings.interactions_topic, settings.dlq_topic, settings.cases_topic,
+            settings.alerts_topic]

@@ -43,6 +43,15 @@ CREATE INDEX IF NOT EXISTS identifiers_by_customer ON identifiers (customer_id);
 CREATE TABLE IF NOT EXISTS customers (
   customer_id TEXT PRIMARY KEY, name TEXT, name_ms INTEGER, name_event TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cases (
+  case_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL,
+  priority TEXT NOT NULL, channel TEXT NOT NULL, queue TEXT, agent_id TEXT, policy TEXT,
+  opened_at TEXT NOT NULL, opened_ms INTEGER NOT NULL,
+  first_response_ms INTEGER, resolved_ms INTEGER,
+  version INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cases_by_customer ON cases (customer_id, status);
+CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, updated_ms);
 CREATE TABLE IF NOT EXISTS offsets (
   consumer TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
   next_offset INTEGER NOT NULL,
@@ -55,7 +64,7 @@ CREATE TABLE IF NOT EXISTS archive (
 ) WITHOUT ROWID;
 """
 
-PROJECTION_TABLES = ("timeline", "identifiers", "customers")
+PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,10 @@ class ArchivedRecord:
         hdrs = json.dumps([[k, v.decode("latin-1")] for k, v in self.headers])
         return (self.topic, self.partition, self.offset, self.key, self.value, hdrs,
                 self.timestamp_ms)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value not in (None, "") else None
 
 
 def decode_headers(text: str) -> list[tuple[str, bytes]]:
@@ -113,12 +126,15 @@ class ReadStoreWriter:
         return found
 
     def commit(self, state: TimelineState | None, archive: Sequence[ArchivedRecord],
-               offsets: dict[tuple[str, int], int]) -> None:
+               offsets: dict[tuple[str, int], int],
+               case_rows: Sequence[dict[str, Any]] = ()) -> None:
         c = self.conn
         c.execute("BEGIN")
         try:
             if state is not None:
                 self._write_projection(state)
+            if case_rows:
+                self._write_cases(case_rows)
             if archive:
                 c.executemany("INSERT OR IGNORE INTO archive VALUES (?,?,?,?,?,?,?)",
                               [r.row() for r in archive])
@@ -148,6 +164,21 @@ class ReadStoreWriter:
             " name=excluded.name, name_ms=excluded.name_ms, name_event=excluded.name_event"
             " WHERE (excluded.name_ms, excluded.name_event) > (name_ms, name_event)",
             [(cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()])
+
+    def _write_cases(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The newest state of each case; an older event never overwrites a newer one."""
+        self.conn.executemany(
+            "INSERT INTO cases VALUES (:case_id, :customer_id, :status, :priority, :channel,"
+            " :queue, :agent_id, :policy, :opened_at, :opened_ms, :first_response_ms,"
+            " :resolved_ms, :version, :occurred_ms) ON CONFLICT (case_id) DO UPDATE SET"
+            " status=excluded.status, priority=excluded.priority, queue=excluded.queue,"
+            " agent_id=excluded.agent_id, first_response_ms=excluded.first_response_ms,"
+            " resolved_ms=excluded.resolved_ms, version=excluded.version,"
+            " updated_ms=excluded.updated_ms WHERE excluded.version > cases.version",
+            [{**r, "opened_at": r["data"].get("opened_at", r["occurred_at"]),
+              "opened_ms": int(r["data"].get("opened_ms", r["occurred_ms"])),
+              "first_response_ms": _int_or_none(r["data"].get("first_response_ms")),
+              "resolved_ms": _int_or_none(r["data"].get("resolved_ms"))} for r in rows])
 
     def reset_projections(self) -> None:
         """Forget every projection row and this consumer's offsets (for a replay)."""

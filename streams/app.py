@@ -7,19 +7,21 @@ topic is high-volume and is read by the projector's batch loop (streams/projecto
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 import faust
 
+from ..adapters.bootstrap import WorkerServices
 from ..adapters.config import Settings
 from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
-from .projector import Projector
 
 log = get_logger(__name__)
 
 
-def build_app(settings: Settings, projector: Projector, failed: asyncio.Event) -> faust.App:
+def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Event,
+              stop: asyncio.Event) -> faust.App:
     embedded = settings.embedded_broker
     app = faust.App(
         f"{settings.topic_prefix}-worker",
@@ -51,14 +53,27 @@ def build_app(settings: Settings, projector: Projector, failed: asyncio.Event) -
             log.warning("dlq.record", partition=event.message.partition,
                         offset=event.message.offset, reason=str(reason)[:60])
 
-    @app.task
-    async def project() -> None:
+    async def guarded(name: str, coro: Coroutine[Any, Any, Any]) -> None:
         try:
-            await projector.run()
+            await coro
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("projector.crashed")
-            failed.set()
+            log.exception("worker.task_crashed", task=name)
+            failed.set()  # the process exits non-zero and `up` restarts it
+
+    @app.task
+    async def project() -> None:
+        await guarded("projector", services.projector.run())
+
+    @app.task
+    async def cases_and_alerts() -> None:
+        if services.scheduler is None:
+            return
+        timers = await services.scheduler.start()
+        log.info("sla.timers_started", cases=timers)
+        await asyncio.gather(
+            *(guarded(f"outbox.{r.name}", r.run(stop)) for r in services.relays),
+            guarded("webhooks", services.webhooks.run(stop)))
 
     return app

@@ -26,6 +26,7 @@ from ..adapters.config import Settings
 from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
 from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
+from ..adapters.records import RecordCodec
 from ..domain.interactions import validate_envelope
 from ..projections import timeline
 
@@ -56,12 +57,21 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 class Projector:
     def __init__(self, settings: Settings, codec: EnvelopeCodec, producer: AIOKafkaProducer,
                  writer: ReadStoreWriter, *, max_records: int = 5000,
-                 on_assigned: Callable[[], None] | None = None) -> None:
+                 on_assigned: Callable[[], None] | None = None,
+                 case_codec: RecordCodec | None = None,
+                 case_stage: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
+                 ) -> None:
         self.settings = settings
         self.codec = codec
         self.producer = producer
         self.writer = writer
         self.topic = settings.interactions_topic
+        # case events (contactstream.cases.v1) join the timeline and the cases read model
+        self.case_codec = case_codec
+        self.cases_topic = settings.cases_topic
+        self.topics = [self.topic] + ([self.cases_topic] if case_codec else [])
+        # what interactions do to cases and alerts (streams/casework.py), before commit
+        self.case_stage = case_stage
         self.archive = settings.embedded_broker
         self.max_records = max_records
         self.progress = Progress()
@@ -77,13 +87,14 @@ class Projector:
 
     async def seek_stored(self, assigned: Any) -> None:
         assert self.consumer is not None
-        stored = await self._db_call(self.writer.offsets, self.topic)
+        stored = {t: await self._db_call(self.writer.offsets, t) for t in self.topics}
         for tp in assigned:
-            if tp.partition in stored:
-                self.consumer.seek(tp, stored[tp.partition])
+            if tp.partition in stored.get(tp.topic, {}):
+                self.consumer.seek(tp, stored[tp.topic][tp.partition])
             else:
                 await self.consumer.seek_to_beginning(tp)
-        log.info("projector.assigned", partitions=sorted(tp.partition for tp in assigned))
+        log.info("projector.assigned",
+                 partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
         if self.on_assigned:
             self.on_assigned()
 
@@ -94,12 +105,11 @@ class Projector:
         if group:
             self.consumer = kafka.consumer(self.settings, group_id=self.settings.projector_group)
             await self.consumer.start()
-            self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
+            self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
         else:
             self.consumer = kafka.consumer(self.settings, group_id=None)
             await self.consumer.start()
-            parts = self.consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            tps = self._all_partitions()
             self.consumer.assign(tps)
             await self.seek_stored(tps)
         try:
@@ -125,11 +135,14 @@ class Projector:
             await self.consumer.stop()
         return self.progress
 
+    def _all_partitions(self) -> list[TopicPartition]:
+        assert self.consumer is not None
+        return [TopicPartition(t, p) for t in self.topics
+                for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+
     async def _end_offsets(self) -> dict[TopicPartition, int]:
         assert self.consumer is not None
-        parts = self.consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in parts]
-        return dict(await self.consumer.end_offsets(tps))
+        return dict(await self.consumer.end_offsets(self._all_partitions()))
 
     async def _reached(self, end: dict[TopicPartition, int]) -> bool:
         assert self.consumer is not None
@@ -144,7 +157,17 @@ class Projector:
         dead: list[tuple[Any, str]] = []
         offsets: dict[tuple[str, int], int] = {}
         decode = self.codec.decode
+        case_records = []
         for tp, records in batch.items():
+            if tp.topic != self.topic:
+                for rec in records:
+                    offsets[(tp.topic, tp.partition)] = rec.offset + 1
+                    if self.archive:
+                        archive.append(ArchivedRecord(tp.topic, tp.partition, rec.offset,
+                                                      rec.key, rec.value,
+                                                      list(rec.headers or ()), rec.timestamp))
+                    case_records.append(rec)
+                continue
             for rec in records:
                 offsets[(tp.topic, tp.partition)] = rec.offset + 1
                 headers = list(rec.headers or ())
@@ -176,13 +199,23 @@ class Projector:
             state = timeline.TimelineState(region=region, known=known)
             for env in envelopes:
                 state = timeline.apply(state, env)
+            if self.case_stage is not None:
+                # idempotent (every command carries its event id), so it runs before the
+                # commit: a crash in between replays it harmlessly
+                resolved = [(e.customer_id, env) for e, env in zip(state.entries, envelopes,
+                                                                   strict=True)]
+                await self._db_call(self.case_stage, resolved)
+        case_rows = []
+        if case_records:
+            state = state or timeline.TimelineState(region=self.settings.default_region)
+            case_rows = self._case_events(case_records, state)
         # One commit in flight while the next batch is fetched and decoded: SQLite works in
         # its thread (releasing the GIL) as this loop decodes. Commits stay in order (one
         # writer thread), and the identifiers the next batch reads are those of committed
         # batches plus this one, which is awaited before the next lookup.
         await self.flush()
         self._pending = asyncio.ensure_future(
-            self._db_call(self.writer.commit, state, archive, offsets))
+            self._db_call(self.writer.commit, state, archive, offsets, case_rows))
         self._pending_offsets = offsets
         self.progress.records += sum(len(r) for r in batch.values())
         self.progress.events += len(envelopes)
@@ -193,6 +226,31 @@ class Projector:
         if pending is not None:
             await pending
             await self._commit_group(self._pending_offsets)
+
+    def _case_events(self, records: list[Any], state: timeline.TimelineState,
+                     ) -> list[dict[str, Any]]:
+        """Case events: a timeline entry each, and the newest state of each case."""
+        assert self.case_codec is not None
+        rows: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            try:
+                ev = self.case_codec.decode(rec.value)
+            except DecodeError as exc:
+                log.warning("projector.bad_case_event", partition=rec.partition,
+                            offset=rec.offset, reason=str(exc)[:60])
+                continue
+            at_ms = timeline.occurred_ms(ev["occurred_at"])
+            state.entries.append(timeline.TimelineEntry(
+                customer_id=ev["customer_id"], event_id=ev["event_id"], type=ev["type"],
+                channel=ev["channel"], occurred_at=ev["occurred_at"], occurred_ms=at_ms,
+                received_at=rec.timestamp, source="contactstream", agent_id=ev["agent_id"],
+                queue=ev["queue"], case_id=ev["case_id"],
+                payload={"status": ev["status"], "priority": ev["priority"],
+                         "policy": ev["policy"], **ev["data"]}))
+            prev = rows.get(ev["case_id"])
+            if prev is None or ev["version"] > prev["version"]:
+                rows[ev["case_id"]] = {**ev, "occurred_ms": at_ms}
+        return list(rows.values())
 
     async def _dead_letter(self, dead: list[tuple[Any, str]]) -> list[ArchivedRecord]:
         """Send undecodable or invalid records to the DLQ with the reason in headers; the

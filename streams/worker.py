@@ -20,7 +20,7 @@ async def run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(settings, services.projector, failed)
+    app = build_app(settings, services, failed, stop)
     await app.start()
     log.info("worker.started", topic=settings.interactions_topic)
     waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]

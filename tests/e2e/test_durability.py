@@ -68,7 +68,8 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     stop = threading.Event()
     writer = threading.Thread(target=_publish_until_killed, args=(up, accepted, stop))
     writer.start()
-    time.sleep(1.5)
+    eventually(lambda: len(accepted) > 2200, timeout=60)  # the stream is flowing
+    time.sleep(0.3)
     up.kill9()
     stop.set()
     writer.join()

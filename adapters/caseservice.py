@@ -1,0 +1,229 @@
+"""Cases: the eventsourcing application (SQLite recorder) and the rules that turn
+interactions and agents' commands into Case commands.
+
+What opens and moves cases (issue 3):
+- ``complaint.filed`` opens a case, priority from the payload;
+- an inbound ``email.received`` or ``chat.message`` opens one when the customer has no
+  open case on that channel, otherwise it is the customer's reply;
+- an agent's ``email.sent`` or outbound ``chat.message`` is a reply on the open case;
+- an envelope with ``case_id`` of an existing case acts on that case.
+The same event twice changes nothing: case ids derive from the opening event, and every
+command carries the id of the event that caused it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from ..domain import sla
+from ..domain.cases import Case, CaseError, InvalidCommand
+from ..domain.interactions import parse_occurred_at
+from .control import ControlStore
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+EVENT_TYPES = {
+    "Opened": "case.opened", "Assigned": "case.assigned",
+    "FirstResponseGiven": "case.first_response", "ResponseGiven": "case.response",
+    "PausedForCustomer": "case.waiting", "CustomerReplied": "case.customer_replied",
+    "Resolved": "case.resolved", "Reopened": "case.reopened",
+}
+
+
+class CaseApp(Application[uuid.UUID]):
+    """Cases in the eventsourcing recorder; its notification log feeds the outbox."""
+
+    name = "contactstream-cases"
+
+
+def case_app(path: Path) -> CaseApp:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return CaseApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                        "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "10"})
+
+
+class CaseNotFound(Exception):
+    pass
+
+
+class CaseService:
+    def __init__(self, app: CaseApp, control: ControlStore,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.app = app
+        self.control = control
+        self.now = now
+        # inside batch(): cases changed by this thread, saved together at the end
+        self._pending: dict[uuid.UUID, Case] | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply many interactions, then save every changed case in one transaction (and
+        the control store's writes in one more). IntegrityError when an agent changed one
+        of the cases meanwhile: nothing of the batch is saved, and the caller redoes it
+        interaction by interaction (every command is idempotent)."""
+        self._pending = {}
+        try:
+            with self.control.batch():
+                yield
+                if self._pending:
+                    self.app.save(*self._pending.values())
+        finally:
+            self._pending = None
+    # -- queries ---------------------------------------------------------------------------
+    def get(self, case_id: str | uuid.UUID) -> Case:
+        try:
+            cid = case_id if isinstance(case_id, uuid.UUID) else uuid.UUID(str(case_id))
+            if self._pending is not None and cid in self._pending:
+                return self._pending[cid]
+            return self.app.repository.get(cid)  # type: ignore[return-value]
+        except (ValueError, AggregateNotFoundError) as exc:
+            raise CaseNotFound(str(case_id)) from exc
+
+    def _open_case(self, customer_id: str, channel: str) -> Case | None:
+        case_id = self.control.open_case_for(customer_id, channel)
+        if case_id is None:
+            return None
+        case = self.get(case_id)
+        return case if case.is_open else None
+
+    # -- from interactions -----------------------------------------------------------------
+    def handle_interaction(self, customer_id: str, env: dict[str, Any]) -> str | None:
+        """Apply what the interaction means for cases; returns the case id it touched."""
+        typ, payload, eid = env["type"], env.get("payload") or {}, env["event_id"]
+        at = parse_occurred_at(env["occurred_at"])
+        channel = env["channel"]
+        inbound = typ == "email.received" or (
+            typ == "chat.message" and payload.get("direction") == "inbound")
+        outbound = typ == "email.sent" or (
+            typ == "chat.message" and payload.get("direction") == "outbound")
+        if not (typ == "complaint.filed" or inbound or outbound):
+            return None
+        target = None
+        if env.get("case_id"):
+            try:
+                target = self.get(env["case_id"])
+            except CaseNotFound:
+                target = None
+        if typ == "complaint.filed" and target is None:
+            return self._open(customer_id, env, at, payload.get("priority", "normal"))
+        if target is None:
+            target = self._open_case(customer_id, channel)
+        try:
+            if inbound:
+                if target is None:
+                    return self._open(customer_id, env, at, "normal")
+                target.customer_replied(at, event_id=eid)
+            elif outbound:
+                if target is None:
+                    return None  # an agent's message outside any case
+                target.reply(env.get("agent_id") or "unknown", at, event_id=eid)
+            else:  # a complaint about an existing case: the customer is still waiting
+                target.customer_replied(at, event_id=eid)
+        except CaseError as exc:
+            # facts are not rejected: an interaction that does not fit the case's state
+            # (say, a reply to a resolved case) stays in the timeline, the case unchanged
+            log.info("case.interaction_ignored", case_id=str(target.id), event_id=eid,
+                     reason=type(exc).__name__)
+            return str(target.id)
+        self._save(target)
+        return str(target.id)
+
+    def _open(self, customer_id: str, env: dict[str, Any], at: datetime, priority: str,
+              ) -> str:
+        case_id = Case.id_for(env["event_id"])
+        try:
+            existing = self.get(case_id)
+            self.control.index_case(customer_id, env["channel"], str(case_id))
+            return str(existing.id)  # opened before a crash or by a redelivery
+        except CaseNotFound:
+            pass
+        if priority not in ("low", "normal", "high", "urgent"):
+            priority = "normal"
+        policy = sla.first_matching(self._policies(), priority, env["channel"])
+        snapshot = None
+        if policy is not None:
+            calendar = self.control.calendars().get(policy.calendar) if policy.calendar else None
+            snapshot = sla.policy_snapshot(policy, calendar)
+        case = Case.open(customer_id=customer_id, channel=env["channel"], priority=priority,
+                         queue=env.get("queue"), opened_by_event_id=env["event_id"],
+                         opened_at=at, policy=snapshot)
+        try:
+            self._save(case)
+        except IntegrityError:
+            pass  # opened concurrently by the same event: the one stored stands
+        self.control.index_case(customer_id, env["channel"], str(case.id))
+        log.info("case.opened", case_id=str(case.id), priority=priority,
+                 policy=policy.name if policy else None)
+        return str(case.id)
+
+    def _policies(self) -> list[sla.SlaPolicy]:
+        return self.control.policies()
+
+    def _save(self, case: Case) -> None:
+        if self._pending is not None:
+            self._pending[case.id] = case
+        else:
+            self.app.save(case)
+
+    # -- agents' commands (HTTP) -----------------------------------------------------------
+    def command(self, case_id: str, action: str, body: dict[str, Any]) -> Case:
+        """assign / reply / wait / resolve / reopen by an agent, at the current time.
+        Raises CaseNotFound, CaseError (409) or IntegrityError (a concurrent change)."""
+        case = self.get(case_id)
+        at = self.now()
+        if action == "assign":
+            case.assign(_agent(body), at)
+        elif action == "reply":
+            case.reply(_agent(body), at)
+        elif action == "wait":
+            case.wait_for_customer(at)
+        elif action == "resolve":
+            case.resolve(at, resolution=body.get("resolution"))
+        elif action == "reopen":
+            case.reopen(at)
+        else:
+            raise InvalidCommand(f"unknown action {action!r}")
+        self._save(case)
+        return case
+
+
+def _agent(body: dict[str, Any]) -> str:
+    agent = body.get("agent_id")
+    if not isinstance(agent, str) or not agent:
+        raise InvalidCommand("agent_id is required")
+    return agent
+
+
+def case_json(case: Case, now: datetime,
+              calendars: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A case with its SLA clocks as the API shows it."""
+    clocks = {}
+    for metric, clock in case.clocks(now, calendars).items():
+        clocks[metric] = {
+            "target_s": clock.target_s, "started_at": _iso(clock.started_at),
+            "due_at": _iso(clock.due_at), "warn_at": _iso(clock.warn_at),
+            "paused": clock.paused, "stopped_at": _iso(clock.stopped_at),
+            "breached": clock.breached, "remaining_s": round(clock.remaining_s, 3),
+        }
+    return {
+        "id": str(case.id), "customer_id": case.customer_id, "status": case.status,
+        "priority": case.priority, "channel": case.channel, "queue": case.queue,
+        "agent_id": case.agent_id, "opened_at": _iso(case.opened_at),
+        "first_response_at": _iso(case.first_response_at),
+        "resolved_at": _iso(case.resolved_at), "resolution": case.resolution,
+        "policy": case.policy.get("name") if case.policy else None,
+        "version": case.version, "sla": clocks,
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None

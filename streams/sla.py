@@ -1,0 +1,215 @@
+"""SLA timers and escalation rules: alerts from events, each exactly once.
+
+Timers are event-driven: after each case event the case's due instants (warning at
+``warn_at`` of the target, breach at the deadline; domain/sla.py) are recomputed and one
+task per case sleeps until the next. Nothing sweeps on a schedule. The clock is
+injectable so tests drive time. An alert's id is derived from what caused it (case id and
+due key, or the complaint / survey event), and the alert log ignores a second insert of
+the same id, so restarts and replays never emit one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from ..adapters.caseservice import CaseNotFound, CaseService
+from ..adapters.control import ControlStore, NewAlert
+from ..adapters.logging import get_logger
+from ..domain import sla
+from ..domain.interactions import parse_occurred_at
+
+log = get_logger(__name__)
+
+REPEAT_WINDOW = timedelta(days=30)
+REPEAT_COUNT = 3
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep_until(self, at: datetime) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, at: datetime) -> None:
+        while (delay := (at - self.now()).total_seconds()) > 0:
+            await asyncio.sleep(delay)
+
+
+class ManualClock:
+    """A clock that only moves when told (tests): ``advance`` wakes the sleepers due."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, at: datetime) -> None:
+        if at <= self._now:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (at, next(self._seq), fut))
+        await fut
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on and let every task that was due run."""
+        self._now += timedelta(seconds=seconds)
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, fut = heapq.heappop(self._sleepers)
+            if not fut.done():
+                fut.set_result(None)
+        for _ in range(20):  # let woken tasks (and what they wake) run
+            await asyncio.sleep(0)
+
+
+def _level(kind: str) -> str:
+    return "critical" if kind == sla.BREACHED else "warning"
+
+
+class SlaScheduler:
+    """One timer task per case with a running clock."""
+
+    def __init__(self, cases: CaseService, control: ControlStore, clock: Clock,
+                 on_alert: Callable[[], None] = lambda: None) -> None:
+        self.cases = cases
+        self.control = control
+        self.clock = clock
+        self.on_alert = on_alert
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.emitted = 0
+
+    def reschedule(self, case_id: str) -> None:
+        old = self._tasks.pop(case_id, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.get_running_loop().create_task(self._run(case_id))
+        self._tasks[case_id] = task
+        task.add_done_callback(lambda t: self._done(case_id, t))
+
+    def _done(self, case_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(case_id) is task:
+            del self._tasks[case_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sla.timer_failed", case_id=case_id, error=repr(task.exception()))
+
+    async def _run(self, case_id: str) -> None:
+        while True:
+            try:
+                case = await asyncio.to_thread(self.cases.get, case_id)
+            except CaseNotFound:
+                return
+            calendars = await asyncio.to_thread(self.control.calendars)
+            dues = case.due_times(calendars)
+            emitted = await asyncio.to_thread(self.control.alert_ids, f"{case_id}:")
+            pending = [d for d in dues if f"{case_id}:{d.key}" not in emitted]
+            now = self.clock.now()
+            for due in pending:
+                if due.at <= now:
+                    await asyncio.to_thread(self._emit, case, due)
+            later = [d.at for d in pending if d.at > now]
+            if not later:
+                return
+            await self.clock.sleep_until(min(later))
+
+    def _emit(self, case: Any, due: sla.Due) -> None:
+        seq = self.control.add_alert(NewAlert(
+            id=f"{case.id}:{due.key}", kind=due.kind, at=self.clock.now().isoformat(),
+            level=_level(due.kind), case_id=str(case.id), customer_id=case.customer_id,
+            metric=due.metric, due_at=due.due_at.isoformat(),
+            detail={"priority": case.priority, "queue": case.queue or "",
+                    "cycle": str(due.cycle)}))
+        if seq is not None:
+            self.emitted += 1
+            log.info("sla.alert", kind=due.kind, case_id=str(case.id), metric=due.metric,
+                     seq=seq)
+            self.on_alert()
+
+    async def start(self) -> int:
+        """After a (re)start: a timer for every case, so what fell due while nobody was
+        running is emitted at once and the rest on time."""
+        ids = await asyncio.to_thread(self._all_case_ids)
+        for case_id in ids:
+            self.reschedule(case_id)
+        return len(ids)
+
+    def _all_case_ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        start = 1
+        recorder = self.cases.app.recorder
+        while True:
+            batch = recorder.select_notifications(start, 1000)  # type: ignore[attr-defined]
+            if not batch:
+                return list(seen)
+            for n in batch:
+                seen.setdefault(str(n.originator_id), None)
+            start = batch[-1].id + 1
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Escalations:
+    """Alerts that come straight from interactions: a third complaint within 30 days, and
+    a low satisfaction answer (CSAT 1-2, NPS 0-6)."""
+
+    def __init__(self, control: ControlStore, clock: Clock,
+                 on_alert: Callable[[], None] = lambda: None) -> None:
+        self.control = control
+        self.clock = clock
+        self.on_alert = on_alert
+
+    def handle(self, customer_id: str, env: dict[str, Any]) -> None:
+        if env["type"] == "complaint.filed":
+            self._complaint(customer_id, env)
+        elif env["type"] == "survey.answered":
+            p = env["payload"]
+            kind, score = p.get("kind"), p.get("score")
+            if (kind == "csat" and score <= 2) or (kind == "nps" and score <= 6):
+                self._add(NewAlert(
+                    id=f"escalation.low_satisfaction:{env['event_id']}",
+                    kind="escalation.low_satisfaction", at=self.clock.now().isoformat(),
+                    level="warning", case_id=env.get("case_id"), customer_id=customer_id,
+                    detail={"survey": kind, "score": str(score), "agent_id":
+                            env.get("agent_id") or "", "queue": env.get("queue") or ""}))
+
+    def _complaint(self, customer_id: str, env: dict[str, Any]) -> None:
+        at_ms = int(parse_occurred_at(env["occurred_at"]).timestamp() * 1000)
+        self.control.record_complaint(env["event_id"], customer_id, at_ms)
+        window = int(REPEAT_WINDOW.total_seconds() * 1000)
+        # the complaints whose trailing window this one may complete (late ones included)
+        around = self.control.complaints_between(customer_id, at_ms - window, at_ms + window)
+        times = [ms for ms, _ in around]
+        start = bisect.bisect_left(around, (at_ms, env["event_id"]))
+        for j in range(start, len(around)):
+            if j - start + 1 > REPEAT_COUNT:
+                break  # from here on the window holds more than three already
+            ms, eid = around[j]
+            trailing = around[bisect.bisect_right(times, ms - window):j + 1]
+            if len(trailing) == REPEAT_COUNT:
+                self._add(NewAlert(
+                    id=f"escalation.repeat_complaint:{customer_id}:{eid}",
+                    kind="escalation.repeat_complaint", at=self.clock.now().isoformat(),
+                    level="critical", case_id=env.get("case_id"), customer_id=customer_id,
+                    detail={"complaints_in_30_days": str(len(trailing)),
+                            "first_complaint_event": trailing[0][1]}))
+
+    def _add(self, alert: NewAlert) -> None:
+        seq = self.control.add_alert(alert)
+        if seq is not None:
+            log.info("escalation.alert", kind=alert.kind, seq=seq)
+            self.on_alert()
