@@ -203,7 +203,7 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
              summary="The customer 360 view")
     def customer(customer_id: str, _: str = Depends(role("read"))) -> dict[str, Any]:
         view = store.customer(_customer_or_404(customer_id))
-        view["open_cases"] = []  # cases arrive with issue 3
+        view["open_cases"] = store.open_cases(view["id"])
         view.update(insights.customer_blocks(view["id"]))
         return view
 

@@ -129,7 +129,7 @@ class Insights:
                     for c, ps in by_customer.items()}
         revenue = {c: Decimal(v["lifetime_revenue"]) for c, v in lifetime.items()}
         customers = [c for (c,) in self.store.conn.execute(
-            "SELECT DISTINCT customer_id FROM timeline")]
+            "SELECT DISTINCT customer_id FROM timeline WHERE type NOT LIKE 'case.%'")]
         facts = {c: value.CustomerValueFacts(
             max((p.occurred_ms for p in by_customer[c]), default=None),
             len({p.event_id for p in by_customer[c]}), revenue.get(c, Decimal(0)))
@@ -142,7 +142,8 @@ class Insights:
         purchases: dict[str, list[int]] = defaultdict(list)
         complaints: dict[str, list[int]] = defaultdict(list)
         for cid, ms, typ in self.store.conn.execute(
-                "SELECT customer_id, occurred_ms, type FROM timeline"):
+                "SELECT customer_id, occurred_ms, type FROM timeline"
+                " WHERE type NOT LIKE 'case.%'"):
             if typ == "purchase.completed":
                 purchases[cid].append(ms)
             else:

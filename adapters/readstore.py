@@ -234,10 +234,11 @@ class ReadStore:
                 " ORDER BY kind, value", (cid,)):
             identifiers.setdefault(kind, []).append(value)
         counts = dict(c.execute(
-            "SELECT channel, COUNT(*) FROM timeline WHERE customer_id=? GROUP BY channel",
+            "SELECT channel, COUNT(*) FROM timeline WHERE customer_id=? AND type NOT LIKE"
+            " 'case.%' GROUP BY channel",
             (cid,)).fetchall())
         last = c.execute(
-            "SELECT occurred_at FROM timeline WHERE customer_id=?"
+            "SELECT occurred_at FROM timeline WHERE customer_id=? AND type NOT LIKE 'case.%'"
             " ORDER BY occurred_ms DESC, event_id DESC LIMIT 1", (cid,)).fetchone()
         name = c.execute("SELECT name FROM customers WHERE customer_id=?", (cid,)).fetchone()
         ids = [v for (v,) in c.execute(
@@ -280,6 +281,13 @@ class ReadStore:
                         "agent_id": agent, "queue": queue, "case_id": case,
                         "payload": json.loads(payload)})
         return out
+
+    def open_cases(self, cid: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT case_id, status, priority, channel, queue, agent_id, opened_at FROM cases"
+            " WHERE customer_id=? AND status!='resolved' ORDER BY opened_ms DESC", (cid,))
+        return [{"id": c, "status": s, "priority": p, "channel": ch, "queue": q,
+                 "agent_id": a, "opened_at": o} for c, s, p, ch, q, a, o in rows]
 
     def count_events(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM timeline").fetchone()[0])

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from contextlib import suppress
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -16,6 +17,7 @@ from .auth import write_tokens
 from .broker import die_with_parent
 from .config import Settings
 from .http import create_app
+from .http_cases import add_case_routes
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -83,6 +85,8 @@ async def up(settings: Settings, demo: bool = False) -> int:
     app = create_app(services.ingestor, services.store, services.tokens, ready,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
                      insights=services.insights)
+    add_case_routes(app, app.state.role, services.cases, services.control, services.store,
+                    lambda: datetime.now(UTC))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -89,6 +89,7 @@ class SlaScheduler:
         self.on_alert = on_alert
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.emitted = 0
+        self._asleep: set[asyncio.Task[None]] = set()
 
     def reschedule(self, case_id: str) -> None:
         old = self._tasks.pop(case_id, None)
@@ -103,6 +104,17 @@ class SlaScheduler:
             del self._tasks[case_id]
         if not task.cancelled() and task.exception() is not None:
             log.error("sla.timer_failed", case_id=case_id, error=repr(task.exception()))
+
+    @property
+    def busy(self) -> int:
+        """Timer tasks computing now, not asleep until their next instant."""
+        return sum(1 for t in self._tasks.values() if t not in self._asleep and not t.done())
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until every timer is asleep until its next instant (tests, benchmarks)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.002)
 
     async def _run(self, case_id: str) -> None:
         while True:
@@ -121,7 +133,13 @@ class SlaScheduler:
             later = [d.at for d in pending if d.at > now]
             if not later:
                 return
-            await self.clock.sleep_until(min(later))
+            me = asyncio.current_task()
+            assert me is not None
+            self._asleep.add(me)  # type: ignore[arg-type]
+            try:
+                await self.clock.sleep_until(min(later))
+            finally:
+                self._asleep.discard(me)  # type: ignore[arg-type]
 
     def _emit(self, case: Any, due: sla.Due) -> None:
         seq = self.control.add_alert(NewAlert(

@@ -28,7 +28,7 @@ def _timeline_ids(up: Up, customer: str) -> list[str]:
     while True:
         params = {"limit": 500, **({"before": cursor} if cursor else {})}
         page = up.get(f"/v1/customers/{customer}/timeline", **params).json()
-        ids += [i["event_id"] for i in page.get("items", [])]
+        ids += [i["event_id"] for i in page.get("items", []) if i["event_id"].startswith("dur-")]
         cursor = page.get("next")
         if not cursor:
             return ids
