@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="pipeline vs raw aiokafka baseline, one run")
     bench.add_argument("--events", type=int, default=100_000)
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--alerts", type=int, metavar="CASES",
+                       help="instead: alert latency after the deadline over CASES cases")
     wk = sub.add_parser("worker", help="run the stream worker alone")
     wk.add_argument("--data-dir")
     return p
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         from .replay import replay
         return asyncio.run(replay(settings))
     if args.command == "bench":
+        if args.alerts:
+            from .bench_alerts import run_alert_bench
+            return asyncio.run(run_alert_bench(settings, cases=args.alerts, as_json=args.json))
         from .bench import run_bench
         return asyncio.run(run_bench(settings, events=args.events, as_json=args.json))
     return 2

@@ -15,6 +15,7 @@ import bisect
 import heapq
 import itertools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -90,6 +91,8 @@ class SlaScheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.emitted = 0
         self._asleep: set[asyncio.Task[None]] = set()
+        # one thread for every SQLite call of the timers: no lock waits between them
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sla")
 
     def reschedule(self, case_id: str) -> None:
         old = self._tasks.pop(case_id, None)
@@ -116,21 +119,25 @@ class SlaScheduler:
         while self.busy and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.002)
 
+    async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
     async def _run(self, case_id: str) -> None:
+        # The case as it is now; any later change of it reschedules (this task is then
+        # cancelled), so the due instants computed here stay right until they fire.
+        try:
+            case = await self._db_call(self.cases.get, case_id)
+        except CaseNotFound:
+            return
+        dues = case.due_times(await self._db_call(self.control.calendars))
+        emitted = await self._db_call(self.control.alert_ids, f"{case_id}:")
+        pending = sorted((d for d in dues if f"{case_id}:{d.key}" not in emitted),
+                         key=lambda d: d.at)
         while True:
-            try:
-                case = await asyncio.to_thread(self.cases.get, case_id)
-            except CaseNotFound:
-                return
-            calendars = await asyncio.to_thread(self.control.calendars)
-            dues = case.due_times(calendars)
-            emitted = await asyncio.to_thread(self.control.alert_ids, f"{case_id}:")
-            pending = [d for d in dues if f"{case_id}:{d.key}" not in emitted]
             now = self.clock.now()
-            for due in pending:
-                if due.at <= now:
-                    await asyncio.to_thread(self._emit, case, due)
-            later = [d.at for d in pending if d.at > now]
+            while pending and pending[0].at <= now:
+                await self._db_call(self._emit, case, pending.pop(0))
+            later = [d.at for d in pending]
             if not later:
                 return
             me = asyncio.current_task()

@@ -1,0 +1,124 @@
+"""``contactstream bench --alerts N``: alert latency after the deadline over N cases.
+
+Files N complaints through the real ingest path with a first-response target of a few
+seconds, runs the worker (projector, case stage, SLA timers, outbox relays) and measures,
+for each ``sla.breached``: appended to the alert log minus the deadline, and on the Kafka
+alerts topic (record timestamp) minus the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from ..domain.sla import SlaPolicy
+from . import bootstrap, kafka
+from .broker import EmbeddedBroker
+from .config import Settings
+from .ingest import Ingestor
+from .journal import IngestJournal
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 1)
+
+
+async def run_alert_bench(base: Settings, cases: int = 1000, target_s: float = 5.0,
+                          as_json: bool = False) -> int:
+    with tempfile.TemporaryDirectory(prefix="contactstream-alerts-") as tmp:
+        settings = base.with_(data_dir=Path(tmp), database_url="",
+                              topic_prefix=f"alertbench{int(time.time() * 1000)}")
+        broker = None
+        if not settings.bootstrap_servers:
+            broker = EmbeddedBroker().start()
+            settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
+                                      embedded_broker=True)
+        try:
+            result = await _run(settings, cases, target_s)
+        finally:
+            if broker:
+                broker.stop()
+    if as_json:
+        print(json.dumps(result))
+    else:
+        log_ms, topic_ms = result["log_latency_ms"], result["topic_latency_ms"]
+        print(f"cases {result['cases']}, first-response target {target_s} s")
+        print(f"breach appended to the alert log after the deadline: p50 {log_ms['p50']} ms"
+              f"  p99 {log_ms['p99']} ms  max {log_ms['max']} ms")
+        print(f"breach on the Kafka alerts topic after the deadline:  p50 {topic_ms['p50']} ms"
+              f"  p99 {topic_ms['p99']} ms  max {topic_ms['max']} ms")
+    return 0
+
+
+async def _run(settings: Settings, n: int, target_s: float) -> dict[str, Any]:
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings)
+    assert services.control is not None and services.scheduler is not None
+    control = services.control
+    control.put_policy(SlaPolicy.from_json("bench", {
+        "first_response_s": target_s, "resolution_s": 86400, "warn_at": 0.5}))
+    journal = IngestJournal(settings.ingest_db)
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings), journal)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(services.projector.run(group=False))] + [
+        asyncio.create_task(r.run(stop)) for r in services.relays]
+    try:
+        now = datetime.now(UTC)
+        for i in range(0, n, 100):
+            batch = [{"event_id": str(uuid.uuid4()), "type": "complaint.filed",
+                      "occurred_at": (now + timedelta(milliseconds=j)).isoformat(),
+                      "source": "bench", "customer": {"id": f"b-{j}"}, "channel": "web",
+                      "payload": {"category": "x", "priority": "high", "description": "d"}}
+                     for j in range(i, min(n, i + 100))]
+            await ingestor.publish(batch)
+        deadline = time.monotonic() + target_s + 120
+        while time.monotonic() < deadline:
+            breaches = control.alerts(kinds=["sla.breached"], limit=n + 10)
+            if len(breaches) >= n and control.position("alerts") >= control.last_alert_seq():
+                break
+            await asyncio.sleep(0.2)
+        breaches = control.alerts(kinds=["sla.breached"], limit=n + 10)
+        log_ms = [(datetime.fromisoformat(a["at"]) - datetime.fromisoformat(a["due_at"]))
+                  .total_seconds() * 1000 for a in breaches]
+        topic_ms = await _topic_latencies(settings, {a["id"]: a["due_at"] for a in breaches})
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        journal.close()
+        await services.close()
+    return {"cases": n, "breaches": len(breaches), "target_s": target_s,
+            "log_latency_ms": {"p50": _pct(log_ms, 0.5), "p99": _pct(log_ms, 0.99),
+                               "max": round(max(log_ms), 1), "mean":
+                               round(statistics.fmean(log_ms), 1)},
+            "topic_latency_ms": {"p50": _pct(topic_ms, 0.5), "p99": _pct(topic_ms, 0.99),
+                                 "max": round(max(topic_ms), 1)}}
+
+
+async def _topic_latencies(settings: Settings, due: dict[str, str]) -> list[float]:
+    codec = bootstrap.alert_codec(settings)
+    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=500):
+            for recs in batch.values():
+                for r in recs:
+                    a = codec.decode(r.value)
+                    if a["id"] in due:
+                        d = datetime.fromisoformat(due[a["id"]]).timestamp() * 1000
+                        out.append(r.timestamp - d)
+    finally:
+        await consumer.stop()
+    return out
