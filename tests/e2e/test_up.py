@@ -34,7 +34,9 @@ def test_publish_over_http_and_read_the_timeline(up: Up) -> None:
     with up.client("publisher") as pub:
         resp = pub.post("/v1/events", json=events)
     assert resp.status_code == 202 and resp.json()["accepted"] == 5
-    page = eventually(lambda: (r := up.get("/v1/customers/c-1001/timeline").json())
+    # each complaint also opened a case, whose events share the timeline
+    page = eventually(lambda: (r := up.get("/v1/customers/c-1001/timeline",
+                                           type="complaint.filed").json())
                       and len(r.get("items", [])) == 5 and r)
     assert {i["event_id"] for i in page["items"]} == {e["event_id"] for e in events}
     assert page["items"][0]["payload"]["description"].startswith("Kétszer terheltek")
@@ -70,8 +72,11 @@ def test_publish_command_reports_rejects_and_exits_nonzero(up: Up, tmp_path: Pat
         [sys.executable, "-m", "contactstream.adapters.cli", "publish", str(path), "--url",
          up.url, "--token", up.tokens["publisher"]], capture_output=True, text=True, timeout=60)
     assert "accepted 0, duplicates 3, rejected 2" in again.stdout
-    eventually(lambda: len(up.get("/v1/customers/c-2002/timeline").json().get("items", []))
-               == 3)
+    eventually(lambda: len(up.get("/v1/customers/c-2002/timeline", type="complaint.filed")
+                           .json().get("items", [])) == 3)
+    cases = eventually(lambda: len(items := up.get("/v1/cases", customer_id="c-2002")
+                                   .json().get("items", [])) == 3 and items)
+    assert {c["status"] for c in cases} == {"open"}
 
 
 def test_logs_are_structured_and_carry_no_personal_data(up: Up) -> None:
