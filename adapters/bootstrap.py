@@ -113,8 +113,14 @@ async def worker_services(settings: Settings, *, cases: bool = True,
         "cases", settings.cases_topic, settings, producer, control,
         case_event_source(service, case_codec(settings)),
         on_published=lambda items: [scheduler.reschedule(i.ref) for i in items])
+    def cases_changed(case_ids: set[str]) -> None:  # from the projector's writer thread
+        # timers now, straight from the saved cases (not only once Kafka has them)
+        loop.call_soon_threadsafe(case_relay.notify)
+        for case_id in case_ids:
+            loop.call_soon_threadsafe(scheduler.reschedule, case_id)
+
     stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
-                       lambda: loop.call_soon_threadsafe(case_relay.notify))
+                       cases_changed)
     projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready,
                           case_codec=case_codec(settings), case_stage=stage)
     return WorkerServices(projector, producer, writer, service, control, scheduler,
@@ -148,9 +154,10 @@ async def api_services(settings: Settings) -> ApiServices:
     journal = IngestJournal(settings.ingest_db)
     ingestor = Ingestor(settings, producer, codec(settings), journal)
     store = ReadStore(settings.read_db)
-    insights = Insights(store, settings.base_currency,
-                        parse_rates(settings.fx_rates, settings.base_currency))
     control = control_store(settings)
+    insights = Insights(store, settings.base_currency,
+                        parse_rates(settings.fx_rates, settings.base_currency),
+                        breached_cases=control.breached_case_ids)
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
                        journal, insights, case_service(settings, control), control)
 

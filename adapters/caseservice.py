@@ -14,6 +14,7 @@ command carries the id of the event that caused it.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -63,6 +64,11 @@ class CaseService:
         self.now = now
         # inside batch(): cases changed by this thread, saved together at the end
         self._pending: dict[uuid.UUID, Case] | None = None
+        # the worker's cases as last saved by it (batch mode only): saves no reload per
+        # event; a case an agent changed meanwhile fails the batch's save with
+        # IntegrityError, the cache is dropped and the batch redone from the store
+        self._cache: OrderedDict[uuid.UUID, Case] = OrderedDict()
+        self._policies_cache: list[sla.SlaPolicy] | None = None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -71,19 +77,32 @@ class CaseService:
         of the cases meanwhile: nothing of the batch is saved, and the caller redoes it
         interaction by interaction (every command is idempotent)."""
         self._pending = {}
+        self._policies_cache = None
         try:
             with self.control.batch():
                 yield
                 if self._pending:
                     self.app.save(*self._pending.values())
+            for cid, case in self._pending.items():
+                self._cache[cid] = case
+                self._cache.move_to_end(cid)
+            while len(self._cache) > 20_000:
+                self._cache.popitem(last=False)
+        except BaseException:
+            self._cache.clear()  # some cached cases may hold unsaved changes
+            raise
         finally:
             self._pending = None
+            self._policies_cache = None
     # -- queries ---------------------------------------------------------------------------
     def get(self, case_id: str | uuid.UUID) -> Case:
         try:
             cid = case_id if isinstance(case_id, uuid.UUID) else uuid.UUID(str(case_id))
-            if self._pending is not None and cid in self._pending:
-                return self._pending[cid]
+            if self._pending is not None:
+                if cid in self._pending:
+                    return self._pending[cid]
+                if cid in self._cache:
+                    return self._cache[cid]
             return self.app.repository.get(cid)  # type: ignore[return-value]
         except (ValueError, AggregateNotFoundError) as exc:
             raise CaseNotFound(str(case_id)) from exc
@@ -166,7 +185,11 @@ class CaseService:
         return str(case.id)
 
     def _policies(self) -> list[sla.SlaPolicy]:
-        return self.control.policies()
+        if self._pending is None:
+            return self.control.policies()
+        if self._policies_cache is None:  # read once per batch
+            self._policies_cache = self.control.policies()
+        return self._policies_cache
 
     def _save(self, case: Case) -> None:
         if self._pending is not None:

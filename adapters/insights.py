@@ -52,12 +52,15 @@ class BaseView:
 class Insights:
     def __init__(self, store: ReadStore, base_currency: str = "EUR",
                  rates: Mapping[str, Decimal] | None = None,
-                 clock: Callable[[], float] = time.time, ttl_s: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, ttl_s: float = 30.0,
+                 breached_cases: Callable[[], set[str]] = set) -> None:
         self.store = store
         self.base = base_currency
         self.rates = dict(rates or parse_rates("", base_currency))
         self.clock = clock
         self.ttl_s = ttl_s
+        self.min_age_s = min(5.0, ttl_s)
+        self.breached_cases = breached_cases
         self._lock = threading.Lock()
         self._cache: tuple[tuple[int, int], float, BaseView] | None = None
 
@@ -83,7 +86,7 @@ class Insights:
 
     def _case_owners(self, case_ids: set[str]) -> dict[str, tuple[str | None, str | None]]:
         """A survey about a case without its own agent or queue takes the case's: the
-        latest agent and queue seen on that case's interactions (cases arrive in issue 3)."""
+        latest agent and queue seen on that case's interactions."""
         owners: dict[str, tuple[str | None, str | None]] = {}
         ids = sorted(case_ids)
         for i in range(0, len(ids), 500):
@@ -114,9 +117,13 @@ class Insights:
             "SELECT COUNT(*), COALESCE(MAX(received_at), 0) FROM timeline").fetchone()
         with self._lock:
             now = self.clock()
-            if self._cache and self._cache[0] == tuple(version) and \
-                    now - self._cache[1] < self.ttl_s:
-                return self._cache[2]
+            if self._cache:
+                age = now - self._cache[1]
+                # unchanged data: good until the TTL; changing data: recomputed at most
+                # every few seconds, not on every request under live traffic
+                if (self._cache[0] == tuple(version) and age < self.ttl_s) or \
+                        age < self.min_age_s:
+                    return self._cache[2]
             view = self._compute(int(now * 1000))
             self._cache = (tuple(version), now, view)  # type: ignore[assignment]
             return view
@@ -153,10 +160,20 @@ class Insights:
         surveys: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
         for a in self.surveys():
             surveys[a.customer_id].append((a.occurred_ms, a.kind, a.score))
+        open_cases: dict[str, int] = defaultdict(int)
+        breached: dict[str, int] = defaultdict(int)
+        breached_ids = self.breached_cases()
+        for case_id, cid, status in self.store.conn.execute(
+                "SELECT case_id, customer_id, status FROM cases"):
+            if status != "resolved":
+                open_cases[cid] += 1
+            if case_id in breached_ids and now_ms - 90 * DAY_MS <= now_ms:
+                breached[cid] += 1
         out = {}
         for cid in set(contacts) | set(purchases):
             facts = churn.ChurnFacts(sorted(contacts[cid]), sorted(purchases[cid]),
-                                     sorted(complaints[cid]), surveys[cid])
+                                     sorted(complaints[cid]), surveys[cid],
+                                     open_cases[cid], breached[cid])
             out[cid] = churn.churn_risk(facts, now_ms)
         return out
 
@@ -175,6 +192,7 @@ class Insights:
             "satisfaction_windows": windows,
             "value": {"lifetime_revenue": life["lifetime_revenue"], "currency": self.base,
                       "by_currency": life["by_currency"],
+                      "unconverted": life.get("unconverted", []),
                       "segment": r.segment if r else value.PROSPECT,
                       "rfm": _rfm_json(r)},
             "churn_risk": {"score": risk.score, "factors": risk.factors},

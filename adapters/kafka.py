@@ -60,12 +60,24 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
             try:
                 rf = 1 if settings.embedded_broker else settings.replication_factor
                 await admin.create_topics(
-                    [NewTopic(n, settings.partitions, rf) for n in missing])
+                    [NewTopic(n, settings.partitions, rf, topic_configs=_configs(settings, n))
+                     for n in missing])
             except TopicAlreadyExistsError:
                 pass
             log.info("topics.created", topics=missing, partitions=settings.partitions)
     finally:
         await admin.close()
+
+
+def _configs(settings: Settings, topic: str) -> dict[str, str]:
+    """On a real cluster: the log is the source of truth for replay, so it is kept
+    forever (the DLQ for 30 days), and a write needs a quorum of replicas."""
+    if settings.embedded_broker:
+        return {}
+    configs = {"retention.ms": "2592000000" if topic == settings.dlq_topic else "-1"}
+    if settings.replication_factor > 1:
+        configs["min.insync.replicas"] = str(settings.replication_factor - 1)
+    return configs
 
 
 def all_topics(settings: Settings) -> list[str]:

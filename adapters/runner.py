@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import uvicorn
 
-from . import bootstrap
+from . import bootstrap, metrics
 from .auth import write_tokens
 from .broker import die_with_parent
 from .config import Settings
@@ -87,6 +87,7 @@ async def up(settings: Settings, demo: bool = False) -> int:
                      insights=services.insights)
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
                     lambda: datetime.now(UTC))
+    metrics.watch(services.control)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

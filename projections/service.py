@@ -78,9 +78,10 @@ def service_report(cases: Iterable[CaseRow], breached_case_ids: Collection[str],
             if case.case_id in breached_case_ids:
                 breached += 1
         if case.first_response_ms is not None:
-            first_spans.append(case.first_response_ms - case.opened_ms)
+            # events can arrive out of event-time order: a span is never negative
+            first_spans.append(max(0, case.first_response_ms - case.opened_ms))
         if case.status == "resolved" and case.resolved_ms is not None:
-            resolution_spans.append(case.resolved_ms - case.opened_ms)
+            resolution_spans.append(max(0, case.resolved_ms - case.opened_ms))
 
     ended = abandoned = 0
     for call in calls:

@@ -20,14 +20,17 @@ log = get_logger(__name__)
 
 
 def case_stage(cases: CaseService, escalations: Escalations,
-               on_cases_changed: Callable[[], None]) -> Callable[[list[tuple[str, dict]]], None]:
-    """Runs on the projector's writer thread for each batch: cases and escalations."""
-    def apply(resolved: list[tuple[str, dict[str, Any]]]) -> bool:
-        touched = False
+               on_cases_changed: Callable[[set[str]], None],
+               ) -> Callable[[list[tuple[str, dict]]], None]:
+    """Runs on the projector's writer thread for each batch: cases and escalations.
+    ``on_cases_changed`` gets the ids of the cases touched, after they were saved."""
+    def apply(resolved: list[tuple[str, dict[str, Any]]]) -> set[str]:
+        touched = set()
         for customer_id, env in resolved:
             escalations.handle(customer_id, env)
-            if cases.handle_interaction(customer_id, env) is not None:
-                touched = True
+            case_id = cases.handle_interaction(customer_id, env)
+            if case_id is not None:
+                touched.add(case_id)
         return touched
 
     def stage(resolved: list[tuple[str, dict[str, Any]]]) -> None:
@@ -40,9 +43,11 @@ def case_stage(cases: CaseService, escalations: Escalations,
         except IntegrityError:
             # an agent changed a case meanwhile: one by one, each saved on its own
             log.info("cases.batch_conflict", events=len(relevant))
+            escalations.raised = False
             touched = apply(relevant)
+        escalations.flush()
         if touched:
-            on_cases_changed()
+            on_cases_changed(touched)
     return stage
 
 

@@ -11,6 +11,7 @@ the relay reads the last records of every partition and skips what they already 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._partitioner = DefaultPartitioner()
         self._tail: dict[int, int] = {}
+        self._seen: dict[int, ArchivedRecord] = {}
         self.published = 0
 
     def notify(self) -> None:
@@ -83,6 +85,10 @@ class OutboxRelay:
                         seq = dict(rec.headers or ()).get(SEQ_HEADER)
                         if seq is not None:
                             tail[tp.partition] = max(tail.get(tp.partition, 0), int(seq))
+                            # kept, so a skipped record is archived like a published one
+                            self._seen[int(seq)] = ArchivedRecord(
+                                self.topic, tp.partition, rec.offset, rec.key, rec.value,
+                                list(rec.headers or ()), rec.timestamp)
         finally:
             await consumer.stop()
 
@@ -107,19 +113,24 @@ class OutboxRelay:
 
     async def _publish(self, items: Sequence[OutboxItem], partitions: list[int]) -> int:
         sends = []
+        archive = []
         for item in items:
             p = self._partition(item.key, partitions)
             if item.seq <= self._tail.get(p, 0):
-                continue  # published before a crash, position not yet saved
+                # published before a crash, position not yet saved
+                if item.seq in self._seen:
+                    archive.append(self._seen.pop(item.seq))
+                continue
             headers = [(SEQ_HEADER, str(item.seq).encode())]
             fut = await self.producer.send(self.topic, item.value, key=item.key, partition=p,
                                            headers=headers)
             sends.append((item, headers, fut))
-        archive = []
         for item, headers, fut in sends:
             meta = await fut
+            stamp = meta.timestamp if meta.timestamp and meta.timestamp > 0 else int(
+                time.time() * 1000)
             archive.append(ArchivedRecord(self.topic, meta.partition, meta.offset, item.key,
-                                          item.value, headers, meta.timestamp))
+                                          item.value, headers, stamp))
         last = items[-1].seq
         await asyncio.to_thread(self.control.advance, self.name, last,
                                 archive if self.settings.embedded_broker else [])

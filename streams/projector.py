@@ -162,6 +162,8 @@ class Projector:
             if tp.topic != self.topic:
                 for rec in records:
                     offsets[(tp.topic, tp.partition)] = rec.offset + 1
+                    if any(h[0] == GAP_HEADER for h in rec.headers or ()):
+                        continue
                     if self.archive:
                         archive.append(ArchivedRecord(tp.topic, tp.partition, rec.offset,
                                                       rec.key, rec.value,

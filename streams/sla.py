@@ -133,8 +133,18 @@ class SlaScheduler:
         emitted = await self._db_call(self.control.alert_ids, f"{case_id}:")
         pending = sorted((d for d in dues if f"{case_id}:{d.key}" not in emitted),
                          key=lambda d: d.at)
+        first = True
         while True:
             now = self.clock.now()
+            if pending and pending[0].at <= now and not first:
+                # an agent may have replied since this timer was set and its reschedule
+                # not arrived yet (API commands reach the worker through the outbox):
+                # the case as stored now decides
+                case = await self._db_call(self.cases.get, case_id)
+                keys = {d.key for d in pending}
+                pending = sorted((d for d in case.due_times(await self._db_call(
+                    self.control.calendars)) if d.key in keys), key=lambda d: d.at)
+            first = False
             while pending and pending[0].at <= now:
                 await self._db_call(self._emit, case, pending.pop(0))
             later = [d.at for d in pending]
@@ -197,6 +207,13 @@ class Escalations:
         self.control = control
         self.clock = clock
         self.on_alert = on_alert
+        self.raised = False
+
+    def flush(self) -> None:
+        """Tell the alert relay, after the transaction holding new alerts committed."""
+        if self.raised:
+            self.raised = False
+            self.on_alert()
 
     def handle(self, customer_id: str, env: dict[str, Any]) -> None:
         if env["type"] == "complaint.filed":
@@ -237,4 +254,4 @@ class Escalations:
         seq = self.control.add_alert(alert)
         if seq is not None:
             log.info("escalation.alert", kind=alert.kind, seq=seq)
-            self.on_alert()
+            self.raised = True  # the caller notifies once its transaction committed

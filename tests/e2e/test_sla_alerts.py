@@ -71,6 +71,8 @@ def test_a_breach_reaches_the_alert_stream_within_3_seconds(tmp_path: Path) -> N
         assert case["sla"]["first_response"]["breached"] is True
         listed = up.get("/v1/alerts", role="supervisor", kind="sla.breached").json()
         assert [a["id"] for a in listed["items"]] == [breach["id"]]
+        metrics = httpx.get(f"{up.url}/metrics").text
+        assert 'contactstream_alerts_total{kind="sla.breached"} 1.0' in metrics
         # the agent replies, resolves; the customer view shows no open case after that
         with up.client("agent") as agent:
             r = agent.post(f"/v1/cases/{breach['case_id']}/reply",
