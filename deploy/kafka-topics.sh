@@ -15,7 +15,7 @@ set -euo pipefail
 bootstrap="${KAFKA_BOOTSTRAP_SERVERS:-}"
 prefix="${CONTACTSTREAM_TOPIC_PREFIX:-contactstream}"
 partitions="${CONTACTSTREAM_PARTITIONS:-12}"
-replication=3
+replication="${CONTACTSTREAM_REPLICATION_FACTOR:-3}"
 dlq_retention_ms=$((30 * 24 * 3600 * 1000))
 command_config=""
 dry_run=0
@@ -58,7 +58,8 @@ keep_forever=(cleanup.policy=delete retention.ms=-1 retention.bytes=-1)
 
 create "$prefix.interactions.v1"  "$partitions" "${keep_forever[@]}"
 create "$prefix.interactions.dlq" "$partitions" cleanup.policy=delete "retention.ms=$dlq_retention_ms"
-# not written by this release yet; created now so retention and ACLs are settled
+# case events (outbox relay of the case store; read back by the projector) and alerts
+# (outbox relay of the alert log; for other systems)
 create "$prefix.cases.v1"         "$partitions" "${keep_forever[@]}"
 create "$prefix.alerts.v1"        "$partitions" "${keep_forever[@]}"
 # faust's leader-election topic for the worker app (id "$prefix-worker"); the worker does
