@@ -34,7 +34,7 @@ PAYLOAD_RECORDS: dict[str, str] = {
         "email.received": "EmailReceived", "email.sent": "EmailSent",
         "chat.message": "ChatMessage", "web.visit": "WebVisit",
         "complaint.filed": "ComplaintFiled", "survey.answered": "SurveyAnswered",
-        "purchase.completed": "PurchaseCompleted",
+        "purchase.completed": "PurchaseCompleted", "consent.changed": "ConsentChanged",
     }.items()
 }
 

@@ -25,6 +25,7 @@ from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
+from .privacy import privacy
 from .readstore import ReadStore, ReadStoreWriter
 from .records import RecordCodec
 
@@ -92,6 +93,7 @@ async def worker_services(settings: Settings, *, cases: bool = True,
     if not cases:
         projector = Projector(settings, codec(settings), producer, writer,
                               on_assigned=mark_ready)
+        projector.keys = privacy(settings).keystore
         return WorkerServices(projector, producer, writer)
     from ..streams.casework import alert_source, case_event_source, case_stage
     from ..streams.webhooks import WebhookDispatcher
@@ -123,6 +125,7 @@ async def worker_services(settings: Settings, *, cases: bool = True,
                        cases_changed)
     projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready,
                           case_codec=case_codec(settings), case_stage=stage)
+    projector.keys = privacy(settings).keystore
     return WorkerServices(projector, producer, writer, service, control, scheduler,
                           (case_relay, alert_relay), webhooks)
 
@@ -152,8 +155,8 @@ async def api_services(settings: Settings) -> ApiServices:
     producer = kafka.producer(settings)
     await producer.start()
     journal = IngestJournal(settings.ingest_db)
-    ingestor = Ingestor(settings, producer, codec(settings), journal)
-    store = ReadStore(settings.read_db)
+    ingestor = Ingestor(settings, producer, codec(settings), journal, privacy(settings))
+    store = ReadStore(settings.read_db, privacy(settings))
     control = control_store(settings)
     insights = Insights(store, settings.base_currency,
                         parse_rates(settings.fx_rates, settings.base_currency),

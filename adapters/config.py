@@ -33,6 +33,8 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     consumer_group: str = ""  # default: PREFIX-projector
     fetch_max_wait_ms: int = 50
+    # base64 of 32 bytes; empty: a key file in the data dir (embedded default only)
+    master_key: str = ""
     base_currency: str = "EUR"
     # extra or overriding fixed rates, "HUF=0.0025,USD=0.92" (base units per unit)
     fx_rates: str = ""
@@ -58,6 +60,10 @@ class Settings:
     @property
     def ingest_db(self) -> Path:
         return self.sqlite_dir / "ingest.sqlite"
+
+    @property
+    def keys_db(self) -> Path:
+        return self.sqlite_dir / "keys.sqlite"
 
     @property
     def tokens_file(self) -> Path:
@@ -115,6 +121,7 @@ def from_env(**overrides: object) -> Settings:
         fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
         embedded_broker=_env("CONTACTSTREAM_EMBEDDED_BROKER", "0") == "1",
         base_currency=_env("CONTACTSTREAM_BASE_CURRENCY", "EUR").upper(),
+        master_key=_env("CONTACTSTREAM_MASTER_KEY", ""),
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}

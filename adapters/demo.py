@@ -544,6 +544,23 @@ class _Generator:
             self.emit(out, t, end, c.locale, "web.visit", "webtracker", who, "web", None,
                       None, payload)
             t += payload["duration_s"] + rng.uniform(1, 20)
+        if logged_in and rng.random() < 0.1:
+            self.consent(c, t, end, out)
+
+    def consent(self, c: Customer, t: float, end: float, out: _Out) -> None:
+        """Marketing consent given on the web (for email, sometimes web too); some of it
+        withdrawn later through an email's unsubscribe link."""
+        rng = self.rng
+        who = self.who(c, email=True)
+        channels = ("email", "web") if rng.random() < 0.4 else ("email",)
+        for ch in channels:
+            self.emit(out, t, end, c.locale, "consent.changed", "webform", who, "web", None,
+                      None, {"channel": ch, "granted": True, "purpose": "marketing"})
+        if rng.random() < 0.3:
+            t2 = t + rng.expovariate(1 / (10 * DAY)) + 3600
+            self.emit(out, t2, end, c.locale, "consent.changed", "unsubscribe", who, "email",
+                      None, None, {"channel": "email", "granted": False,
+                                   "purpose": "marketing"})
 
     def anonymous_visit(self, t: float, out: _Out) -> None:
         who = {"id": None, "email": None, "phone": None,

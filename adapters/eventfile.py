@@ -20,6 +20,8 @@ FLAT_COLUMNS = ("event_id", "type", "occurred_at", "source", "channel", "agent_i
 CUSTOMER_FIELDS = ("id", "email", "phone", "visitor_id", "name")
 # Payload fields the contract types as numbers; everything else (amount too) stays a string.
 NUMERIC_PAYLOAD = frozenset({"duration_s", "wait_s", "score"})
+# ... and as JSON booleans: a cell reads true/false (any case).
+BOOLEAN_PAYLOAD = frozenset({"granted"})
 _INT = re.compile(r"[+-]?\d+")
 _BOM = b"\xef\xbb\xbf"
 
@@ -222,6 +224,11 @@ def _row_to_envelope(header: list[str], row: list[str]) -> dict[str, Any] | str:
             if number is None:
                 return f"{name}: not a number: {cell!r}"
             payload[field] = number
+        elif field in BOOLEAN_PAYLOAD:
+            flag = {"true": True, "false": False}.get(cell.strip().lower())
+            if flag is None:
+                return f"{name}: not true or false: {cell!r}"
+            payload[field] = flag
         else:
             payload[field] = cell
     if customer:

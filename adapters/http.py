@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..domain.interactions import CHANNELS, EVENT_TYPES
 from ..projections.identifiers import normalize
 from .auth import GRANTS, TokenTable
+from .control import ControlStore
+from .erasure import erase
 from .ingest import BrokerUnavailable, Ingestor
 from .insights import Insights
 from .logging import get_logger
@@ -89,7 +92,8 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
     bearer = HTTPBearer(auto_error=False)
 
     def role(right: str) -> Callable[..., str]:
-        def check(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        def check(request: Request,
+                  creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
             if creds is None:
                 raise ApiError(401, "unauthenticated", "missing bearer token",
                                {"WWW-Authenticate": "Bearer"})
@@ -97,6 +101,9 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
             if who is None:
                 raise ApiError(401, "unauthenticated", "unknown token",
                                {"WWW-Authenticate": "Bearer"})
+            # who asked, for the access audit (adapters/audit.py); never the token itself
+            request.state.role = who
+            request.state.token_id = hashlib.sha256(creds.credentials.encode()).hexdigest()[:12]
             if right not in GRANTS[who]:
                 raise ApiError(403, "forbidden", f"role {who} may not do this")
             return who
@@ -174,15 +181,18 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
         return cid
 
     @app.get("/v1/customers/lookup", tags=["customers"])
-    def lookup(id: str | None = None, email: str | None = None, phone: str | None = None,
-               visitor_id: str | None = None, _: str = Depends(role("read")),
-               ) -> dict[str, str]:
+    def lookup(request: Request, id: str | None = None, email: str | None = None,
+               phone: str | None = None, visitor_id: str | None = None,
+               _: str = Depends(role("read"))) -> dict[str, str]:
         given = [(k, v) for k, v in (("id", id), ("email", email), ("phone", phone),
                                      ("visitor_id", visitor_id)) if v]
         if len(given) != 1:
             raise ApiError(400, "bad_query", "give exactly one of id, email, phone, visitor_id")
         kind, value = given[0]
-        cid = store.lookup(kind, normalize(kind, value))
+        stored = (store.privacy.lookup_value(kind, value) if store.privacy is not None
+                  else normalize(kind, value))
+        cid = store.lookup(kind, stored)
+        request.state.audit_customer_id = cid
         if cid is None:
             raise ApiError(404, "not_found", "no customer with that identifier")
         return {"id": cid}
@@ -248,3 +258,23 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
         return {"items": rows, "next": nxt}
 
     return app
+
+
+def add_erasure_route(app: FastAPI, store: ReadStore, control: ControlStore,
+                      insights: Insights) -> None:
+    """``DELETE /v1/customers/{id}`` (admin): see adapters/erasure.py."""
+    role = app.state.role
+
+    @app.delete("/v1/customers/{customer_id}", tags=["privacy"],
+                summary="Erase a customer: destroy their keys, purge the read models")
+    def erase_customer(customer_id: str, _: str = Depends(role("admin"))) -> dict[str, Any]:
+        cid = store.resolve(customer_id)
+        if cid is None:
+            raise ApiError(404, "not_found", "no such customer")
+        if store.privacy is None:
+            raise ApiError(503, "unavailable", "no key store configured")
+        done = erase(store.path, control, store.privacy, cid)
+        insights.forget()
+        return {"id": customer_id, "erased": True, "keys_destroyed": done.keys_destroyed,
+                "timeline_rows_kept_as": done.pseudonyms,
+                "timeline_rows": done.timeline_rows}

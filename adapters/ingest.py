@@ -15,11 +15,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from ..domain.interactions import validate_envelope
-from ..projections.identifiers import partition_key
 from .avro import EnvelopeCodec
 from .config import Settings
 from .journal import Accepted, IngestJournal
 from .logging import get_logger
+from .privacy import Privacy
+from .privacy import privacy as build_privacy
 
 log = get_logger(__name__)
 
@@ -41,8 +42,10 @@ class IngestResult:
 
 class Ingestor:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, codec: EnvelopeCodec,
-                 journal: IngestJournal) -> None:
+                 journal: IngestJournal, privacy: Privacy | None = None) -> None:
         self.settings = settings
+        # personal fields are encrypted before anything leaves this process
+        self.privacy = privacy or build_privacy(settings)
         self.producer = producer
         self.codec = codec
         self.journal = journal
@@ -110,11 +113,11 @@ class Ingestor:
         if not fresh:
             return 0
         received_at = int(time.time() * 1000)
-        region = self.settings.default_region
         sends = []
+        encrypt = self.privacy.encrypt
         for eid, (_, env) in fresh.items():
-            value = self.codec.encode({**env, "received_at": received_at})
-            key = partition_key(env["customer"], region)
+            sealed, key = encrypt(env)
+            value = self.codec.encode({**sealed, "received_at": received_at})
             sends.append((eid, key, value, await self.producer.send(self.topic, value, key=key)))
         rows, failed = [], 0
         for eid, key, value, fut in sends:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..projections import churn, satisfaction, value
+from ..projections import churn, consent, satisfaction, value
 from .readstore import ReadStore
 
 DAY_MS = 86_400_000
@@ -63,6 +63,11 @@ class Insights:
         self.breached_cases = breached_cases
         self._lock = threading.Lock()
         self._cache: tuple[tuple[int, int], float, BaseView] | None = None
+
+    def forget(self) -> None:
+        """Drop the cached base-wide figures (after an erasure)."""
+        with self._lock:
+            self._cache = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -110,6 +115,16 @@ class Insights:
             p = json.loads(payload)
             out.append(value.Purchase(eid, cid, ms, Decimal(p["amount"]), p["currency"]))
         return out
+
+    def consent_of(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's current consent per channel and purpose, with when and from where
+        (projections/consent.py)."""
+        rows = self.store.conn.execute(
+            "SELECT event_id, occurred_ms, occurred_at, source, payload FROM timeline"
+            " WHERE customer_id=? AND type='consent.changed'", (customer_id,))
+        return consent.current_consent(
+            {"event_id": eid, "occurred_ms": ms, "occurred_at": at, "source": src,
+             "payload": payload} for eid, ms, at, src, payload in rows)
 
     # -- the whole base ------------------------------------------------------------------
     def base_view(self) -> BaseView:
@@ -196,6 +211,7 @@ class Insights:
                       "segment": r.segment if r else value.PROSPECT,
                       "rfm": _rfm_json(r)},
             "churn_risk": {"score": risk.score, "factors": risk.factors},
+            "consent": self.consent_of(cid),
         }
 
     def satisfaction_report(self, group_by: str, window_days: int | None) -> dict[str, Any]:

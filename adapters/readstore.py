@@ -13,10 +13,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineState
 from .sqlite import connect
+
+if TYPE_CHECKING:
+    from .privacy import Privacy
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timeline (
@@ -29,7 +33,8 @@ CREATE TABLE IF NOT EXISTS timeline (
   channel TEXT NOT NULL,
   source TEXT NOT NULL,
   agent_id TEXT, queue TEXT, case_id TEXT,
-  payload TEXT NOT NULL
+  payload TEXT NOT NULL,
+  key_id TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS timeline_by_customer
   ON timeline (customer_id, occurred_ms DESC, event_id DESC);
@@ -37,6 +42,7 @@ CREATE INDEX IF NOT EXISTS timeline_by_type ON timeline (type, occurred_ms);
 CREATE TABLE IF NOT EXISTS identifiers (
   kind TEXT NOT NULL, value TEXT NOT NULL, customer_id TEXT NOT NULL,
   strong INTEGER NOT NULL DEFAULT 0,
+  display TEXT,
   PRIMARY KEY (kind, value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identifiers_by_customer ON identifiers (customer_id);
@@ -150,14 +156,15 @@ class ReadStoreWriter:
     def _write_projection(self, state: TimelineState) -> None:
         c = self.conn
         c.executemany(
-            "INSERT INTO identifiers VALUES (?,?,?,?) ON CONFLICT (kind, value) DO UPDATE SET"
+            "INSERT INTO identifiers VALUES (?,?,?,?,?) ON CONFLICT (kind, value) DO UPDATE SET"
             " customer_id=excluded.customer_id, strong=1 WHERE excluded.strong=1 AND strong=0",
-            [(k, v, cid, int(strong)) for (k, v), (cid, strong) in state.new_identifiers.items()])
+            [(k, v, cid, int(strong), state.displays.get((k, v)))
+             for (k, v), (cid, strong) in state.new_identifiers.items()])
         c.executemany(
-            "INSERT OR IGNORE INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(e.event_id, e.customer_id, e.occurred_ms, e.occurred_at, e.received_at, e.type,
               e.channel, e.source, e.agent_id, e.queue, e.case_id,
-              json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")))
+              json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")), e.key_id)
              for e in state.entries])
         c.executemany(
             "INSERT INTO customers VALUES (?,?,?,?) ON CONFLICT (customer_id) DO UPDATE SET"
@@ -198,8 +205,10 @@ class ReadStoreWriter:
 class ReadStore:
     """The API's side: read-only queries, one connection per thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, privacy: Privacy | None = None) -> None:
         self.path = path
+        # opens the tokens of encrypted fields for the reader (adapters/privacy.py)
+        self.privacy = privacy
         # create the schema once so a fresh API can answer before the worker wrote
         init = connect(path)
         init.executescript(SCHEMA)
@@ -229,10 +238,13 @@ class ReadStore:
     def customer(self, cid: str) -> dict[str, Any]:
         c = self.conn
         identifiers: dict[str, list[str]] = {}
-        for kind, value in c.execute(
-                "SELECT kind, value FROM identifiers WHERE customer_id=? AND kind!='id'"
-                " ORDER BY kind, value", (cid,)):
-            identifiers.setdefault(kind, []).append(value)
+        for kind, value, display in c.execute(
+                "SELECT kind, value, display FROM identifiers WHERE customer_id=? AND"
+                " kind!='id' ORDER BY kind, value", (cid,)):
+            shown = self._open(display) if display is not None else value
+            if shown is not None:
+                identifiers.setdefault(kind, []).append(
+                    normalize(kind, shown) if display is not None else shown)
         counts = dict(c.execute(
             "SELECT channel, COUNT(*) FROM timeline WHERE customer_id=? AND type NOT LIKE"
             " 'case.%' GROUP BY channel",
@@ -247,7 +259,7 @@ class ReadStore:
         return {
             "id": cid,
             "identifiers": {"id": ids, **identifiers},
-            "name": name[0] if name else None,
+            "name": self._open(name[0]) if name else None,
             "interaction_counts": counts,
             "interactions_total": sum(counts.values()),
             "last_contact_at": last[0] if last else None,
@@ -279,8 +291,14 @@ class ReadStore:
             out.append({"event_id": eid, "occurred_ms": ms, "occurred_at": at,
                         "received_at": recv, "type": typ, "channel": ch, "source": src,
                         "agent_id": agent, "queue": queue, "case_id": case,
-                        "payload": json.loads(payload)})
+                        "payload": self._open_payload(json.loads(payload))})
         return out
+
+    def _open(self, value: Any) -> Any:
+        return self.privacy.open(value) if self.privacy is not None else value
+
+    def _open_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.privacy.open_payload(payload) if self.privacy is not None else payload
 
     def open_cases(self, cid: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 import uvicorn
 
 from . import bootstrap, metrics
+from .audit import AuditLog
 from .auth import write_tokens
 from .broker import die_with_parent
 from .config import Settings
-from .http import create_app
+from .http import add_erasure_route, create_app
 from .http_cases import add_case_routes
+from .http_privacy import add_privacy_routes
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +90,10 @@ async def up(settings: Settings, demo: bool = False) -> int:
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
                     lambda: datetime.now(UTC))
     metrics.watch(services.control)
+    add_erasure_route(app, services.store, services.control, services.insights)
+    audit = AuditLog(settings.data_dir / "audit.sqlite")
+    add_privacy_routes(app, app.state.role, services.store, services.insights,
+                       services.control, audit)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -121,6 +127,7 @@ async def up(settings: Settings, demo: bool = False) -> int:
     await serving
     await worker
     await services.close()
+    audit.close()
     if broker:
         broker.stop()
     log.info("up.stopped")

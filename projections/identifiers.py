@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 
@@ -52,11 +53,33 @@ def derived_customer_id(kind: str, value: str) -> str:
     return "cs-" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:16]
 
 
-def partition_key(customer: Mapping[str, object], region: str = "HU") -> bytes:
-    """The Kafka key: the publisher's customer id, else a hash of the strongest identifier
-    (so no address or number travels in a key)."""
-    idents = identifiers_of(customer, region)
+def envelope_identifiers(env: Mapping[str, Any], region: str = "HU") -> list[tuple[str, str]]:
+    """An envelope's identifiers, strongest first: the publisher's id in plain, the others
+    as the keyed hashes ingest put in ``identity_hashes`` (adapters/crypto.py) — or, for an
+    envelope that was never encrypted, normalised plain values."""
+    hashes = env.get("identity_hashes")
+    if not hashes:
+        return identifiers_of(env["customer"], region)
+    cid = env["customer"].get("id")
+    found = [("id", cid.strip())] if isinstance(cid, str) and cid.strip() else []
+    return found + [(k, hashes[k]) for k in KINDS[1:] if k in hashes]
+
+
+def customer_key(idents: list[tuple[str, str]]) -> str:
+    """The base customer of an event: its publisher id, else a stable id derived from its
+    strongest identifier. It is the Kafka key and names the customer's data key."""
     if not idents:
-        return b""
+        return ""
     kind, value = idents[0]
-    return (value if kind == "id" else derived_customer_id(kind, value)).encode()
+    return value if kind == "id" else derived_customer_id(kind, value)
+
+
+def erased_pseudonym(key_id: str) -> str:
+    """Where the rows of an erased customer's data key go: counts and scores stay, the
+    person does not."""
+    return "erased-" + hashlib.sha256(key_id.encode()).hexdigest()[:16]
+
+
+def partition_key(customer: Mapping[str, object], region: str = "HU") -> bytes:
+    """The Kafka key of an unencrypted envelope (see ``customer_key``)."""
+    return customer_key(identifiers_of(customer, region)).encode()

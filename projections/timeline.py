@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .identifiers import derived_customer_id, identifiers_of
+from .identifiers import derived_customer_id, envelope_identifiers, erased_pseudonym
+
+TOKEN_PREFIXES = ("enc1:", "enc1j:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class TimelineEntry:
     queue: str | None
     case_id: str | None
     payload: dict[str, Any]
+    key_id: str | None = None
 
 
 @dataclass
@@ -40,6 +43,10 @@ class TimelineState:
     entries: list[TimelineEntry] = field(default_factory=list)
     # customer id -> (occurred_ms, event_id, name): the newest name wins, whatever the order
     names: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    # identifier -> what the customer view shows (a token when the envelope was encrypted)
+    displays: dict[tuple[str, str], str] = field(default_factory=dict)
+    # data keys destroyed by an erasure: their events go to a pseudonym, stripped
+    destroyed: frozenset[str] = frozenset()
 
 
 def occurred_ms(iso: str) -> int:
@@ -61,8 +68,15 @@ def resolve_customer(state: TimelineState, idents: list[tuple[str, str]]) -> str
 
 def apply(state: TimelineState, envelope: dict[str, Any]) -> TimelineState:
     customer = envelope["customer"]
-    idents = identifiers_of(customer, state.region)
+    key_id = envelope.get("key_id")
+    if key_id and key_id in state.destroyed:
+        return _erased(state, envelope, key_id)
+    idents = envelope_identifiers(envelope, state.region)
     cid = resolve_customer(state, idents)
+    for kind, value in idents:
+        shown = customer.get(kind)
+        if kind != "id" and isinstance(shown, str) and (kind, value) not in state.displays:
+            state.displays[(kind, value)] = shown
     strong = idents[0][0] == "id"
     for ident in [("id", cid), *idents]:
         owner = state.known.get(ident)
@@ -89,7 +103,23 @@ def apply(state: TimelineState, envelope: dict[str, Any]) -> TimelineState:
         queue=envelope.get("queue"),
         case_id=envelope.get("case_id"),
         payload=envelope.get("payload") or {},
+        key_id=key_id,
     ))
+    return state
+
+
+def _erased(state: TimelineState, envelope: dict[str, Any], key_id: str) -> TimelineState:
+    """An event of an erased customer (a replay after erasure): under the pseudonym of its
+    key, without identifiers, name or anything encrypted, so aggregates stay as they were."""
+    payload = {k: v for k, v in (envelope.get("payload") or {}).items()
+               if not (isinstance(v, str) and v.startswith(TOKEN_PREFIXES))}
+    state.entries.append(TimelineEntry(
+        customer_id=erased_pseudonym(key_id), event_id=envelope["event_id"],
+        type=envelope["type"], channel=envelope["channel"],
+        occurred_at=envelope["occurred_at"], occurred_ms=occurred_ms(envelope["occurred_at"]),
+        received_at=int(envelope.get("received_at") or 0), source=envelope["source"],
+        agent_id=envelope.get("agent_id"), queue=envelope.get("queue"),
+        case_id=envelope.get("case_id"), payload=payload, key_id=key_id))
     return state
 
 
@@ -97,5 +127,5 @@ def needed_identifiers(envelopes: list[dict[str, Any]], region: str = "HU") -> s
     """The identifiers a batch will look up, so the caller can load them in one query."""
     out: set[tuple[str, str]] = set()
     for env in envelopes:
-        out.update(identifiers_of(env["customer"], region))
+        out.update(envelope_identifiers(env, region))
     return out

@@ -76,6 +76,7 @@ class Projector:
         self.max_records = max_records
         self.progress = Progress()
         self.on_assigned = on_assigned
+        self.keys: Any = None  # the key store, to recognise erased customers' events
         self.dead_letter = True
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}
@@ -198,7 +199,8 @@ class Projector:
             needed = timeline.needed_identifiers(envelopes, region)
             # runs on the writer thread after the commit in flight, so it sees its rows
             known = await self._db_call(self.writer.known_identifiers, needed)
-            state = timeline.TimelineState(region=region, known=known)
+            state = timeline.TimelineState(region=region, known=known,
+                                           destroyed=self._destroyed(envelopes))
             for env in envelopes:
                 state = timeline.apply(state, env)
             if self.case_stage is not None:
@@ -228,6 +230,13 @@ class Projector:
         if pending is not None:
             await pending
             await self._commit_group(self._pending_offsets)
+
+    def _destroyed(self, envelopes: list[dict[str, Any]]) -> frozenset[str]:
+        """The batch's data keys that an erasure destroyed (a replay after erasure)."""
+        if self.keys is None:
+            return frozenset()
+        key_ids = {e["key_id"] for e in envelopes if e.get("key_id")}
+        return frozenset(k for k in key_ids if self.keys.is_destroyed(k))
 
     def _case_events(self, records: list[Any], state: timeline.TimelineState,
                      ) -> list[dict[str, Any]]:

@@ -1,0 +1,89 @@
+"""Erasure (``DELETE /v1/customers/{id}``): crypto-shredding plus a purge of the read
+models, keeping every count and score.
+
+1. Every data key the customer's events were encrypted with is destroyed (the key
+   store scrubs the wrapped key bytes): what Kafka, the ingest journal, the archives
+   and the event store hold of the person becomes unreadable ciphertext for good.
+2. The read store forgets the person: identifiers and name deleted; timeline rows and
+   cases move to a pseudonym per data key (``erased-…``) with every encrypted field
+   dropped, so satisfaction, value, service and SLA figures stay as they were.
+3. The control store drops the case index entries (a returning person opens new cases)
+   and moves complaints and alerts to the pseudonym.
+A replay after erasure puts the erased events under the same pseudonyms
+(projections/timeline.py), and a person who writes again gets a new data key and starts
+as a new customer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..projections.identifiers import erased_pseudonym
+from .control import ControlStore
+from .crypto import is_token
+from .logging import get_logger
+from .privacy import Privacy, token_key_id
+from .sqlite import connect
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Erasure:
+    customer_id: str
+    keys_destroyed: int
+    timeline_rows: int
+    pseudonyms: list[str]
+
+
+def erase(read_db: Path, control: ControlStore, privacy: Privacy, cid: str) -> Erasure:
+    conn = connect(read_db)
+    try:
+        key_ids = {k for (k,) in conn.execute(
+            "SELECT DISTINCT key_id FROM timeline WHERE customer_id=? AND key_id IS NOT NULL",
+            (cid,))}
+        for (display,) in conn.execute(
+                "SELECT display FROM identifiers WHERE customer_id=? AND display IS NOT NULL",
+                (cid,)):
+            if (k := token_key_id(display)) is not None:
+                key_ids.add(k)
+        name = conn.execute("SELECT name FROM customers WHERE customer_id=?", (cid,)).fetchone()
+        if name and name[0] and (k := token_key_id(name[0])) is not None:
+            key_ids.add(k)
+        destroyed = privacy.keystore.destroy(sorted(key_ids))
+        fallback = erased_pseudonym(f"customer:{cid}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
+                                " customer_id=?", (cid,)).fetchall()
+            conn.executemany(
+                "UPDATE timeline SET customer_id=?, payload=? WHERE event_id=?",
+                [(erased_pseudonym(k) if k else fallback, _strip(p), eid)
+                 for eid, k, p in rows])
+            first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
+            conn.execute("UPDATE cases SET customer_id=? WHERE customer_id=?", (first, cid))
+            conn.execute("DELETE FROM identifiers WHERE customer_id=?", (cid,))
+            conn.execute("DELETE FROM customers WHERE customer_id=?", (cid,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
+    with control.batch():
+        control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (cid,))
+        control.conn.execute("UPDATE complaints SET customer_id=? WHERE customer_id=?",
+                             (first, cid))
+        control.conn.execute("UPDATE alerts SET customer_id=? WHERE customer_id=?", (first, cid))
+    pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {fallback})
+    log.info("customer.erased", keys_destroyed=destroyed, timeline_rows=len(rows))
+    return Erasure(cid, destroyed, len(rows), pseudonyms)
+
+
+def _strip(payload_json: str) -> str:
+    payload = json.loads(payload_json)
+    return json.dumps({k: v for k, v in payload.items() if not is_token(v)},
+                      ensure_ascii=False, separators=(",", ":"))

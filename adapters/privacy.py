@@ -1,0 +1,82 @@
+"""The privacy kit of a process: the key store, the field cipher and the identifier
+hashing key, built once from the master key (adapters/crypto.py, adapters/keystore.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..projections.identifiers import customer_key, normalize
+from .config import Settings
+from .crypto import FieldCipher, encrypt_envelope, hashing_key, identifier_hash, is_token
+from .crypto import load_master_key as _load_master_key
+from .keystore import KeyStore
+
+_KITS: dict[str, Privacy] = {}
+
+
+@dataclass
+class Privacy:
+    keystore: KeyStore
+    cipher: FieldCipher
+    hash_key: bytes
+    region: str
+
+    def encrypt(self, env: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The envelope with its personal fields encrypted under its customer's key, and
+        its Kafka key."""
+        # the key is named by the base customer: the publisher id, or the id derived from
+        # the keyed hash of the strongest identifier (never from plain text)
+        base = customer_key(_hashed_identifiers(env, self.hash_key, self.region))
+        enc = encrypt_envelope(env, self.cipher, self.keystore, base, self.hash_key,
+                               self.region)
+        return enc, base.encode()
+
+    def lookup_value(self, kind: str, value: str) -> str:
+        """What the identifiers table holds for a looked-up identifier."""
+        if kind == "id":
+            return value.strip()
+        return identifier_hash(self.hash_key, kind, normalize(kind, value, self.region))
+
+    def open(self, value: Any) -> Any:
+        """A token opened (None when its key was destroyed); anything else as it is."""
+        if is_token(value):
+            try:
+                return self.cipher.decrypt_value(value)
+            except Exception:  # noqa: BLE001 - unreadable is as good as erased here
+                return None
+        return value
+
+    def open_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.open(v) for k, v in payload.items()}
+
+
+def _hashed_identifiers(env: dict[str, Any], hash_key: bytes, region: str,
+                        ) -> list[tuple[str, str]]:
+    customer = env.get("customer") or {}
+    out = []
+    cid = customer.get("id")
+    if isinstance(cid, str) and cid.strip():
+        out.append(("id", cid.strip()))
+    for kind in ("email", "phone", "visitor_id"):
+        value = customer.get(kind)
+        if isinstance(value, str) and value.strip():
+            out.append((kind, identifier_hash(hash_key, kind, normalize(kind, value, region))))
+    return out
+
+
+def token_key_id(token: str) -> str | None:
+    parts = token.split(":", 2)
+    return parts[1] if len(parts) == 3 and is_token(token) else None
+
+
+def privacy(settings: Settings) -> Privacy:
+    """One kit per key store file in this process."""
+    path = str(settings.keys_db.resolve())
+    kit = _KITS.get(path)
+    if kit is None:
+        master = _load_master_key(settings.master_key or None, settings.data_dir)
+        store = KeyStore(settings.keys_db, master)
+        kit = _KITS[path] = Privacy(store, FieldCipher(store), hashing_key(master),
+                                    settings.default_region)
+    return kit
