@@ -257,4 +257,9 @@ def _to_json_shape(record: dict[str, Any]) -> dict[str, Any]:
             payload[k] = json.loads(v)
     record["payload"] = payload
     record["customer"] = {k: v for k, v in record["customer"].items() if v is not None}
+    # an envelope that was never encrypted comes back as it was sent
+    if record.get("key_id", "") is None:
+        del record["key_id"]
+    if record.get("identity_hashes", None) == {}:
+        del record["identity_hashes"]
     return record

@@ -21,7 +21,8 @@ MAX_EVENT_ID = 200
 
 class Field(NamedTuple):
     """A payload field. kind: text (any string), str (non-empty string), enum, seconds
-    (non-negative number), int, decimal (non-negative decimal string), currency."""
+    (non-negative number), int, bool (JSON true/false only), decimal (non-negative decimal
+    string), currency."""
 
     kind: str
     required: bool = True
@@ -49,6 +50,10 @@ EVENT_TYPES: Final[dict[str, dict[str, Field]]] = {
                         "comment": _OPT_TEXT},
     "purchase.completed": {"amount": Field("decimal"), "currency": Field("currency"),
                            "order_id": Field("str")},
+    # marketing (or other) consent for one channel; the envelope's channel says where the
+    # answer was given, payload.channel which channel it is about
+    "consent.changed": {"channel": _enum(CHANNELS), "granted": Field("bool"),
+                        "purpose": Field("str")},
 }
 
 _TS_ERROR = "not an ISO 8601 timestamp with a UTC offset"
@@ -83,6 +88,9 @@ def _check_field(name: str, f: Field, v: object) -> str | None:
     elif kind == "int":
         if type(v) is not int:
             return f"payload.{name}: must be an integer"
+    elif kind == "bool":
+        if type(v) is not bool:
+            return f"payload.{name}: must be true or false"
     elif kind == "decimal":
         return _check_amount(name, v)
     elif kind == "currency":

@@ -40,6 +40,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
                         "description": "Charged twice"},
     "survey.answered": {"kind": "csat", "score": 5, "comment": "خیلی خوب بود"},
     "purchase.completed": {"amount": "1249.90", "currency": "HUF", "order_id": "o-1"},
+    "consent.changed": {"channel": "email", "granted": False, "purpose": "marketing"},
 }
 
 
@@ -292,3 +293,36 @@ def _env_for_registry_test() -> dict:
     return {"event_id": "persist-1", "type": "call.started",
             "occurred_at": "2026-11-22T09:00:00+01:00", "source": "pbx",
             "customer": {"id": "c-1"}, "channel": "voice", "payload": {"direction": "inbound"}}
+
+
+def schema_without_consent() -> dict[str, Any]:
+    """The Envelope schema as it was before consent.changed: its payload branch removed."""
+    from contactstream.adapters.avro import load_envelope_schema
+
+    old = schema_json(load_envelope_schema())
+    payload = next(f for f in old["fields"] if f["name"] == "payload")
+    branches = payload["type"]
+    assert isinstance(branches[-1], dict) and branches[-1]["name"].endswith("ConsentChanged")
+    payload["type"] = branches[:-1]  # the new branch is the last one: older ones keep places
+    return old
+
+
+def test_records_written_before_consent_changed_existed_are_still_read() -> None:
+    registry = EmbeddedSchemaRegistry()
+    old_writer = EnvelopeCodec(registry, schema=schema_without_consent())
+    new = EnvelopeCodec(registry)
+    assert old_writer.schema_id != new.schema_id
+    for type_ in sorted(set(PAYLOADS) - {"consent.changed"}):
+        env = envelope(type_)
+        assert new.decode(old_writer.encode(env)) == env, type_
+    with pytest.raises(ValueError):
+        old_writer.encode(envelope("consent.changed"))
+
+
+def test_consent_changed_keeps_granted_a_boolean(codec: EnvelopeCodec) -> None:
+    for granted in (True, False):
+        env = envelope("consent.changed")
+        env["payload"]["granted"] = granted
+        decoded = codec.decode(codec.encode(env))
+        assert decoded["payload"]["granted"] is granted
+        assert decoded["payload"] == env["payload"]

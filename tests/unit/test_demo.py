@@ -23,7 +23,8 @@ ENVELOPE_KEYS = {"event_id", "type", "occurred_at", "source", "customer", "chann
                  "queue", "case_id", "payload"}
 CUSTOMER_KEYS = {"id", "email", "phone", "visitor_id", "name"}
 TYPES = {"call.started", "call.ended", "email.received", "email.sent", "chat.message",
-         "web.visit", "complaint.filed", "survey.answered", "purchase.completed"}
+         "web.visit", "complaint.filed", "survey.answered", "purchase.completed",
+         "consent.changed"}
 CHANNELS = {"voice", "email", "chat", "sms", "social", "web", "in_person"}
 # Rough rates, only to compare spend across currencies.
 TO_EUR = {"EUR": Decimal(1), "USD": Decimal("0.92"), "HUF": Decimal("0.0025")}

@@ -27,6 +27,7 @@ GOOD_PAYLOADS: dict[str, dict[str, Any]] = {
                         "description": "Charged twice"},
     "survey.answered": {"kind": "nps", "score": 9, "comment": "很好"},
     "purchase.completed": {"amount": "1249.90", "currency": "EUR", "order_id": "o-1"},
+    "consent.changed": {"channel": "email", "granted": True, "purpose": "marketing"},
 }
 
 
@@ -267,3 +268,36 @@ def test_all_reasons_are_reported_together() -> None:
         "payload.priority: must be one of low, normal, high, urgent",
         "payload.description: required",
     ]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("granted", [True, False])
+def test_consent_changed_good(channel: str, granted: bool) -> None:
+    env = with_payload("consent.changed", channel=channel, granted=granted)
+    assert validate_envelope(env) == []
+
+
+def test_consent_changed_needs_a_purpose() -> None:
+    env = envelope("consent.changed")
+    del env["payload"]["purpose"]
+    assert validate_envelope(env) == ["payload.purpose: required"]
+    assert validate_envelope(with_payload("consent.changed", purpose=" ")) == [
+        "payload.purpose: must not be empty"]
+
+
+@pytest.mark.parametrize("granted", ["yes", "true", 1, 0, "False"])
+def test_consent_granted_must_be_a_json_boolean(granted: object) -> None:
+    assert validate_envelope(with_payload("consent.changed", granted=granted)) == [
+        "payload.granted: must be true or false"]
+
+
+def test_consent_withdrawn_is_not_missing() -> None:
+    assert validate_envelope(with_payload("consent.changed", granted=False)) == []
+    assert validate_envelope(with_payload("consent.changed", granted=None)) == [
+        "payload.granted: required"]
+
+
+@pytest.mark.parametrize("channel", ["fax", "Email", "", 3])
+def test_consent_for_an_unknown_channel_is_rejected(channel: object) -> None:
+    assert validate_envelope(with_payload("consent.changed", channel=channel)) == [
+        "payload.channel: must be one of voice, email, chat, sms, social, web, in_person"]
