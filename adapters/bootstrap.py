@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from ..streams.identity import IdentityKeeper, LinkApp
 from ..streams.outbox import OutboxRelay
 from ..streams.projector import Projector
 from ..streams.sla import Clock, Escalations, SlaScheduler, SystemClock
@@ -47,6 +48,14 @@ def case_codec(settings: Settings) -> RecordCodec:
 
 def alert_codec(settings: Settings) -> RecordCodec:
     return RecordCodec(registry(settings), "Alert", f"{settings.alerts_topic}-value")
+
+
+def link_app(settings: Settings) -> LinkApp:
+    """Merge and unmerge decisions (CustomerLink aggregates) in their own recorder."""
+    settings.sqlite_dir.mkdir(parents=True, exist_ok=True)
+    return LinkApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                        "SQLITE_DBNAME": str(settings.sqlite_dir / "identity.sqlite"),
+                        "SQLITE_LOCK_TIMEOUT": "10"})
 
 
 def control_store(settings: Settings) -> ControlStore:
@@ -126,6 +135,8 @@ async def worker_services(settings: Settings, *, cases: bool = True,
     projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready,
                           case_codec=case_codec(settings), case_stage=stage)
     projector.keys = privacy(settings).keystore
+    projector.identity = IdentityKeeper(settings.default_region, link_app(settings))
+    projector.control = control
     return WorkerServices(projector, producer, writer, service, control, scheduler,
                           (case_relay, alert_relay), webhooks)
 

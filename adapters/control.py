@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS alerts (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
   case_id TEXT, customer_id TEXT, metric TEXT, due_at TEXT, at TEXT NOT NULL,
   level TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unmerge_requests (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, member TEXT NOT NULL,
+  by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, done_at TEXT, error TEXT);
 CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_failures (
   webhook TEXT NOT NULL, alert_seq INTEGER NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL,
@@ -208,6 +211,28 @@ class ControlStore:
     def breached_case_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute(
             "SELECT DISTINCT case_id FROM alerts WHERE kind='sla.breached'")}
+
+    # -- unmerges: asked for by an admin in the API, carried out by the worker --------------
+    def request_unmerge(self, survivor: str, member: str, by: str, reason: str, at: str) -> int:
+        cur = self._write("INSERT INTO unmerge_requests (survivor, member, by, reason, at)"
+                          " VALUES (?,?,?,?,?)", (survivor, member, by, reason, at))
+        return int(cur.lastrowid or 0)
+
+    def pending_unmerges(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT seq, survivor, member, by, reason FROM"
+                                 " unmerge_requests WHERE done_at IS NULL ORDER BY seq")
+        return [dict(zip(("seq", "survivor", "member", "by", "reason"), r, strict=True))
+                for r in rows]
+
+    def finish_unmerge(self, seq: int, error: str) -> None:
+        self._write("UPDATE unmerge_requests SET done_at=datetime('now'), error=? WHERE seq=?",
+                    (error or None, seq))
+
+    def unmerge_request(self, seq: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT seq, survivor, member, done_at, error FROM"
+                                " unmerge_requests WHERE seq=?", (seq,)).fetchone()
+        return None if row is None else dict(zip(
+            ("seq", "survivor", "member", "done_at", "error"), row, strict=True))
 
     # -- relay positions and the archive of what they published ------------------------------
     def position(self, name: str) -> int:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..projections.identifiers import erased_pseudonym
 from .control import ControlStore
@@ -41,31 +43,43 @@ class Erasure:
 def erase(read_db: Path, control: ControlStore, privacy: Privacy, cid: str) -> Erasure:
     conn = connect(read_db)
     try:
+        # the customer and every base customer merged into it
+        bases = [b for (b,) in conn.execute(
+            "SELECT base FROM customer_links WHERE survivor=?", (cid,))] or [cid]
+        marks = f"({','.join('?' * len(bases))})"
         key_ids = {k for (k,) in conn.execute(
-            "SELECT DISTINCT key_id FROM timeline WHERE customer_id=? AND key_id IS NOT NULL",
-            (cid,))}
+            f"SELECT DISTINCT key_id FROM timeline WHERE customer_id IN {marks} AND key_id IS"
+            " NOT NULL", bases)}
         for (display,) in conn.execute(
                 "SELECT display FROM identifiers WHERE customer_id=? AND display IS NOT NULL",
                 (cid,)):
             if (k := token_key_id(display)) is not None:
                 key_ids.add(k)
-        name = conn.execute("SELECT name FROM customers WHERE customer_id=?", (cid,)).fetchone()
-        if name and name[0] and (k := token_key_id(name[0])) is not None:
-            key_ids.add(k)
+        for (name,) in conn.execute(f"SELECT name FROM customers WHERE customer_id IN {marks}",
+                                    bases):
+            if name and (k := token_key_id(name)) is not None:
+                key_ids.add(k)
         destroyed = privacy.keystore.destroy(sorted(key_ids))
         fallback = erased_pseudonym(f"customer:{cid}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
-                                " customer_id=?", (cid,)).fetchall()
+                                f" customer_id IN {marks}", bases).fetchall()
             conn.executemany(
                 "UPDATE timeline SET customer_id=?, payload=? WHERE event_id=?",
                 [(erased_pseudonym(k) if k else fallback, _strip(p), eid)
                  for eid, k, p in rows])
             first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
-            conn.execute("UPDATE cases SET customer_id=? WHERE customer_id=?", (first, cid))
+            conn.execute(f"UPDATE cases SET customer_id=? WHERE customer_id IN {marks}",
+                         (first, *bases))
+            idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=?",
+                                  (cid,)).fetchall()
+            _forget_edges(conn, {v for _, v in idents})
             conn.execute("DELETE FROM identifiers WHERE customer_id=?", (cid,))
-            conn.execute("DELETE FROM customers WHERE customer_id=?", (cid,))
+            conn.execute(f"DELETE FROM customers WHERE customer_id IN {marks}", bases)
+            # the identity graph forgets the person: a return starts a new customer
+            conn.execute(f"DELETE FROM customer_links WHERE base IN {marks}", bases)
+            conn.execute(f"DELETE FROM identity_bases WHERE base IN {marks}", bases)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -74,13 +88,26 @@ def erase(read_db: Path, control: ControlStore, privacy: Privacy, cid: str) -> E
         conn.close()
     first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
     with control.batch():
-        control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (cid,))
-        control.conn.execute("UPDATE complaints SET customer_id=? WHERE customer_id=?",
-                             (first, cid))
-        control.conn.execute("UPDATE alerts SET customer_id=? WHERE customer_id=?", (first, cid))
+        for base in {cid, *bases}:
+            control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (base,))
+            control.conn.execute("UPDATE complaints SET customer_id=? WHERE customer_id=?",
+                                 (first, base))
+            control.conn.execute("UPDATE alerts SET customer_id=? WHERE customer_id=?",
+                                 (first, base))
+    # the worker reloads its identity graph without the forgotten edges
+    control.request_unmerge("", "", "system", "erasure", datetime.now(UTC).isoformat())
     pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {fallback})
     log.info("customer.erased", keys_destroyed=destroyed, timeline_rows=len(rows))
     return Erasure(cid, destroyed, len(rows), pseudonyms)
+
+
+def _forget_edges(conn: Any, values: set[str]) -> None:
+    """Drop the identity graph's edges that name any of these identifier values."""
+    doomed = []
+    for (edge,) in conn.execute("SELECT edge FROM identity_edges"):
+        if any(v in values for _, v in json.loads(edge)):
+            doomed.append((edge,))
+    conn.executemany("DELETE FROM identity_edges WHERE edge=?", doomed)
 
 
 def _strip(payload_json: str) -> str:

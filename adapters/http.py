@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.interactions import CHANNELS, EVENT_TYPES
-from ..projections.identifiers import normalize
+from ..projections.identifiers import derived_customer_id, normalize
 from .auth import GRANTS, TokenTable
 from .control import ControlStore
 from .erasure import erase
@@ -278,3 +278,70 @@ def add_erasure_route(app: FastAPI, store: ReadStore, control: ControlStore,
         return {"id": customer_id, "erased": True, "keys_destroyed": done.keys_destroyed,
                 "timeline_rows_kept_as": done.pseudonyms,
                 "timeline_rows": done.timeline_rows}
+
+
+def add_identity_routes(app: FastAPI, store: ReadStore, control: ControlStore,
+                        links: Any) -> None:
+    """Merged customers: who is merged into whom, since when and why, and the unmerge."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from ..domain.identity import CustomerLink
+
+    role = app.state.role
+
+    @app.get("/v1/customers/{customer_id}/identity", tags=["customers"],
+             summary="The base customers merged into this one, with the merge history")
+    def identity(customer_id: str, _: str = Depends(role("supervise"))) -> dict[str, Any]:
+        cid = store.resolve(customer_id)
+        if cid is None:
+            raise ApiError(404, "not_found", "no such customer")
+        history = []
+        for member in store.members(cid):
+            try:
+                link = links.repository.get(CustomerLink.id_for(member))
+            except AggregateNotFoundError:
+                continue
+            for kind, survivor, by, reason, at in link.history:
+                history.append({"member": member, "action": kind, "survivor": survivor,
+                                "by": by, "reason": reason, "at": at.isoformat()})
+        history.sort(key=lambda h: h["at"])
+        return {"id": cid, "members": store.members(cid), "history": history}
+
+    @app.post("/v1/customers/{customer_id}/unmerge", status_code=202, tags=["customers"],
+              summary="Undo a wrong merge: the member becomes a customer of its own again")
+    async def unmerge(customer_id: str, request: Request,
+                      who: str = Depends(role("admin"))) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise ApiError(400, "bad_json", "body is not JSON") from exc
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_request", "body: a JSON object")
+        member = body.get("member")
+        ident = body.get("identifier")
+        if isinstance(ident, dict) and len(ident) == 1 and store.privacy is not None:
+            # the customer first known by this identifier alone (its base id)
+            (kind, value), = ident.items()
+            if kind not in ("email", "phone", "visitor_id") or not isinstance(value, str):
+                raise ApiError(422, "invalid_request", "identifier: one of email, phone,"
+                               " visitor_id")
+            member = derived_customer_id(kind, store.privacy.lookup_value(kind, value))
+        if not isinstance(member, str) or not member:
+            raise ApiError(422, "invalid_request",
+                           "member (an id) or identifier ({kind: value}) is required")
+        cid = store.resolve(customer_id)
+        if cid is None:
+            raise ApiError(404, "not_found", "no such customer")
+        if store.resolve(member) != cid or member == cid:
+            raise ApiError(409, "not_merged", f"{member} is not merged into {cid}")
+        reason = str(body.get("reason") or "unmerged by an admin")[:500]
+        seq = control.request_unmerge(cid, member, f"{who}:{request.state.token_id}", reason,
+                                      datetime.now(UTC).isoformat())
+        return {"request": seq, "status": "pending", "survivor": cid, "member": member}
+
+    @app.get("/v1/identity/requests/{seq}", tags=["customers"])
+    def unmerge_status(seq: int, _: str = Depends(role("admin"))) -> dict[str, Any]:
+        row = control.unmerge_request(seq)
+        if row is None:
+            raise ApiError(404, "not_found", "no such request")
+        return {**row, "status": "done" if row["done_at"] else "pending"}

@@ -76,17 +76,16 @@ class Insights:
     def surveys(self, customer_id: str | None = None) -> list[satisfaction.SurveyAnswer]:
         sql = ("SELECT event_id, customer_id, occurred_ms, payload, agent_id, channel, queue,"
                " case_id FROM timeline WHERE type='survey.answered'")
-        rows = self.store.conn.execute(
-            sql + (" AND customer_id=?" if customer_id else ""),
-            (customer_id,) if customer_id else ()).fetchall()
+        rows = self._rows(sql, customer_id)
         case_owner = self._case_owners({r[7] for r in rows if r[7] and not (r[4] and r[6])})
         out = []
+        links = self._links()
         for eid, cid, ms, payload, agent, channel, queue, case in rows:
             p = json.loads(payload)
             owner_agent, owner_queue = case_owner.get(case, (None, None))
             out.append(satisfaction.SurveyAnswer(
-                eid, cid, ms, p["kind"], int(p["score"]), agent or owner_agent, channel,
-                queue or owner_queue, case))
+                eid, links.get(cid, cid), ms, p["kind"], int(p["score"]),
+                agent or owner_agent, channel, queue or owner_queue, case))
         return out
 
     def _case_owners(self, case_ids: set[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -104,16 +103,27 @@ class Insights:
                 owners[case] = (agent or prev[0], queue or prev[1])
         return owners
 
+    def _links(self) -> dict[str, str]:
+        """base customer -> the customer it is merged into (streams/identity.py)."""
+        return dict(self.store.conn.execute("SELECT base, survivor FROM customer_links"))
+
+    def _rows(self, sql: str, customer_id: str | None) -> list[Any]:
+        if customer_id is None:
+            return self.store.conn.execute(sql).fetchall()
+        bases = self.store.members(customer_id)
+        return self.store.conn.execute(
+            sql + f" AND customer_id IN ({','.join('?' * len(bases))})", bases).fetchall()
+
     def purchases(self, customer_id: str | None = None) -> list[value.Purchase]:
         sql = ("SELECT event_id, customer_id, occurred_ms, payload FROM timeline"
                " WHERE type='purchase.completed'")
-        rows = self.store.conn.execute(
-            sql + (" AND customer_id=?" if customer_id else ""),
-            (customer_id,) if customer_id else ())
+        rows = self._rows(sql, customer_id)
+        links = self._links()
         out = []
         for eid, cid, ms, payload in rows:
             p = json.loads(payload)
-            out.append(value.Purchase(eid, cid, ms, Decimal(p["amount"]), p["currency"]))
+            out.append(value.Purchase(eid, links.get(cid, cid), ms, Decimal(p["amount"]),
+                                      p["currency"]))
         return out
 
     def consent_of(self, customer_id: str) -> list[dict[str, Any]]:
@@ -121,7 +131,8 @@ class Insights:
         (projections/consent.py)."""
         rows = self.store.conn.execute(
             "SELECT event_id, occurred_ms, occurred_at, source, payload FROM timeline"
-            " WHERE customer_id=? AND type='consent.changed'", (customer_id,))
+            " WHERE type='consent.changed' AND customer_id IN"
+            f" ({','.join('?' * len(bases := self.store.members(customer_id)))})", bases)
         return consent.current_consent(
             {"event_id": eid, "occurred_ms": ms, "occurred_at": at, "source": src,
              "payload": payload} for eid, ms, at, src, payload in rows)
@@ -150,8 +161,9 @@ class Insights:
         lifetime = {c: value.lifetime_revenue(ps, self.base, self.rates)
                     for c, ps in by_customer.items()}
         revenue = {c: Decimal(v["lifetime_revenue"]) for c, v in lifetime.items()}
-        customers = [c for (c,) in self.store.conn.execute(
-            "SELECT DISTINCT customer_id FROM timeline WHERE type NOT LIKE 'case.%'")]
+        links = self._links()
+        customers = sorted({links.get(c, c) for (c,) in self.store.conn.execute(
+            "SELECT DISTINCT customer_id FROM timeline WHERE type NOT LIKE 'case.%'")})
         facts = {c: value.CustomerValueFacts(
             max((p.occurred_ms for p in by_customer[c]), default=None),
             len({p.event_id for p in by_customer[c]}), revenue.get(c, Decimal(0)))
@@ -163,9 +175,11 @@ class Insights:
         contacts: dict[str, list[int]] = defaultdict(list)
         purchases: dict[str, list[int]] = defaultdict(list)
         complaints: dict[str, list[int]] = defaultdict(list)
-        for cid, ms, typ in self.store.conn.execute(
+        links = self._links()
+        for base, ms, typ in self.store.conn.execute(
                 "SELECT customer_id, occurred_ms, type FROM timeline"
                 " WHERE type NOT LIKE 'case.%'"):
+            cid = links.get(base, base)
             if typ == "purchase.completed":
                 purchases[cid].append(ms)
             else:
@@ -178,8 +192,9 @@ class Insights:
         open_cases: dict[str, int] = defaultdict(int)
         breached: dict[str, int] = defaultdict(int)
         breached_ids = self.breached_cases()
-        for case_id, cid, status in self.store.conn.execute(
+        for case_id, base, status in self.store.conn.execute(
                 "SELECT case_id, customer_id, status FROM cases"):
+            cid = links.get(base, base)
             if status != "resolved":
                 open_cases[cid] += 1
             if case_id in breached_ids and now_ms - 90 * DAY_MS <= now_ms:

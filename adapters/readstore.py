@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineState
+from ..streams.identity import SCHEMA as IDENTITY_SCHEMA
+from ..streams.identity import write as write_identity
 from .sqlite import connect
 
 if TYPE_CHECKING:
@@ -70,7 +72,9 @@ CREATE TABLE IF NOT EXISTS archive (
 ) WITHOUT ROWID;
 """
 
-PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases")
+# what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
+PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases", "customer_links",
+                     "identity_edges", "identity_bases")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class ReadStoreWriter:
     def __init__(self, path: Path, consumer: str = "projector") -> None:
         self.conn = connect(path)
         self.conn.executescript(SCHEMA)
+        self.conn.executescript(IDENTITY_SCHEMA)
         self.consumer = consumer
 
     def close(self) -> None:
@@ -133,12 +138,14 @@ class ReadStoreWriter:
 
     def commit(self, state: TimelineState | None, archive: Sequence[ArchivedRecord],
                offsets: dict[tuple[str, int], int],
-               case_rows: Sequence[dict[str, Any]] = ()) -> None:
+               case_rows: Sequence[dict[str, Any]] = (), identity: Any = None) -> None:
         c = self.conn
         c.execute("BEGIN")
         try:
             if state is not None:
                 self._write_projection(state)
+            if identity is not None:
+                write_identity(c, identity, state.displays if state is not None else {})
             if case_rows:
                 self._write_cases(case_rows)
             if archive:
@@ -212,6 +219,7 @@ class ReadStore:
         # create the schema once so a fresh API can answer before the worker wrote
         init = connect(path)
         init.executescript(SCHEMA)
+        init.executescript(IDENTITY_SCHEMA)
         init.close()
         self._local = threading.local()
 
@@ -224,10 +232,28 @@ class ReadStore:
         return conn
 
     def resolve(self, customer_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT customer_id FROM identifiers WHERE kind='id' AND value=?", (customer_id,)
-        ).fetchone()
+        """The customer (survivor of merges) behind any id it was ever known by."""
+        c = self.conn
+        row = c.execute("SELECT survivor FROM customer_links WHERE base=?",
+                        (customer_id,)).fetchone()
+        if row:
+            return str(row[0])
+        if c.execute("SELECT 1 FROM customer_links WHERE survivor=? LIMIT 1",
+                     (customer_id,)).fetchone():
+            return customer_id
+        row = c.execute("SELECT customer_id FROM identifiers WHERE kind='id' AND value=?",
+                        (customer_id,)).fetchone()
         return row[0] if row else None
+
+    def members(self, cid: str) -> list[str]:
+        """The base customers merged into ``cid``: rows are keyed by these."""
+        bases = [b for (b,) in self.conn.execute(
+            "SELECT base FROM customer_links WHERE survivor=? ORDER BY base", (cid,))]
+        return bases or [cid]
+
+    def _in(self, cid: str) -> tuple[str, list[str]]:
+        bases = self.members(cid)
+        return f"({','.join('?' * len(bases))})", bases
 
     def lookup(self, kind: str, value: str) -> str | None:
         row = self.conn.execute(
@@ -245,14 +271,15 @@ class ReadStore:
             if shown is not None:
                 identifiers.setdefault(kind, []).append(
                     normalize(kind, shown) if display is not None else shown)
+        marks, bases = self._in(cid)
         counts = dict(c.execute(
-            "SELECT channel, COUNT(*) FROM timeline WHERE customer_id=? AND type NOT LIKE"
-            " 'case.%' GROUP BY channel",
-            (cid,)).fetchall())
+            f"SELECT channel, COUNT(*) FROM timeline WHERE customer_id IN {marks} AND type NOT"
+            " LIKE 'case.%' GROUP BY channel", bases).fetchall())
         last = c.execute(
-            "SELECT occurred_at FROM timeline WHERE customer_id=? AND type NOT LIKE 'case.%'"
-            " ORDER BY occurred_ms DESC, event_id DESC LIMIT 1", (cid,)).fetchone()
-        name = c.execute("SELECT name FROM customers WHERE customer_id=?", (cid,)).fetchone()
+            f"SELECT occurred_at FROM timeline WHERE customer_id IN {marks} AND type NOT LIKE"
+            " 'case.%' ORDER BY occurred_ms DESC, event_id DESC LIMIT 1", bases).fetchone()
+        name = c.execute(f"SELECT name FROM customers WHERE customer_id IN {marks}"
+                         " ORDER BY name_ms DESC, name_event DESC LIMIT 1", bases).fetchone()
         ids = [v for (v,) in c.execute(
             "SELECT value FROM identifiers WHERE customer_id=? AND kind='id' ORDER BY value",
             (cid,))]
@@ -268,9 +295,10 @@ class ReadStore:
     def timeline(self, cid: str, *, limit: int, before: tuple[int, str] | None,
                  channels: list[str], types: list[str], as_of_ms: int | None,
                  ) -> list[dict[str, Any]]:
+        marks, bases = self._in(cid)
         sql = ["SELECT event_id, occurred_ms, occurred_at, received_at, type, channel, source,"
-               " agent_id, queue, case_id, payload FROM timeline WHERE customer_id=?"]
-        args: list[Any] = [cid]
+               f" agent_id, queue, case_id, payload FROM timeline WHERE customer_id IN {marks}"]
+        args: list[Any] = list(bases)
         if before is not None:
             sql.append("AND (occurred_ms, event_id) < (?, ?)")
             args += [before[0], before[1]]
@@ -301,9 +329,11 @@ class ReadStore:
         return self.privacy.open_payload(payload) if self.privacy is not None else payload
 
     def open_cases(self, cid: str) -> list[dict[str, Any]]:
+        marks, bases = self._in(cid)
         rows = self.conn.execute(
             "SELECT case_id, status, priority, channel, queue, agent_id, opened_at FROM cases"
-            " WHERE customer_id=? AND status!='resolved' ORDER BY opened_ms DESC", (cid,))
+            f" WHERE customer_id IN {marks} AND status!='resolved' ORDER BY opened_ms DESC",
+            bases)
         return [{"id": c, "status": s, "priority": p, "channel": ch, "queue": q,
                  "agent_id": a, "opened_at": o} for c, s, p, ch, q, a, o in rows]
 

@@ -17,7 +17,7 @@ from .audit import AuditLog
 from .auth import write_tokens
 from .broker import die_with_parent
 from .config import Settings
-from .http import add_erasure_route, create_app
+from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
 from .http_privacy import add_privacy_routes
 from .logging import get_logger
@@ -91,6 +91,8 @@ async def up(settings: Settings, demo: bool = False) -> int:
                     lambda: datetime.now(UTC))
     metrics.watch(services.control)
     add_erasure_route(app, services.store, services.control, services.insights)
+    links = bootstrap.link_app(settings)
+    add_identity_routes(app, services.store, services.control, links)
     audit = AuditLog(settings.data_dir / "audit.sqlite")
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)

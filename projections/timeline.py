@@ -47,6 +47,8 @@ class TimelineState:
     displays: dict[tuple[str, str], str] = field(default_factory=dict)
     # data keys destroyed by an erasure: their events go to a pseudonym, stripped
     destroyed: frozenset[str] = frozenset()
+    # event id -> its base customer, when the identity graph resolved it (streams/identity)
+    assigned: dict[str, str] = field(default_factory=dict)
 
 
 def occurred_ms(iso: str) -> int:
@@ -72,13 +74,14 @@ def apply(state: TimelineState, envelope: dict[str, Any]) -> TimelineState:
     if key_id and key_id in state.destroyed:
         return _erased(state, envelope, key_id)
     idents = envelope_identifiers(envelope, state.region)
-    cid = resolve_customer(state, idents)
     for kind, value in idents:
         shown = customer.get(kind)
         if kind != "id" and isinstance(shown, str) and (kind, value) not in state.displays:
             state.displays[(kind, value)] = shown
+    assigned = state.assigned.get(envelope["event_id"])
+    cid = assigned or resolve_customer(state, idents)
     strong = idents[0][0] == "id"
-    for ident in [("id", cid), *idents]:
+    for ident in ([] if assigned else [("id", cid), *idents]):
         owner = state.known.get(ident)
         # An identifier belongs to the first publisher id that names it; before that, to
         # the first system-derived customer. Merging customers is identity's job (issue 4).

@@ -29,6 +29,7 @@ from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
 from ..adapters.records import RecordCodec
 from ..domain.interactions import validate_envelope
 from ..projections import timeline
+from .identity import IdentityKeeper
 
 log = get_logger(__name__)
 
@@ -77,6 +78,9 @@ class Projector:
         self.progress = Progress()
         self.on_assigned = on_assigned
         self.keys: Any = None  # the key store, to recognise erased customers' events
+        # the identity graph (streams/identity.py); None: first-writer resolution only
+        self.identity: IdentityKeeper | None = None
+        self.control: Any = None  # where unmerge requests wait (adapters/control.py)
         self.dead_letter = True
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}
@@ -103,6 +107,8 @@ class Projector:
                   on_batch: Callable[[Progress], None] | None = None) -> Progress:
         """Consume and project. ``group=False`` reads all partitions without a group (replay,
         bench); ``until_end`` stops at the end offsets seen at the start."""
+        if self.identity is not None:
+            await self._db_call(self.identity.load, self.writer.conn)
         if group:
             self.consumer = kafka.consumer(self.settings, group_id=self.settings.projector_group)
             await self.consumer.start()
@@ -119,6 +125,7 @@ class Projector:
                 end = await self._end_offsets()
             while True:
                 batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
+                await self._unmerges()
                 if batch:
                     await self.process(batch)
                     if on_batch:
@@ -153,6 +160,7 @@ class Projector:
         return True
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        identity = None
         envelopes: list[dict[str, Any]] = []
         archive: list[ArchivedRecord] = []
         dead: list[tuple[Any, str]] = []
@@ -199,8 +207,14 @@ class Projector:
             needed = timeline.needed_identifiers(envelopes, region)
             # runs on the writer thread after the commit in flight, so it sees its rows
             known = await self._db_call(self.writer.known_identifiers, needed)
-            state = timeline.TimelineState(region=region, known=known,
-                                           destroyed=self._destroyed(envelopes))
+            destroyed = self._destroyed(envelopes)
+            state = timeline.TimelineState(region=region, known=known, destroyed=destroyed)
+            if self.identity is not None:
+                identity = await self._db_call(self.identity.resolve_batch, envelopes,
+                                               destroyed)
+                state.assigned = identity.bases
+                if identity.merges:
+                    await self._db_call(self.identity.record_history, identity)
             for env in envelopes:
                 state = timeline.apply(state, env)
             if self.case_stage is not None:
@@ -209,7 +223,7 @@ class Projector:
                 resolved = [(e.customer_id, env) for e, env in zip(state.entries, envelopes,
                                                                    strict=True)]
                 await self._db_call(self.case_stage, resolved)
-        case_rows = []
+        case_rows: list[dict[str, Any]] = []
         if case_records:
             state = state or timeline.TimelineState(region=self.settings.default_region)
             case_rows = self._case_events(case_records, state)
@@ -219,7 +233,7 @@ class Projector:
         # batches plus this one, which is awaited before the next lookup.
         await self.flush()
         self._pending = asyncio.ensure_future(
-            self._db_call(self.writer.commit, state, archive, offsets, case_rows))
+            self._db_call(self.writer.commit, state, archive, offsets, case_rows, identity))
         self._pending_offsets = offsets
         self.progress.records += sum(len(r) for r in batch.values())
         self.progress.events += len(envelopes)
@@ -230,6 +244,29 @@ class Projector:
         if pending is not None:
             await pending
             await self._commit_group(self._pending_offsets)
+
+    async def _unmerges(self) -> None:
+        """Unmerges an admin asked for through the API (they wait in the control store)."""
+        if self.identity is None or self.control is None:
+            return
+        for cmd in await self._db_call(self.control.pending_unmerges):
+            await self.flush()
+            if not cmd["survivor"]:  # an erasure forgot part of the graph: reload it
+                await self._db_call(self.identity.load, self.writer.conn)
+                await self._db_call(self.control.finish_unmerge, cmd["seq"], "")
+                continue
+            try:
+                done = await self._db_call(self.identity.unmerge, cmd["survivor"],
+                                           cmd["member"], f"unmerge:{cmd['seq']}")
+            except (KeyError, ValueError) as exc:
+                log.info("identity.unmerge_refused", seq=cmd["seq"], error=str(exc)[:80])
+                await self._db_call(self.control.finish_unmerge, cmd["seq"], str(exc)[:200])
+                continue
+            await self._db_call(self.writer.commit, None, [], {}, [], done)
+            await self._db_call(self.identity.record_unmerge, cmd["member"], cmd["by"],
+                                cmd["reason"])
+            await self._db_call(self.control.finish_unmerge, cmd["seq"], "")
+            log.info("identity.unmerged", seq=cmd["seq"])
 
     def _destroyed(self, envelopes: list[dict[str, Any]]) -> frozenset[str]:
         """The batch's data keys that an erasure destroyed (a replay after erasure)."""

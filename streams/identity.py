@@ -1,0 +1,196 @@
+"""Identity in the worker: the identity graph (projections/identity.py) kept in memory,
+persisted as its edges, bases and separations in the read store, and turned into the
+read store's ``customer_links`` (base customer -> survivor) and ``identifiers``
+(identifier -> survivor) rows in the same transaction as the batch that taught it.
+
+Timeline rows, cases and scores stay keyed by each event's *base* customer; the API
+resolves base -> survivor at query time, so a merge or an unmerge rewrites only links.
+Merges and unmerges are also recorded as events of ``CustomerLink`` aggregates
+(domain/identity.py) so the history shows who was merged when and why.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from ..adapters.logging import get_logger
+from ..domain.identity import CustomerLink, IdentityError
+from ..projections import identity as graph
+from ..projections.identifiers import envelope_identifiers
+from ..projections.timeline import occurred_ms
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity_edges (
+  edge TEXT PRIMARY KEY, claim_ms INTEGER NOT NULL, claim_event TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identity_bases (
+  base TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identity_separations (
+  a_kind TEXT NOT NULL, a_value TEXT NOT NULL, b_kind TEXT NOT NULL, b_value TEXT NOT NULL,
+  PRIMARY KEY (a_kind, a_value, b_kind, b_value)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS customer_links (
+  base TEXT PRIMARY KEY, survivor TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS customer_links_by_survivor ON customer_links (survivor);
+"""
+
+
+class LinkApp(Application[Any]):
+    name = "contactstream-identity"
+
+
+@dataclass
+class IdentityBatch:
+    """What one batch changes, written with the batch."""
+
+    bases: dict[str, str] = field(default_factory=dict)          # event id -> base customer
+    edges: dict[str, tuple[int, str]] = field(default_factory=dict)
+    new_bases: dict[str, tuple[str, str]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)          # base -> survivor
+    identifiers: dict[tuple[str, str], str] = field(default_factory=dict)  # ident -> survivor
+    separations: list[tuple[tuple[str, str], tuple[str, str]]] = field(default_factory=list)
+    merges: list[graph.Change] = field(default_factory=list)
+
+
+def edge_key(idents: frozenset[tuple[str, str]]) -> str:
+    return json.dumps(sorted(map(list, idents)), separators=(",", ":"))
+
+
+class IdentityKeeper:
+    def __init__(self, region: str = "HU", links: Application[Any] | None = None) -> None:
+        self.region = region
+        self.state = graph.IdentityState()
+        self.links_app = links
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(SCHEMA)
+        edges = {frozenset((k, v) for k, v in json.loads(e)): (ms, ev)
+                 for e, ms, ev in conn.execute("SELECT * FROM identity_edges")}
+        seps = [((a, b), (c, d)) for a, b, c, d in
+                conn.execute("SELECT * FROM identity_separations")]
+        bases = {b: (k, v) for b, k, v in conn.execute("SELECT * FROM identity_bases")}
+        self.state = graph.rebuild(edges, seps, bases)
+        log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
+
+    def reset(self) -> None:
+        self.state = graph.IdentityState()
+
+    def resolve_batch(self, envelopes: list[dict[str, Any]], destroyed: frozenset[str],
+                      ) -> IdentityBatch:
+        out = IdentityBatch()
+        st = self.state
+        for env in envelopes:
+            if env.get("key_id") in destroyed:
+                continue  # an erased customer's event: no identity to learn from it
+            seen = graph.sighting(env["event_id"], occurred_ms(env["occurred_at"]),
+                                  envelope_identifiers(env, self.region))
+            if not seen.identifiers:
+                continue
+            base = graph.base_id(seen)
+            assert base is not None
+            had_base = base in st.bases
+            st, changes = graph.apply(st, seen)
+            idents = frozenset(seen.identifiers)
+            out.bases[env["event_id"]] = base
+            out.edges[edge_key(idents)] = st.edges[idents]
+            if not had_base:
+                out.new_bases[base] = st.bases[base]
+            self._collect(out, changes)
+            survivor = graph.resolve_id(st, base)
+            if survivor is not None:
+                out.links[base] = survivor
+            for ident in idents:
+                owner = graph.resolve(st, *ident)
+                if owner is not None:
+                    out.identifiers[ident] = owner
+        self.state = st
+        return out
+
+    def _collect(self, out: IdentityBatch, changes: list[graph.Change]) -> None:
+        for change in changes:
+            for member in change.members:
+                out.links[member] = change.survivor
+            for ident in change.identifiers:
+                out.identifiers[ident] = change.survivor
+            if change.absorbed:
+                out.merges.append(change)
+
+    def unmerge(self, survivor: str, member: str, reason: str) -> IdentityBatch:
+        out = IdentityBatch()
+        before = {k: set(v) for k, v in self.state.separations.items()}
+        self.state, changes = graph.unmerge_changes(self.state, survivor, member, reason)
+        for node, others in self.state.separations.items():
+            for other in others - before.get(node, set()):
+                if node < other:
+                    out.separations.append((node, other))
+        self._collect(out, changes)
+        # every base of the two customers, as they are now
+        for cid in {survivor, graph.resolve_id(self.state, member) or member}:
+            for base in graph.members(self.state, cid):
+                out.links[base] = cid
+            for ident in graph.identifiers(self.state, cid):
+                out.identifiers[ident] = cid
+        return out
+
+    def record_history(self, batch: IdentityBatch, by: str = "system",
+                       action: str = "merge") -> None:
+        """Merges (and unmerges) as CustomerLink events; idempotent by reason."""
+        if self.links_app is None:
+            return
+        now = datetime.now(UTC)
+        for change in batch.merges:
+            strong = graph.is_strong(self.state, change.survivor)
+            for absorbed in change.absorbed:
+                link = self._link(absorbed)
+                try:
+                    link.merge(change.survivor, survivor_strong=strong,
+                               reason=change.event_id, at=now, by=by)
+                except IdentityError as exc:
+                    log.info("identity.history_skipped", reason=type(exc).__name__)
+                    continue
+                self.links_app.save(link)
+
+    def record_unmerge(self, member: str, by: str, reason: str) -> None:
+        if self.links_app is None:
+            return
+        link = self._link(member)
+        try:
+            if link.unmerge(by=by, reason=reason, at=datetime.now(UTC)):
+                self.links_app.save(link)
+        except IdentityError as exc:
+            log.info("identity.history_skipped", reason=type(exc).__name__)
+
+    def _link(self, member: str) -> CustomerLink:
+        assert self.links_app is not None
+        try:
+            return self.links_app.repository.get(CustomerLink.id_for(member))  # type: ignore
+        except AggregateNotFoundError:
+            return CustomerLink.start(member, strong=graph.is_strong(self.state, member))
+
+
+def write(conn: sqlite3.Connection, batch: IdentityBatch,
+          displays: dict[tuple[str, str], str]) -> None:
+    """Inside the read store's batch transaction."""
+    conn.executemany(
+        "INSERT INTO identity_edges VALUES (?,?,?) ON CONFLICT (edge) DO UPDATE SET"
+        " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event"
+        " WHERE (excluded.claim_ms, excluded.claim_event) < (claim_ms, claim_event)",
+        [(e, ms, ev) for e, (ms, ev) in batch.edges.items()])
+    conn.executemany("INSERT OR IGNORE INTO identity_bases VALUES (?,?,?)",
+                     [(b, k, v) for b, (k, v) in batch.new_bases.items()])
+    conn.executemany("INSERT OR IGNORE INTO identity_separations VALUES (?,?,?,?)",
+                     [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])
+    conn.executemany(
+        "INSERT INTO customer_links VALUES (?,?) ON CONFLICT (base) DO UPDATE SET"
+        " survivor=excluded.survivor", list(batch.links.items()))
+    conn.executemany(
+        "INSERT INTO identifiers (kind, value, customer_id, strong, display) VALUES"
+        " (?,?,?,1,?) ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
+        " display=COALESCE(identifiers.display, excluded.display)",
+        [(k, v, cid, displays.get((k, v))) for (k, v), cid in batch.identifiers.items()])
