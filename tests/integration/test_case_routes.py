@@ -353,10 +353,10 @@ async def test_service_report_from_the_read_store(env: Env) -> None:
         for i, (hours, outcome) in enumerate(((1, "abandoned"), (2, "answered"),
                                               (3, "answered"), (-30, "abandoned"))):
             at = OPENED + timedelta(hours=hours)
-            conn.execute("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+            conn.execute("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
                 f"call-{i}", "c-1001", int(at.timestamp() * 1000), at.isoformat(), 0,
                 "call.ended", "voice", "pbx", None, None, None,
-                json.dumps({"direction": "inbound", "outcome": outcome})))
+                json.dumps({"direction": "inbound", "outcome": outcome}), None))
     conn.close()
 
     resp = await env.client.get("/v1/reports/service", headers=SUP)
