@@ -65,7 +65,8 @@ def control_store(settings: Settings) -> ControlStore:
 def case_service(settings: Settings, control: ControlStore,
                  clock: Clock | None = None) -> CaseService:
     now = (clock or SystemClock()).now
-    return CaseService(case_app(settings.sqlite_dir / "cases.sqlite"), control, now)
+    return CaseService(case_app(settings.sqlite_dir / "cases.sqlite"), control, now,
+                       seal=privacy(settings).seal)
 
 
 @dataclass

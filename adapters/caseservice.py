@@ -58,8 +58,11 @@ class CaseNotFound(Exception):
 
 class CaseService:
     def __init__(self, app: CaseApp, control: ControlStore,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 seal: Callable[[str, str], str] | None = None) -> None:
         self.app = app
+        # encrypts an agent's free text with the customer's data key (adapters/privacy.py)
+        self.seal = seal
         self.control = control
         self.now = now
         # inside batch(): cases changed by this thread, saved together at the end
@@ -106,6 +109,11 @@ class CaseService:
             return self.app.repository.get(cid)  # type: ignore[return-value]
         except (ValueError, AggregateNotFoundError) as exc:
             raise CaseNotFound(str(case_id)) from exc
+
+    def version_of(self, case_id: str) -> int | None:
+        """The stored version of a case, cheaply (no replay of its events)."""
+        last = self.app.recorder.select_events(uuid.UUID(str(case_id)), desc=True, limit=1)
+        return last[0].originator_version if last else None
 
     def _open_case(self, customer_id: str, channel: str) -> Case | None:
         case_id = self.control.open_case_for(customer_id, channel)
@@ -210,7 +218,10 @@ class CaseService:
         elif action == "wait":
             case.wait_for_customer(at)
         elif action == "resolve":
-            case.resolve(at, resolution=body.get("resolution"))
+            text = body.get("resolution")
+            if isinstance(text, str) and self.seal is not None:
+                text = self.seal(case.customer_id, text)
+            case.resolve(at, resolution=text)
         elif action == "reopen":
             case.reopen(at)
         else:
@@ -226,8 +237,8 @@ def _agent(body: dict[str, Any]) -> str:
     return agent
 
 
-def case_json(case: Case, now: datetime,
-              calendars: dict[str, Any] | None = None) -> dict[str, Any]:
+def case_json(case: Case, now: datetime, calendars: dict[str, Any] | None = None,
+              open_text: Callable[[Any], Any] = lambda v: v) -> dict[str, Any]:
     """A case with its SLA clocks as the API shows it."""
     clocks = {}
     for metric, clock in case.clocks(now, calendars).items():
@@ -242,7 +253,7 @@ def case_json(case: Case, now: datetime,
         "priority": case.priority, "channel": case.channel, "queue": case.queue,
         "agent_id": case.agent_id, "opened_at": _iso(case.opened_at),
         "first_response_at": _iso(case.first_response_at),
-        "resolved_at": _iso(case.resolved_at), "resolution": case.resolution,
+        "resolved_at": _iso(case.resolved_at), "resolution": open_text(case.resolution),
         "policy": case.policy.get("name") if case.policy else None,
         "version": case.version, "sla": clocks,
     }

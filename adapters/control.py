@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE TABLE IF NOT EXISTS unmerge_requests (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, member TEXT NOT NULL,
   by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, done_at TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS erasures (
+  customer_id TEXT NOT NULL, at_ms INTEGER NOT NULL, pseudonym TEXT NOT NULL,
+  PRIMARY KEY (customer_id, at_ms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_failures (
   webhook TEXT NOT NULL, alert_seq INTEGER NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL,
@@ -233,6 +236,17 @@ class ControlStore:
                                 " unmerge_requests WHERE seq=?", (seq,)).fetchone()
         return None if row is None else dict(zip(
             ("seq", "survivor", "member", "done_at", "error"), row, strict=True))
+
+    # -- erasures: case events of an erased customer go to the pseudonym on replay --------
+    def record_erasure(self, customer_ids: Iterable[str], at_ms: int, pseudonym: str) -> None:
+        for cid in customer_ids:
+            self._write("INSERT OR IGNORE INTO erasures VALUES (?,?,?)", (cid, at_ms, pseudonym))
+
+    def erasures(self) -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for cid, at_ms, pseudonym in self.conn.execute("SELECT * FROM erasures"):
+            out.setdefault(cid, []).append((at_ms, pseudonym))
+        return out
 
     # -- relay positions and the archive of what they published ------------------------------
     def position(self, name: str) -> int:

@@ -87,6 +87,7 @@ def erase(read_db: Path, control: ControlStore, privacy: Privacy, cid: str) -> E
     finally:
         conn.close()
     first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
+    control.record_erasure({cid, *bases}, int(datetime.now(UTC).timestamp() * 1000), first)
     with control.batch():
         for base in {cid, *bases}:
             control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (base,))

@@ -176,7 +176,8 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
         return {"items": items, "next": nxt}
 
     def _view(case: Any) -> dict[str, Any]:
-        view = case_json(case, now(), control.calendars())
+        view = case_json(case, now(), control.calendars(),
+                         store.privacy.open if store.privacy is not None else (lambda v: v))
         view["breached"] = {m: c["breached"] for m, c in view["sla"].items()}
         return view
 

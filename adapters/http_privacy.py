@@ -128,14 +128,14 @@ class AuditMiddleware:
         return find
 
 
-def customer_alerts(control: ControlStore, cid: str, case_ids: list[str],
+def customer_alerts(control: ControlStore, bases: list[str], case_ids: list[str],
                     ) -> list[dict[str, Any]]:
     """Every alert about the customer or one of their cases, oldest first."""
     marks = ",".join("?" * len(case_ids))
     case_clause = f" OR case_id IN ({marks})" if case_ids else ""
     rows = control.conn.execute(
-        f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE customer_id=?{case_clause}"
-        " ORDER BY seq", (cid, *case_ids))
+        f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE customer_id IN"
+        f" ({','.join('?' * len(bases))}){case_clause} ORDER BY seq", (*bases, *case_ids))
     out = []
     for row in rows:
         item = dict(zip(ALERT_COLUMNS, row, strict=True))
@@ -145,8 +145,10 @@ def customer_alerts(control: ControlStore, cid: str, case_ids: list[str],
 
 
 def customer_cases(store: ReadStore, cid: str) -> list[dict[str, Any]]:
-    cur = store.conn.execute("SELECT * FROM cases WHERE customer_id=? ORDER BY opened_ms,"
-                             " case_id", (cid,))
+    bases = store.members(cid)
+    cur = store.conn.execute(
+        f"SELECT * FROM cases WHERE customer_id IN ({','.join('?' * len(bases))})"
+        " ORDER BY opened_ms, case_id", bases)
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -181,7 +183,8 @@ def export_customer(cid: str, store: ReadStore, insights: Insights, control: Con
         "identifiers": view.get("identifiers", {}),
         "timeline": full_timeline(store, cid),
         "cases": cases,
-        "alerts": customer_alerts(control, cid, [c["case_id"] for c in cases]),
+        "alerts": customer_alerts(control, store.members(cid),
+                                  [c["case_id"] for c in cases]),
         "access_log": list(reversed(audit.query(customer_id=ids, limit=1_000_000))),
     }
 

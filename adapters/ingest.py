@@ -64,6 +64,8 @@ class Ingestor:
         fresh: dict[str, tuple[int, dict[str, Any]]] = {}
         for index, item in enumerate(items):
             errors = validate_envelope(item)
+            if not errors and ("key_id" in item or "identity_hashes" in item):
+                errors = ["key_id, identity_hashes: set by contactstream, not by publishers"]
             if errors:
                 result.rejected.append({"index": index, "error": "; ".join(errors)})
             elif item["event_id"] in fresh:

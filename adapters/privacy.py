@@ -32,6 +32,11 @@ class Privacy:
                                self.region)
         return enc, base.encode()
 
+    def seal(self, customer_key: str, text: str) -> str:
+        """Free text about a customer (an agent's resolution note) under their data key."""
+        key_id, key = self.keystore.key_for(customer_key)
+        return self.cipher.encrypt(key_id, key, text)
+
     def lookup_value(self, kind: str, value: str) -> str:
         """What the identifiers table holds for a looked-up identifier."""
         if kind == "id":

@@ -1,6 +1,7 @@
 """The read store: projections the API serves, kept in SQLite (WAL).
 
-The worker is the only writer. Each batch's projection rows, the raw records it consumed
+The worker writes it (an erasure, adapters/erasure.py, is the one write from the API). Each
+batch's projection rows, the raw records it consumed
 (the local archive, see adapters/journal.py) and the next offsets commit in one
 transaction, so a crash never leaves projections and offsets apart.
 """

@@ -157,6 +157,7 @@ class IdentityKeeper:
                 self.links_app.save(link)
 
     def record_unmerge(self, member: str, by: str, reason: str) -> None:
+        """``reason`` must be unique per request (the caller adds the request number)."""
         if self.links_app is None:
             return
         link = self._link(member)

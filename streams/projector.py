@@ -264,7 +264,7 @@ class Projector:
                 continue
             await self._db_call(self.writer.commit, None, [], {}, [], done)
             await self._db_call(self.identity.record_unmerge, cmd["member"], cmd["by"],
-                                cmd["reason"])
+                                f"{cmd['reason']} (request {cmd['seq']})")
             await self._db_call(self.control.finish_unmerge, cmd["seq"], "")
             log.info("identity.unmerged", seq=cmd["seq"])
 
@@ -280,6 +280,7 @@ class Projector:
         """Case events: a timeline entry each, and the newest state of each case."""
         assert self.case_codec is not None
         rows: dict[str, dict[str, Any]] = {}
+        erased = self.control.erasures() if self.control is not None else {}
         for rec in records:
             try:
                 ev = self.case_codec.decode(rec.value)
@@ -288,6 +289,11 @@ class Projector:
                             offset=rec.offset, reason=str(exc)[:60])
                 continue
             at_ms = timeline.occurred_ms(ev["occurred_at"])
+            opened_ms = int(ev["data"].get("opened_ms") or at_ms)
+            for when, pseudonym in erased.get(ev["customer_id"], ()):
+                if opened_ms <= when:  # a case of the person erased then, not a newcomer's
+                    ev["customer_id"] = pseudonym
+                    ev["data"].pop("resolution", None)
             state.entries.append(timeline.TimelineEntry(
                 customer_id=ev["customer_id"], event_id=ev["event_id"], type=ev["type"],
                 channel=ev["channel"], occurred_at=ev["occurred_at"], occurred_ms=at_ms,

@@ -136,9 +136,10 @@ class SlaScheduler:
         first = True
         while True:
             now = self.clock.now()
-            if pending and pending[0].at <= now and not first:
-                # an agent may have replied since this timer was set and its reschedule
-                # not arrived yet (API commands reach the worker through the outbox):
+            if pending and pending[0].at <= now and not first and \
+                    await self._db_call(self.cases.version_of, case_id) != case.version:
+                # an agent changed the case since this timer was set and its reschedule
+                # has not arrived yet (API commands reach the worker through the outbox):
                 # the case as stored now decides
                 case = await self._db_call(self.cases.get, case_id)
                 keys = {d.key for d in pending}

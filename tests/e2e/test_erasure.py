@@ -130,8 +130,15 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
             assert pub.post("/v1/events", json=_events()).json()["accepted"] == 19
         eventually(lambda: up.get("/v1/customers/c-erase").json().get(
             "interactions_total") == 7 and up.get("/v1/customers/c-other-5").status_code == 200)
-        eventually(lambda: len(up.get("/v1/cases", customer_id="c-erase").json()
-                               .get("items", [])) >= 1)
+        cases = eventually(lambda: (items := up.get("/v1/cases", customer_id="c-erase").json()
+                                    .get("items", [])) and items)
+        with up.client("agent") as agent:  # an agent's note naming the person
+            resolved = agent.post(f"/v1/cases/{cases[0]['id']}/resolve",
+                                  json={"resolution": f"Visszautalva: {PERSON['name']}"})
+            assert resolved.status_code == 200, resolved.text
+            assert resolved.json()["resolution"] == f"Visszautalva: {PERSON['name']}"
+        eventually(lambda: any(i["type"] == "case.resolved" for i in up.get(
+            "/v1/customers/c-erase/timeline").json()["items"]))
         view = up.get("/v1/customers/c-erase").json()
         assert view["name"] == PERSON["name"]  # readable before, for the agent
         assert view["identifiers"]["email"] == ["erzsebet.szabo@example.hu"]

@@ -75,7 +75,7 @@ def test_publish_command_reports_rejects_and_exits_nonzero(up: Up, tmp_path: Pat
     eventually(lambda: len(up.get("/v1/customers/c-2002/timeline", type="complaint.filed")
                            .json().get("items", [])) == 3)
     cases = eventually(lambda: len(items := up.get("/v1/cases", customer_id="c-2002")
-                                   .json().get("items", [])) == 3 and items)
+                                   .json().get("items", [])) == 3 and items, timeout=45)
     assert {c["status"] for c in cases} == {"open"}
 
 
