@@ -144,17 +144,20 @@ class IdentityKeeper:
         if self.links_app is None:
             return
         now = datetime.now(UTC)
+        changed: dict[str, CustomerLink] = {}
         for change in batch.merges:
             strong = graph.is_strong(self.state, change.survivor)
             for absorbed in change.absorbed:
-                link = self._link(absorbed)
+                link = changed.get(absorbed) or self._link(absorbed)
                 try:
                     link.merge(change.survivor, survivor_strong=strong,
                                reason=change.event_id, at=now, by=by)
                 except IdentityError as exc:
                     log.info("identity.history_skipped", reason=type(exc).__name__)
                     continue
-                self.links_app.save(link)
+                changed[absorbed] = link
+        if changed:  # one transaction for the batch's merges
+            self.links_app.save(*changed.values())
 
     def record_unmerge(self, member: str, by: str, reason: str) -> None:
         """``reason`` must be unique per request (the caller adds the request number)."""
