@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from ..streams.identity import IdentityKeeper, LinkApp
 from ..streams.outbox import OutboxRelay
 from ..streams.projector import Projector
-from ..streams.sla import Clock, Escalations, SlaScheduler, SystemClock
+from ..streams.sla import CaseTimers, Clock, Escalations, SlaScheduler, SystemClock
 from . import kafka
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
@@ -124,12 +124,12 @@ async def worker_services(settings: Settings, *, cases: bool = True,
     case_relay = OutboxRelay(
         "cases", settings.cases_topic, settings, producer, control,
         case_event_source(service, case_codec(settings)),
-        on_published=lambda items: [scheduler.reschedule(i.ref) for i in items])
-    def cases_changed(case_ids: set[str]) -> None:  # from the projector's writer thread
+        on_published=lambda items: [scheduler.changed(*i.ref) for i in items])
+    def cases_changed(timers: list[CaseTimers]) -> None:  # from the writer thread
         # timers now, straight from the saved cases (not only once Kafka has them)
         loop.call_soon_threadsafe(case_relay.notify)
-        for case_id in case_ids:
-            loop.call_soon_threadsafe(scheduler.reschedule, case_id)
+        for t in timers:
+            loop.call_soon_threadsafe(scheduler.reschedule, t.id, t)
 
     stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
                        cases_changed)

@@ -110,6 +110,11 @@ class CaseService:
         except (ValueError, AggregateNotFoundError) as exc:
             raise CaseNotFound(str(case_id)) from exc
 
+    def peek(self, case_id: str) -> Case:
+        """A case as this process last saved it (the worker's cache), else from the store."""
+        cid = uuid.UUID(str(case_id))
+        return self._cache.get(cid) or self.get(cid)
+
     def version_of(self, case_id: str) -> int | None:
         """The stored version of a case, cheaply (no replay of its events)."""
         last = self.app.recorder.select_events(uuid.UUID(str(case_id)), desc=True, limit=1)

@@ -14,16 +14,16 @@ from ..adapters.control import ControlStore
 from ..adapters.logging import get_logger
 from ..adapters.records import RecordCodec
 from .outbox import OutboxItem
-from .sla import Escalations
+from .sla import CaseTimers, Escalations, timers_of
 
 log = get_logger(__name__)
 
 
 def case_stage(cases: CaseService, escalations: Escalations,
-               on_cases_changed: Callable[[set[str]], None],
+               on_cases_changed: Callable[[list[CaseTimers]], None],
                ) -> Callable[[list[tuple[str, dict]]], None]:
     """Runs on the projector's writer thread for each batch: cases and escalations.
-    ``on_cases_changed`` gets the ids of the cases touched, after they were saved."""
+    ``on_cases_changed`` gets the timers of the cases touched, after they were saved."""
     def apply(resolved: list[tuple[str, dict[str, Any]]]) -> set[str]:
         touched = set()
         for customer_id, env in resolved:
@@ -47,7 +47,8 @@ def case_stage(cases: CaseService, escalations: Escalations,
             touched = apply(relevant)
         escalations.flush()
         if touched:
-            on_cases_changed(touched)
+            calendars = cases.control.calendars()
+            on_cases_changed([timers_of(cases.peek(c), calendars) for c in sorted(touched)])
     return stage
 
 
@@ -104,7 +105,7 @@ def case_event_source(cases: CaseService, codec: RecordCodec,
                 "data": data,
             }
             items.append(OutboxItem(n.id, str(case.id).encode(), codec.encode(record),
-                                    ref=str(case.id)))
+                                    ref=(str(case.id), n.originator_version)))
         return items
     return fetch
 

@@ -16,6 +16,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -75,6 +76,23 @@ class ManualClock:
             await asyncio.sleep(0)
 
 
+@dataclass(frozen=True)
+class CaseTimers:
+    """What a case's timers need, computed where the case is at hand (no reload)."""
+
+    id: str
+    customer_id: str
+    priority: str
+    queue: str | None
+    version: int
+    dues: tuple[sla.Due, ...]
+
+
+def timers_of(case: Any, calendars: Any) -> CaseTimers:
+    return CaseTimers(str(case.id), case.customer_id, case.priority, case.queue, case.version,
+                      tuple(case.due_times(calendars)))
+
+
 def _level(kind: str) -> str:
     return "critical" if kind == sla.BREACHED else "warning"
 
@@ -91,16 +109,33 @@ class SlaScheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.emitted = 0
         self._asleep: set[asyncio.Task[None]] = set()
+        # case -> version its timers were last set from (to skip redundant reloads)
+        self._versions: dict[str, int] = {}
         # one thread for every SQLite call of the timers: no lock waits between them
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sla")
 
-    def reschedule(self, case_id: str) -> None:
+    def reschedule(self, case_id: str, timers: CaseTimers | None = None) -> None:
+        """After a change of the case: its timers anew. ``timers`` spares a reload when
+        the caller has the case at hand; a case with no due instants needs no task."""
         old = self._tasks.pop(case_id, None)
         if old is not None:
             old.cancel()
-        task = asyncio.get_running_loop().create_task(self._run(case_id))
+        if timers is not None:
+            self._versions[case_id] = timers.version
+            if not timers.dues:
+                return
+        else:
+            self._versions.pop(case_id, None)
+        task = asyncio.get_running_loop().create_task(self._run(case_id, timers))
         self._tasks[case_id] = task
         task.add_done_callback(lambda t: self._done(case_id, t))
+
+    def changed(self, case_id: str, version: int) -> None:
+        """A case event seen on its way to Kafka (e.g. an agent's command in the API):
+        reschedule unless the timers already reflect that version."""
+        if self._versions.get(case_id, -1) >= version:
+            return
+        self.reschedule(case_id)
 
     def _done(self, case_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(case_id) is task:
@@ -122,14 +157,20 @@ class SlaScheduler:
     async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
-    async def _run(self, case_id: str) -> None:
-        # The case as it is now; any later change of it reschedules (this task is then
-        # cancelled), so the due instants computed here stay right until they fire.
+    async def _load(self, case_id: str) -> CaseTimers | None:
         try:
             case = await self._db_call(self.cases.get, case_id)
         except CaseNotFound:
+            return None
+        return timers_of(case, await self._db_call(self.control.calendars))
+
+    async def _run(self, case_id: str, timers: CaseTimers | None = None) -> None:
+        # The case as it is now; any later change of it reschedules (this task is then
+        # cancelled), so the due instants computed here stay right until they fire.
+        case = timers or await self._load(case_id)
+        if case is None or not case.dues:
             return
-        dues = case.due_times(await self._db_call(self.control.calendars))
+        dues = case.dues
         emitted = await self._db_call(self.control.alert_ids, f"{case_id}:")
         pending = sorted((d for d in dues if f"{case_id}:{d.key}" not in emitted),
                          key=lambda d: d.at)
@@ -141,10 +182,12 @@ class SlaScheduler:
                 # an agent changed the case since this timer was set and its reschedule
                 # has not arrived yet (API commands reach the worker through the outbox):
                 # the case as stored now decides
-                case = await self._db_call(self.cases.get, case_id)
+                fresh = await self._load(case_id)
+                if fresh is None:
+                    return
+                case = fresh
                 keys = {d.key for d in pending}
-                pending = sorted((d for d in case.due_times(await self._db_call(
-                    self.control.calendars)) if d.key in keys), key=lambda d: d.at)
+                pending = sorted((d for d in case.dues if d.key in keys), key=lambda d: d.at)
             first = False
             while pending and pending[0].at <= now:
                 await self._db_call(self._emit, case, pending.pop(0))
@@ -159,10 +202,10 @@ class SlaScheduler:
             finally:
                 self._asleep.discard(me)  # type: ignore[arg-type]
 
-    def _emit(self, case: Any, due: sla.Due) -> None:
+    def _emit(self, case: CaseTimers, due: sla.Due) -> None:
         seq = self.control.add_alert(NewAlert(
             id=f"{case.id}:{due.key}", kind=due.kind, at=self.clock.now().isoformat(),
-            level=_level(due.kind), case_id=str(case.id), customer_id=case.customer_id,
+            level=_level(due.kind), case_id=case.id, customer_id=case.customer_id,
             metric=due.metric, due_at=due.due_at.isoformat(),
             detail={"priority": case.priority, "queue": case.queue or "",
                     "cycle": str(due.cycle)}))
