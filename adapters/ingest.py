@@ -116,6 +116,7 @@ class Ingestor:
             return 0
         received_at = int(time.time() * 1000)
         sends = []
+        self.privacy.prepare([env for _, env in fresh.values()])
         encrypt = self.privacy.encrypt
         for eid, (_, env) in fresh.items():
             sealed, key = encrypt(env)

@@ -143,6 +143,23 @@ class KeyStore:
                     return row[0], key
             raise CryptoError("could not create a data key (destroyed concurrently?)")
 
+    def prepare(self, customer_keys: Iterable[str]) -> None:
+        """Create the missing keys of many customers in one transaction (one fsync), so a
+        batch of new customers does not pay one flush each."""
+        with self._lock:
+            self._sync()
+            hashes = {ck: self.customer_hash(ck) for ck in set(customer_keys)
+                      if ck not in self._by_customer}
+            need = [h for h in hashes.values()
+                    if (row := self._current(h)) is None or row[1] is None]
+            if need:
+                with self._conn:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    for chash in need:
+                        self._insert_key(chash)
+        for ck in hashes:
+            self.key_for(ck)  # unwrap once into the cache
+
     def _current(self, chash: str) -> tuple[str, bytes | None] | None:
         return self._conn.execute(
             "SELECT k.key_id, k.wrapped FROM customers c JOIN data_keys k"
@@ -150,20 +167,23 @@ class KeyStore:
             " WHERE c.customer_hash = ?", (chash,)).fetchone()
 
     def _create(self, chash: str) -> None:
+        with self._conn:  # one transaction; a racing process's row wins, ours is ignored
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._insert_key(chash)
+
+    def _insert_key(self, chash: str) -> None:
         key_id = secrets.token_hex(10)
         key = os.urandom(KEY_BYTES)
         nonce = os.urandom(NONCE_BYTES)
         wrapped = nonce + self._wrap.encrypt(nonce, key, key_id.encode())
-        with self._conn:  # one transaction; a racing process's row wins, ours is ignored
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute(
-                "INSERT OR IGNORE INTO customers (customer_hash, generation) VALUES (?, 0)",
-                (chash,))
-            self._conn.execute(
-                "INSERT OR IGNORE INTO data_keys"
-                " (key_id, customer_hash, generation, wrapped, created_at)"
-                " SELECT ?, customer_hash, generation, ?, ? FROM customers"
-                " WHERE customer_hash = ?", (key_id, wrapped, _now(), chash))
+        self._conn.execute(
+            "INSERT OR IGNORE INTO customers (customer_hash, generation) VALUES (?, 0)",
+            (chash,))
+        self._conn.execute(
+            "INSERT OR IGNORE INTO data_keys"
+            " (key_id, customer_hash, generation, wrapped, created_at)"
+            " SELECT ?, customer_hash, generation, ?, ? FROM customers"
+            " WHERE customer_hash = ?", (key_id, wrapped, _now(), chash))
 
     def get(self, key_id: str) -> bytes | None:
         """The key, None once destroyed (or never known: see ``is_destroyed``)."""

@@ -37,6 +37,12 @@ class Privacy:
         key_id, key = self.keystore.key_for(customer_key)
         return self.cipher.encrypt(key_id, key, text)
 
+    def prepare(self, envelopes: list[dict[str, Any]]) -> None:
+        """Create the data keys a batch's new customers need, in one transaction."""
+        self.keystore.prepare(
+            customer_key(_hashed_identifiers(env, self.hash_key, self.region))
+            for env in envelopes)
+
     def lookup_value(self, kind: str, value: str) -> str:
         """What the identifiers table holds for a looked-up identifier."""
         if kind == "id":

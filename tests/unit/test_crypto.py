@@ -328,3 +328,11 @@ def test_keys_file_holds_no_customer_key(store: KeyStore, master: bytes) -> None
     assert master not in blob and wrapping_key(master) not in blob
     assert not any(isinstance(c, str) and CUSTOMER_KEY in c for c in _all_cells(store.path))
     assert os.path.getsize(store.path) > 0
+
+
+def test_prepare_creates_many_keys_at_once_and_key_for_agrees(tmp_path: Path) -> None:
+    master = base64.b64decode(new_master_key())
+    store = KeyStore(tmp_path / "keys.sqlite", master)
+    store.prepare([f"c-{i}" for i in range(50)] + ["c-1"])
+    other = KeyStore(tmp_path / "keys.sqlite", master)  # another process
+    assert all(store.key_for(f"c-{i}") == other.key_for(f"c-{i}") for i in range(50))
