@@ -1,0 +1,56 @@
+"""The API and the projector in one process, on the real broker: for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.auth import write_tokens
+from contactstream.adapters.config import Settings
+from contactstream.adapters.http import create_app
+
+
+class System:
+    """The API and the projector in this process, on the real broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __aenter__(self) -> System:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tokens = write_tokens(s.tokens_file)
+        await kafka.ensure_topics(s, kafka.all_topics(s))
+        self.api = await bootstrap.api_services(s)
+        self.worker = await bootstrap.worker_services(s)
+        self.app = create_app(self.api.ingestor, self.api.store, self.api.tokens)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                        base_url="http://test")
+        self.task = asyncio.create_task(self.worker.projector.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.client.aclose()
+        await self.api.close()
+        await self.worker.close()
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def post(self, body: Any, role: str = "publisher") -> httpx.Response:
+        return await self.client.post("/v1/events", json=body, headers=self.auth(role))
+
+    async def get(self, path: str, role: str = "agent", **params: Any) -> httpx.Response:
+        return await self.client.get(path, params=params, headers=self.auth(role))
+
+    async def wait_events(self, n: int, timeout: float = 20) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if self.api.store.count_events() >= n:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"only {self.api.store.count_events()} of {n} events projected")
