@@ -110,6 +110,13 @@ class CaseService:
         except (ValueError, AggregateNotFoundError) as exc:
             raise CaseNotFound(str(case_id)) from exc
 
+    def stored(self, case_id: str) -> Case:
+        """A case as stored, bypassing this process's cache (safe from any thread)."""
+        try:
+            return self.app.repository.get(uuid.UUID(str(case_id)))  # type: ignore
+        except (ValueError, AggregateNotFoundError) as exc:
+            raise CaseNotFound(str(case_id)) from exc
+
     def peek(self, case_id: str) -> Case:
         """A case as this process last saved it (the worker's cache), else from the store."""
         cid = uuid.UUID(str(case_id))

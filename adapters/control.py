@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS alerts (
   level TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS unmerge_requests (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, survivor TEXT NOT NULL, member TEXT NOT NULL,
-  by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, done_at TEXT, error TEXT);
+  by TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, done_at TEXT, error TEXT,
+  kind TEXT NOT NULL DEFAULT 'unmerge', payload TEXT, result TEXT);
 CREATE TABLE IF NOT EXISTS erasures (
   customer_id TEXT NOT NULL, at_ms INTEGER NOT NULL, pseudonym TEXT NOT NULL,
   PRIMARY KEY (customer_id, at_ms)) WITHOUT ROWID;
@@ -221,27 +222,35 @@ class ControlStore:
                           " VALUES (?,?,?,?,?)", (survivor, member, by, reason, at))
         return int(cur.lastrowid or 0)
 
-    def pending_unmerges(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT seq, survivor, member, by, reason FROM"
-                                 " unmerge_requests WHERE done_at IS NULL ORDER BY seq")
-        return [dict(zip(("seq", "survivor", "member", "by", "reason"), r, strict=True))
-                for r in rows]
+    def request_erasure(self, cid: str, payload: dict[str, Any], by: str, at: str) -> int:
+        cur = self._write("INSERT INTO unmerge_requests (survivor, member, by, reason, at,"
+                          " kind, payload) VALUES (?, '', ?, 'erasure', ?, 'erase', ?)",
+                          (cid, by, at, json.dumps(payload)))
+        return int(cur.lastrowid or 0)
 
-    def finish_unmerge(self, seq: int, error: str) -> None:
-        self._write("UPDATE unmerge_requests SET done_at=datetime('now'), error=? WHERE seq=?",
-                    (error or None, seq))
+    def pending_unmerges(self) -> list[dict[str, Any]]:
+        """Identity requests the worker carries out: unmerges and erasures, in order."""
+        cols = ("seq", "survivor", "member", "by", "reason", "kind", "payload")
+        rows = self.conn.execute(f"SELECT {', '.join(cols)} FROM unmerge_requests"
+                                 " WHERE done_at IS NULL ORDER BY seq")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def finish_unmerge(self, seq: int, error: str, result: dict[str, Any] | None = None,
+                       ) -> None:
+        self._write("UPDATE unmerge_requests SET done_at=datetime('now'), error=?, result=?"
+                    " WHERE seq=?", (error or None, json.dumps(result) if result else None, seq))
 
     def unmerge_request(self, seq: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT seq, survivor, member, done_at, error FROM"
+        row = self.conn.execute("SELECT seq, survivor, member, done_at, error, result FROM"
                                 " unmerge_requests WHERE seq=?", (seq,)).fetchone()
-        return None if row is None else dict(zip(
-            ("seq", "survivor", "member", "done_at", "error"), row, strict=True))
+        if row is None:
+            return None
+        out = dict(zip(("seq", "survivor", "member", "done_at", "error", "result"), row,
+                       strict=True))
+        out["result"] = json.loads(out["result"]) if out["result"] else None
+        return out
 
     # -- erasures: case events of an erased customer go to the pseudonym on replay --------
-    def record_erasure(self, customer_ids: Iterable[str], at_ms: int, pseudonym: str) -> None:
-        for cid in customer_ids:
-            self._write("INSERT OR IGNORE INTO erasures VALUES (?,?,?)", (cid, at_ms, pseudonym))
-
     def erasures(self) -> dict[str, list[tuple[int, str]]]:
         out: dict[str, list[tuple[int, str]]] = {}
         for cid, at_ms, pseudonym in self.conn.execute("SELECT * FROM erasures"):

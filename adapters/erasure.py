@@ -17,9 +17,9 @@ as a new customer.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..projections.identifiers import erased_pseudonym
@@ -27,7 +27,6 @@ from .control import ControlStore
 from .crypto import is_token
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
-from .sqlite import connect
 
 log = get_logger(__name__)
 
@@ -40,66 +39,68 @@ class Erasure:
     pseudonyms: list[str]
 
 
-def erase(read_db: Path, control: ControlStore, privacy: Privacy, cid: str) -> Erasure:
-    conn = connect(read_db)
+def destroy_keys(conn: sqlite3.Connection, privacy: Privacy, cid: str,
+                 ) -> tuple[list[str], list[str], int]:
+    """Step 1, in the API at once: the customer's base ids and data keys; the keys are
+    destroyed, so from this instant nothing of the person can be decrypted anywhere."""
+    bases = [b for (b,) in conn.execute(
+        "SELECT base FROM customer_links WHERE survivor=?", (cid,))] or [cid]
+    marks = f"({','.join('?' * len(bases))})"
+    key_ids = {k for (k,) in conn.execute(
+        f"SELECT DISTINCT key_id FROM timeline WHERE customer_id IN {marks} AND key_id IS"
+        " NOT NULL", bases)}
+    for (display,) in conn.execute(
+            "SELECT display FROM identifiers WHERE customer_id=? AND display IS NOT NULL",
+            (cid,)):
+        if (k := token_key_id(display)) is not None:
+            key_ids.add(k)
+    for (name,) in conn.execute(f"SELECT name FROM customers WHERE customer_id IN {marks}",
+                                bases):
+        if name and (k := token_key_id(name)) is not None:
+            key_ids.add(k)
+    return bases, sorted(key_ids), privacy.keystore.destroy(sorted(key_ids))
+
+
+def purge(conn: sqlite3.Connection, control: ControlStore, cid: str, bases: list[str],
+          key_ids: list[str]) -> Erasure:
+    """Step 2, in the worker between two batches (so no commit in flight can write the
+    person back): the read models and the control store forget the person."""
+    marks = f"({','.join('?' * len(bases))})"
+    first = erased_pseudonym(key_ids[0]) if key_ids else erased_pseudonym(f"customer:{cid}")
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        # the customer and every base customer merged into it
-        bases = [b for (b,) in conn.execute(
-            "SELECT base FROM customer_links WHERE survivor=?", (cid,))] or [cid]
-        marks = f"({','.join('?' * len(bases))})"
-        key_ids = {k for (k,) in conn.execute(
-            f"SELECT DISTINCT key_id FROM timeline WHERE customer_id IN {marks} AND key_id IS"
-            " NOT NULL", bases)}
-        for (display,) in conn.execute(
-                "SELECT display FROM identifiers WHERE customer_id=? AND display IS NOT NULL",
-                (cid,)):
-            if (k := token_key_id(display)) is not None:
-                key_ids.add(k)
-        for (name,) in conn.execute(f"SELECT name FROM customers WHERE customer_id IN {marks}",
-                                    bases):
-            if name and (k := token_key_id(name)) is not None:
-                key_ids.add(k)
-        destroyed = privacy.keystore.destroy(sorted(key_ids))
-        fallback = erased_pseudonym(f"customer:{cid}")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
-                                f" customer_id IN {marks}", bases).fetchall()
-            conn.executemany(
-                "UPDATE timeline SET customer_id=?, payload=? WHERE event_id=?",
-                [(erased_pseudonym(k) if k else fallback, _strip(p), eid)
-                 for eid, k, p in rows])
-            first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
-            conn.execute(f"UPDATE cases SET customer_id=? WHERE customer_id IN {marks}",
-                         (first, *bases))
-            idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=?",
-                                  (cid,)).fetchall()
-            _forget_edges(conn, {v for _, v in idents})
-            conn.execute("DELETE FROM identifiers WHERE customer_id=?", (cid,))
-            conn.execute(f"DELETE FROM customers WHERE customer_id IN {marks}", bases)
-            # the identity graph forgets the person: a return starts a new customer
-            conn.execute(f"DELETE FROM customer_links WHERE base IN {marks}", bases)
-            conn.execute(f"DELETE FROM identity_bases WHERE base IN {marks}", bases)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.close()
-    first = erased_pseudonym(sorted(key_ids)[0]) if key_ids else fallback
-    control.record_erasure({cid, *bases}, int(datetime.now(UTC).timestamp() * 1000), first)
+        rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
+                            f" customer_id IN {marks}", bases).fetchall()
+        conn.executemany(
+            "UPDATE timeline SET customer_id=?, payload=? WHERE event_id=?",
+            [(erased_pseudonym(k) if k else first, _strip(p), eid) for eid, k, p in rows])
+        conn.execute(f"UPDATE cases SET customer_id=? WHERE customer_id IN {marks}",
+                     (first, *bases))
+        idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=?",
+                              (cid,)).fetchall()
+        _forget_edges(conn, {v for _, v in idents})
+        conn.execute("DELETE FROM identifiers WHERE customer_id=?", (cid,))
+        conn.execute(f"DELETE FROM customers WHERE customer_id IN {marks}", bases)
+        # the identity graph forgets the person: a return starts a new customer
+        conn.execute(f"DELETE FROM customer_links WHERE base IN {marks}", bases)
+        conn.execute(f"DELETE FROM identity_bases WHERE base IN {marks}", bases)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    at_ms = int(datetime.now(UTC).timestamp() * 1000)
     with control.batch():
         for base in {cid, *bases}:
+            control.conn.execute("INSERT OR IGNORE INTO erasures VALUES (?,?,?)",
+                                 (base, at_ms, first))
             control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (base,))
             control.conn.execute("UPDATE complaints SET customer_id=? WHERE customer_id=?",
                                  (first, base))
             control.conn.execute("UPDATE alerts SET customer_id=? WHERE customer_id=?",
                                  (first, base))
-    # the worker reloads its identity graph without the forgotten edges
-    control.request_unmerge("", "", "system", "erasure", datetime.now(UTC).isoformat())
-    pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {fallback})
-    log.info("customer.erased", keys_destroyed=destroyed, timeline_rows=len(rows))
-    return Erasure(cid, destroyed, len(rows), pseudonyms)
+    pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {first})
+    log.info("customer.erased", keys=len(key_ids), timeline_rows=len(rows))
+    return Erasure(cid, len(key_ids), len(rows), pseudonyms)
 
 
 def _forget_edges(conn: Any, values: set[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from ..domain.interactions import CHANNELS, EVENT_TYPES
 from ..projections.identifiers import derived_customer_id, normalize
 from .auth import GRANTS, TokenTable
 from .control import ControlStore
-from .erasure import erase
+from .erasure import destroy_keys
 from .ingest import BrokerUnavailable, Ingestor
 from .insights import Insights
 from .logging import get_logger
@@ -267,17 +268,32 @@ def add_erasure_route(app: FastAPI, store: ReadStore, control: ControlStore,
 
     @app.delete("/v1/customers/{customer_id}", tags=["privacy"],
                 summary="Erase a customer: destroy their keys, purge the read models")
-    def erase_customer(customer_id: str, _: str = Depends(role("admin"))) -> dict[str, Any]:
+    def erase_customer(customer_id: str, request: Request,
+                       who: str = Depends(role("admin"))) -> JSONResponse:
         cid = store.resolve(customer_id)
         if cid is None:
             raise ApiError(404, "not_found", "no such customer")
         if store.privacy is None:
             raise ApiError(503, "unavailable", "no key store configured")
-        done = erase(store.path, control, store.privacy, cid)
+        # the keys go at once; the worker purges the read models between two batches
+        bases, key_ids, destroyed = destroy_keys(store.conn, store.privacy, cid)
+        seq = control.request_erasure(cid, {"bases": bases, "key_ids": key_ids},
+                                      f"{who}:{request.state.token_id}",
+                                      datetime.now(UTC).isoformat())
+        deadline = time.monotonic() + 30
+        row = control.unmerge_request(seq)
+        while row is not None and not row["done_at"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = control.unmerge_request(seq)
         insights.forget()
-        return {"id": customer_id, "erased": True, "keys_destroyed": done.keys_destroyed,
-                "timeline_rows_kept_as": done.pseudonyms,
-                "timeline_rows": done.timeline_rows}
+        body = {"id": customer_id, "erased": True, "keys_destroyed": destroyed,
+                "request": seq}
+        if row is None or not row["done_at"]:
+            return JSONResponse({**body, "status": "purging"}, status_code=202)
+        result = row["result"] or {}
+        return JSONResponse({**body, "status": "done",
+                             "timeline_rows": result.get("timeline_rows"),
+                             "timeline_rows_kept_as": result.get("pseudonyms")})
 
 
 def add_identity_routes(app: FastAPI, store: ReadStore, control: ControlStore,

@@ -146,8 +146,9 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
             sql.append("AND queue=?")
             args.append(queue)
         if customer_id is not None:
-            sql.append("AND customer_id=?")
-            args.append(store.resolve(customer_id) or customer_id)
+            # the customer and every base customer merged into it
+            sql.append("AND customer_id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(store.members(store.resolve(customer_id) or customer_id)))
         breached_ids = control.breached_case_ids()
         if breached is not None:
             # one parameter however many: the ids travel as a JSON array

@@ -138,6 +138,12 @@ class IdentityKeeper:
                 out.identifiers[ident] = cid
         return out
 
+    def separated(self, survivor: str, member: str) -> bool:
+        """Whether an unmerge of these two was already carried out."""
+        a = graph._node_of_id(self.state, survivor)  # noqa: SLF001
+        b = graph._node_of_id(self.state, member)  # noqa: SLF001
+        return a is not None and b is not None and b in self.state.separations.get(a, set())
+
     def record_history(self, batch: IdentityBatch, by: str = "system",
                        action: str = "merge") -> None:
         """Merges (and unmerges) as CustomerLink events; idempotent by reason."""

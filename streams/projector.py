@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from ..adapters import kafka
 from ..adapters.avro import DecodeError, EnvelopeCodec
 from ..adapters.config import Settings
+from ..adapters.erasure import purge
 from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
 from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
@@ -250,23 +252,43 @@ class Projector:
         if self.identity is None or self.control is None:
             return
         for cmd in await self._db_call(self.control.pending_unmerges):
-            await self.flush()
-            if not cmd["survivor"]:  # an erasure forgot part of the graph: reload it
-                await self._db_call(self.identity.load, self.writer.conn)
-                await self._db_call(self.control.finish_unmerge, cmd["seq"], "")
+            await self.flush()  # nothing of an earlier batch may land after this
+            if cmd["kind"] == "erase":
+                await self._erase(cmd)
                 continue
             try:
                 done = await self._db_call(self.identity.unmerge, cmd["survivor"],
                                            cmd["member"], f"unmerge:{cmd['seq']}")
             except (KeyError, ValueError) as exc:
-                log.info("identity.unmerge_refused", seq=cmd["seq"], error=str(exc)[:80])
-                await self._db_call(self.control.finish_unmerge, cmd["seq"], str(exc)[:200])
-                continue
-            await self._db_call(self.writer.commit, None, [], {}, [], done)
+                if self.identity.separated(cmd["survivor"], cmd["member"]):
+                    done = None  # carried out before a crash: only the history is missing
+                else:
+                    log.info("identity.unmerge_refused", seq=cmd["seq"], error=str(exc)[:80])
+                    await self._db_call(self.control.finish_unmerge, cmd["seq"],
+                                        str(exc)[:200])
+                    continue
+            if done is not None:
+                await self._db_call(self.writer.commit, None, [], {}, [], done)
             await self._db_call(self.identity.record_unmerge, cmd["member"], cmd["by"],
                                 f"{cmd['reason']} (request {cmd['seq']})")
             await self._db_call(self.control.finish_unmerge, cmd["seq"], "")
             log.info("identity.unmerged", seq=cmd["seq"])
+
+    async def _erase(self, cmd: dict[str, Any]) -> None:
+        """The read-store side of an erasure the API asked for (adapters/erasure.py)."""
+        assert self.identity is not None and self.control is not None
+        payload = json.loads(cmd["payload"] or "{}")
+        try:
+            done = await self._db_call(purge, self.writer.conn, self.control, cmd["survivor"],
+                                       payload.get("bases") or [cmd["survivor"]],
+                                       payload.get("key_ids") or [])
+            await self._db_call(self.identity.load, self.writer.conn)
+        except Exception as exc:  # noqa: BLE001 - reported to the API, retried on restart
+            log.error("erasure.failed", seq=cmd["seq"], error=type(exc).__name__)
+            raise
+        await self._db_call(self.control.finish_unmerge, cmd["seq"], "", {
+            "keys_destroyed": done.keys_destroyed, "timeline_rows": done.timeline_rows,
+            "pseudonyms": done.pseudonyms})
 
     def _destroyed(self, envelopes: list[dict[str, Any]]) -> frozenset[str]:
         """The batch's data keys that an erasure destroyed (a replay after erasure)."""

@@ -86,11 +86,13 @@ class CaseTimers:
     queue: str | None
     version: int
     dues: tuple[sla.Due, ...]
+    opened_ms: int = 0
 
 
 def timers_of(case: Any, calendars: Any) -> CaseTimers:
     return CaseTimers(str(case.id), case.customer_id, case.priority, case.queue, case.version,
-                      tuple(case.due_times(calendars)))
+                      tuple(case.due_times(calendars)),
+                      int(case.opened_at.timestamp() * 1000))
 
 
 def _level(kind: str) -> str:
@@ -158,8 +160,9 @@ class SlaScheduler:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _load(self, case_id: str) -> CaseTimers | None:
+        # from the store itself: the worker's case cache belongs to its writer thread
         try:
-            case = await self._db_call(self.cases.get, case_id)
+            case = await self._db_call(self.cases.stored, case_id)
         except CaseNotFound:
             return None
         return timers_of(case, await self._db_call(self.control.calendars))
@@ -174,10 +177,9 @@ class SlaScheduler:
         emitted = await self._db_call(self.control.alert_ids, f"{case_id}:")
         pending = sorted((d for d in dues if f"{case_id}:{d.key}" not in emitted),
                          key=lambda d: d.at)
-        first = True
         while True:
             now = self.clock.now()
-            if pending and pending[0].at <= now and not first and \
+            if pending and pending[0].at <= now and \
                     await self._db_call(self.cases.version_of, case_id) != case.version:
                 # an agent changed the case since this timer was set and its reschedule
                 # has not arrived yet (API commands reach the worker through the outbox):
@@ -188,7 +190,6 @@ class SlaScheduler:
                 case = fresh
                 keys = {d.key for d in pending}
                 pending = sorted((d for d in case.dues if d.key in keys), key=lambda d: d.at)
-            first = False
             while pending and pending[0].at <= now:
                 await self._db_call(self._emit, case, pending.pop(0))
             later = [d.at for d in pending]
@@ -203,9 +204,13 @@ class SlaScheduler:
                 self._asleep.discard(me)  # type: ignore[arg-type]
 
     def _emit(self, case: CaseTimers, due: sla.Due) -> None:
+        customer = case.customer_id
+        for when, pseudonym in self.control.erasures().get(customer, ()):
+            if case.opened_ms <= when:  # the person was erased: the alert stays anonymous
+                customer = pseudonym
         seq = self.control.add_alert(NewAlert(
             id=f"{case.id}:{due.key}", kind=due.kind, at=self.clock.now().isoformat(),
-            level=_level(due.kind), case_id=case.id, customer_id=case.customer_id,
+            level=_level(due.kind), case_id=case.id, customer_id=customer,
             metric=due.metric, due_at=due.due_at.isoformat(),
             detail={"priority": case.priority, "queue": case.queue or "",
                     "cycle": str(due.cycle)}))
