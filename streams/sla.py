@@ -284,14 +284,18 @@ class Escalations:
         window = int(REPEAT_WINDOW.total_seconds() * 1000)
         # the complaints whose trailing window this one may complete (late ones included)
         around = self.control.complaints_between(customer_id, at_ms - window, at_ms + window)
+        # A complaint escalates when at least two others came in the 30 days before it (the
+        # third, and any further one, of a streak). That is a property of the set of
+        # complaints, not of their order of arrival: a late complaint can only add
+        # escalations (its own, or of a later one it now makes the third), never change one.
         times = [ms for ms, _ in around]
         start = bisect.bisect_left(around, (at_ms, env["event_id"]))
         for j in range(start, len(around)):
             if j - start + 1 > REPEAT_COUNT:
-                break  # from here on the window holds more than three already
+                break  # later ones had two others in their window before this one came
             ms, eid = around[j]
             trailing = around[bisect.bisect_right(times, ms - window):j + 1]
-            if len(trailing) == REPEAT_COUNT:
+            if len(trailing) >= REPEAT_COUNT:
                 self._add(NewAlert(
                     id=f"escalation.repeat_complaint:{customer_id}:{eid}",
                     kind="escalation.repeat_complaint", at=self.clock.now().isoformat(),

@@ -50,9 +50,9 @@ def expected_alerts(evs: list[dict[str, Any]]) -> set[str]:
             per_customer.setdefault(e["customer"]["id"], []).append(e["event_id"])
         elif e["payload"]["score"] <= 2:
             out.add(f"escalation.low_satisfaction:{e['event_id']}")
-    for customer, ids in per_customer.items():  # all within a minute: the 3rd escalates
-        if len(ids) >= 3:
-            out.add(f"escalation.repeat_complaint:{customer}:{ids[2]}")
+    for customer, ids in per_customer.items():  # all within a minute: the 3rd and later
+        for eid in ids[2:]:
+            out.add(f"escalation.repeat_complaint:{customer}:{eid}")
     return out
 
 
