@@ -27,6 +27,7 @@ def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Even
         f"{settings.topic_prefix}-worker",
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),  # not a folder in the working directory
         web_enabled=False,
         autodiscover=False,
         topic_partitions=settings.partitions,
