@@ -206,9 +206,11 @@ class Projector:
         state = None
         if envelopes:
             region = self.settings.default_region
-            needed = timeline.needed_identifiers(envelopes, region)
-            # runs on the writer thread after the commit in flight, so it sees its rows
-            known = await self._db_call(self.writer.known_identifiers, needed)
+            known = {}
+            if self.identity is None:  # first-writer resolution needs the stored owners
+                needed = timeline.needed_identifiers(envelopes, region)
+                # on the writer thread after the commit in flight, so it sees its rows
+                known = await self._db_call(self.writer.known_identifiers, needed)
             destroyed = self._destroyed(envelopes)
             state = timeline.TimelineState(region=region, known=known, destroyed=destroyed)
             if self.identity is not None:
