@@ -216,7 +216,8 @@ class FieldCipher:
 
 
 def encrypt_envelope(env: dict[str, Any], cipher: FieldCipher, keystore: KeySource,
-                     customer_key: str, hash_key: bytes, region: str = "HU") -> dict[str, Any]:
+                     customer_key: str, hash_key: bytes, region: str = "HU",
+                     hashes: dict[str, str] | None = None) -> dict[str, Any]:
     """A new envelope whose personal fields are tokens under the customer's current key,
     with ``key_id`` and ``identity_hashes`` {kind: identifier_hash} added. Every personal
     value is encrypted, even one that looks like a token; an envelope that already has a
@@ -227,10 +228,14 @@ def encrypt_envelope(env: dict[str, Any], cipher: FieldCipher, keystore: KeySour
     out = dict(env)
     customer = dict(env.get("customer") or {})
     hashes_: dict[str, str] = {}
-    for kind in HASHED_IDENTIFIERS:
-        value = customer.get(kind)
-        if isinstance(value, str) and value.strip():
-            hashes_[kind] = identifier_hash(hash_key, kind, normalize(kind, value, region))
+    if hashes is not None:  # the caller computed them already
+        hashes_ = dict(hashes)
+    else:
+        for kind in HASHED_IDENTIFIERS:
+            value = customer.get(kind)
+            if isinstance(value, str) and value.strip():
+                hashes_[kind] = identifier_hash(hash_key, kind,
+                                                normalize(kind, value, region))
     for name in PERSONAL_CUSTOMER_FIELDS:
         value = customer.get(name)
         if isinstance(value, str):

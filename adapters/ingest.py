@@ -116,10 +116,8 @@ class Ingestor:
             return 0
         received_at = int(time.time() * 1000)
         sends = []
-        self.privacy.prepare([env for _, env in fresh.values()])
-        encrypt = self.privacy.encrypt
-        for eid, (_, env) in fresh.items():
-            sealed, key = encrypt(env)
+        sealed_batch = self.privacy.encrypt_batch([env for _, env in fresh.values()])
+        for eid, (sealed, key) in zip(fresh, sealed_batch, strict=True):
             value = self.codec.encode({**sealed, "received_at": received_at})
             sends.append((eid, key, value, await self.producer.send(self.topic, value, key=key)))
         rows, failed = [], 0

@@ -22,26 +22,26 @@ class Privacy:
     hash_key: bytes
     region: str
 
-    def encrypt(self, env: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """The envelope with its personal fields encrypted under its customer's key, and
-        its Kafka key."""
-        # the key is named by the base customer: the publisher id, or the id derived from
-        # the keyed hash of the strongest identifier (never from plain text)
-        base = customer_key(_hashed_identifiers(env, self.hash_key, self.region))
-        enc = encrypt_envelope(env, self.cipher, self.keystore, base, self.hash_key,
-                               self.region)
-        return enc, base.encode()
+    def encrypt_batch(self, envelopes: list[dict[str, Any]],
+                      ) -> list[tuple[dict[str, Any], bytes]]:
+        """Each envelope with its personal fields encrypted under its customer's key, and
+        its Kafka key. The keys a batch's new customers need are created in one
+        transaction; identifiers are hashed once per envelope."""
+        plans = []
+        for env in envelopes:
+            idents = _hashed_identifiers(env, self.hash_key, self.region)
+            # the key is named by the base customer: the publisher id, or the id derived
+            # from the keyed hash of the strongest identifier (never from plain text)
+            plans.append((env, customer_key(idents), {k: v for k, v in idents if k != "id"}))
+        self.keystore.prepare(base for _, base, _ in plans)
+        return [(encrypt_envelope(env, self.cipher, self.keystore, base, self.hash_key,
+                                  self.region, hashes), base.encode())
+                for env, base, hashes in plans]
 
     def seal(self, customer_key: str, text: str) -> str:
         """Free text about a customer (an agent's resolution note) under their data key."""
         key_id, key = self.keystore.key_for(customer_key)
         return self.cipher.encrypt(key_id, key, text)
-
-    def prepare(self, envelopes: list[dict[str, Any]]) -> None:
-        """Create the data keys a batch's new customers need, in one transaction."""
-        self.keystore.prepare(
-            customer_key(_hashed_identifiers(env, self.hash_key, self.region))
-            for env in envelopes)
 
     def lookup_value(self, kind: str, value: str) -> str:
         """What the identifiers table holds for a looked-up identifier."""
