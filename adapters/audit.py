@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .logging import get_logger
-from .sqlite import connect
+from .sqlite import ThreadLocalStore
 
 log = get_logger(__name__)
 
@@ -67,16 +66,12 @@ class _Pending:
     resolve: Callable[[], str | None] | None
 
 
-class AuditLog:
+class AuditLog(ThreadLocalStore):
     """Append-only access records. ``record`` only enqueues: one writer thread commits
     what is pending in one short transaction, and a failure is logged, never raised."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        init = connect(path)
-        init.executescript(SCHEMA)
-        init.close()
-        self._local = threading.local()
+        super().__init__(path, SCHEMA)
         self._pending: queue.Queue[_Pending | None] = queue.Queue(MAX_PENDING)
         self._lock = threading.Lock()
         self._progress = threading.Condition()
@@ -84,13 +79,6 @@ class AuditLog:
         self._handled = 0
         self._writer: threading.Thread | None = None
         self._closed = False
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
-        return conn
 
     # -- writing ---------------------------------------------------------------------------
     def record(self, *, role: str | None, token_id: str | None, method: str, path: str,

@@ -8,6 +8,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,19 +77,8 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
 
 async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False,
                     samples: int = 200) -> int:
-    broker = None
-    with tempfile.TemporaryDirectory(prefix="contactstream-bench-") as tmp:
-        settings = base.with_(data_dir=Path(tmp), database_url="",
-                              topic_prefix=f"bench{int(time.time() * 1000)}")
-        if not settings.bootstrap_servers:
-            broker = EmbeddedBroker().start()
-            settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
-                                      embedded_broker=True)
-        try:
-            result = await _run(settings, events, samples)
-        finally:
-            if broker:
-                broker.stop()
+    async with scratch(base, "bench") as settings:
+        result = await _run(settings, events, samples)
     if as_json:
         print(json.dumps(result))
     else:
@@ -137,3 +128,22 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
         "ingest_events_per_s": round(ingest_rate, 1),
         "broker": "embedded" if settings.embedded_broker else "external",
     }
+
+
+@asynccontextmanager
+async def scratch(base: Settings, prefix: str) -> AsyncIterator[Settings]:
+    """Settings for one benchmark run: a temporary data dir, topics of its own and the
+    embedded broker unless a cluster is configured."""
+    with tempfile.TemporaryDirectory(prefix=f"contactstream-{prefix}-") as tmp:
+        settings = base.with_(data_dir=Path(tmp), database_url="",
+                              topic_prefix=f"{prefix}{int(time.time() * 1000)}")
+        broker = None
+        if not settings.bootstrap_servers:
+            broker = EmbeddedBroker().start()
+            settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
+                                      embedded_broker=True)
+        try:
+            yield settings
+        finally:
+            if broker:
+                broker.stop()

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from ..domain.sla import SlaPolicy
 from . import bootstrap, kafka
-from .broker import EmbeddedBroker
+from .bench import scratch
 from .config import Settings
 from .ingest import Ingestor
 from .journal import IngestJournal
@@ -34,19 +32,8 @@ def _pct(values: list[float], q: float) -> float:
 
 async def run_alert_bench(base: Settings, cases: int = 1000, target_s: float = 5.0,
                           as_json: bool = False) -> int:
-    with tempfile.TemporaryDirectory(prefix="contactstream-alerts-") as tmp:
-        settings = base.with_(data_dir=Path(tmp), database_url="",
-                              topic_prefix=f"alertbench{int(time.time() * 1000)}")
-        broker = None
-        if not settings.bootstrap_servers:
-            broker = EmbeddedBroker().start()
-            settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
-                                      embedded_broker=True)
-        try:
-            result = await _run(settings, cases, target_s)
-        finally:
-            if broker:
-                broker.stop()
+    async with scratch(base, "alertbench") as settings:
+        result = await _run(settings, cases, target_s)
     if as_json:
         print(json.dumps(result))
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 from ..domain.calendars import BusinessCalendar
 from ..domain.sla import SlaPolicy
 from .readstore import ArchivedRecord, decode_headers
-from .sqlite import connect
+from .sqlite import ThreadLocalStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sla_policies (
@@ -70,20 +69,9 @@ class NewAlert:
     detail: dict[str, str] | None = None
 
 
-class ControlStore:
+class ControlStore(ThreadLocalStore):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        init = connect(path)
-        init.executescript(SCHEMA)
-        init.close()
-        self._local = threading.local()
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
-        return conn
+        super().__init__(path, SCHEMA)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -9,8 +9,6 @@ transaction, so a crash never leaves projections and offsets apart.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineState
 from ..streams.identity import SCHEMA as IDENTITY_SCHEMA
 from ..streams.identity import write as write_identity
-from .sqlite import connect
+from .sqlite import ThreadLocalStore, connect
 
 if TYPE_CHECKING:
     from .privacy import Privacy
@@ -210,27 +208,15 @@ class ReadStoreWriter:
             yield ArchivedRecord(t, p, o, k, v, decode_headers(h), ts)
 
 
-class ReadStore:
+class ReadStore(ThreadLocalStore):
     """The API's side: read-only queries, one connection per thread."""
 
     def __init__(self, path: Path, privacy: Privacy | None = None) -> None:
         self.path = path
         # opens the tokens of encrypted fields for the reader (adapters/privacy.py)
         self.privacy = privacy
-        # create the schema once so a fresh API can answer before the worker wrote
-        init = connect(path)
-        init.executescript(SCHEMA)
-        init.executescript(IDENTITY_SCHEMA)
-        init.close()
-        self._local = threading.local()
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            self._local.conn = conn
-        return conn
+        # the schema exists at once, so a fresh API can answer before the worker wrote
+        super().__init__(path, SCHEMA, IDENTITY_SCHEMA)
 
     def resolve(self, customer_id: str) -> str | None:
         """The customer (survivor of merges) behind any id it was ever known by."""

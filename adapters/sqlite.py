@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 
@@ -19,3 +20,23 @@ def connect(path: Path, *, durable: bool = False, readonly: bool = False) -> sql
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return conn
+
+
+class ThreadLocalStore:
+    """A SQLite file shared by threads: its schema created once, one connection per
+    thread (sqlite3 connections must not be used by two threads at once)."""
+
+    def __init__(self, path: Path, *schemas: str) -> None:
+        self.path = path
+        init = connect(path)
+        for schema in schemas:
+            init.executescript(schema)
+        init.close()
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+        return conn
