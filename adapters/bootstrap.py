@@ -89,10 +89,10 @@ class WorkerServices:
             self.cases.app.close()
 
 
-async def worker_services(settings: Settings, *, cases: bool = True,
-                          clock: Clock | None = None) -> WorkerServices:
-    """The projector and, with ``cases``, the case stage, SLA timers, outbox relays and
-    webhook deliveries around it."""
+async def worker_services(settings: Settings, *, clock: Clock | None = None,
+                          ) -> WorkerServices:
+    """The projector with the identity graph and the case stage, and around it the SLA
+    timers, outbox relays and webhook deliveries."""
     producer = kafka.producer(settings)
     await producer.start()
     writer = ReadStoreWriter(settings.read_db)
@@ -100,11 +100,6 @@ async def worker_services(settings: Settings, *, cases: bool = True,
     def mark_ready() -> None:  # read by /readyz of `up`
         worker_ready_file(settings).write_text(str(os.getpid()))
 
-    if not cases:
-        projector = Projector(settings, codec(settings), producer, writer,
-                              on_assigned=mark_ready)
-        projector.keys = privacy(settings).keystore
-        return WorkerServices(projector, producer, writer)
     from ..streams.casework import alert_source, case_event_source, case_stage
     from ..streams.webhooks import WebhookDispatcher
 
