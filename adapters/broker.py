@@ -14,13 +14,13 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL it when the parent dies (Linux), so a crashed
-    `up` leaves no broker or worker behind."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In a child before exec: send it ``sig`` (SIGKILL by default) when the parent dies
+    (Linux), so a crashed `up` leaves no broker, database or worker behind."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except OSError:
         pass
 

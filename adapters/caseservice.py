@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError
 from ..domain import sla
 from ..domain.cases import Case, CaseError, InvalidCommand
 from ..domain.interactions import parse_occurred_at
+from .database import eventsourcing_env
 from .control import ControlStore
 from .logging import get_logger
 
@@ -43,13 +44,12 @@ EVENT_TYPES = {
 class CaseApp(Application[uuid.UUID]):
     """Cases in the eventsourcing recorder; its notification log feeds the outbox."""
 
-    name = "contactstream-cases"
+    # names the recorder's table, contactstream_cases_events (adapters/migrations)
+    name = "contactstream_cases"
 
 
-def case_app(path: Path) -> CaseApp:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return CaseApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                        "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "10"})
+def case_app(database_url: str) -> CaseApp:
+    return CaseApp(env=eventsourcing_env(database_url))
 
 
 class CaseNotFound(Exception):

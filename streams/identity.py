@@ -42,7 +42,8 @@ CREATE INDEX IF NOT EXISTS customer_links_by_survivor ON customer_links (survivo
 
 
 class LinkApp(Application[Any]):
-    name = "contactstream-identity"
+    # names the recorder's table, contactstream_identity_events (adapters/migrations)
+    name = "contactstream_identity"
 
 
 @dataclass

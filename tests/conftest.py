@@ -1,4 +1,5 @@
-"""Shared fixtures: a real embedded broker (Tansu) per test session, fresh topics per test."""
+"""Shared fixtures: one real embedded broker (Tansu) and one real PostgreSQL server per
+test session; fresh topics and a fresh database (a copy of a migrated template) per test."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from contactstream.adapters import migrations
 from contactstream.adapters.broker import EmbeddedBroker
 from contactstream.adapters.config import Settings
+from contactstream.adapters.database import EmbeddedPostgres, create_database, with_database
 from contactstream.adapters.logging import configure
 
 configure("console", "warning")
 _counter = itertools.count()
+TEMPLATE = "contactstream_template"
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +28,28 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """The session's PostgreSQL server, with a template database at the newest schema."""
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "postgres") as pg:
+        migrations.migrate(create_database(pg.admin_url, TEMPLATE))
+        yield pg
+
+
 @pytest.fixture
-def settings(tmp_path: Path, broker: EmbeddedBroker) -> Settings:
-    """Settings on the shared broker with topics no other test uses."""
+def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A database of its own for this test, migrated (copied from the template)."""
+    name = f"t{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    url = create_database(pg_server.admin_url, name, template=TEMPLATE)
+    yield url
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, broker: EmbeddedBroker, database_url: str) -> Settings:
+    """Settings on the shared broker with topics no other test uses, and a database of
+    the test's own."""
     return Settings(data_dir=tmp_path / "data", bootstrap_servers=broker.bootstrap_servers,
                     embedded_broker=True, topic_prefix=f"t{next(_counter)}x{uuid.uuid4().hex[:6]}",
-                    partitions=3, fetch_max_wait_ms=20)
+                    partitions=3, fetch_max_wait_ms=20, database_url=database_url)

