@@ -1,8 +1,9 @@
 """The ingest journal and the restore of the embedded broker.
 
 Every event accepted over HTTP is produced to Kafka (acks=all) and then written with its
-partition and offset to ``ingest.sqlite`` (fsync on commit) *before* the 202 goes out.
-The table's primary key is the event id, which makes it the duplicate index too.
+partition and offset to table ``ingest_journal`` (a PostgreSQL commit that waits for its
+WAL flush) *before* the 202 goes out. The table's primary key is the event id, which
+makes it the duplicate index too.
 
 The embedded broker forgets everything when it stops. On start, ``restore`` puts every
 record back at its old partition and offset, taken from this journal and from the
@@ -16,26 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from .database import Database
 from .logging import get_logger
 from .readstore import ArchivedRecord
-from .sqlite import connect
 
 log = get_logger(__name__)
 
 GAP_HEADER = "contactstream-gap"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accepted (
-  event_id TEXT PRIMARY KEY,
-  topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-  key BLOB, value BLOB NOT NULL, received_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS accepted_by_position ON accepted (topic, partition, offset);
-"""
+INSERT = ('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
+          " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,44 +44,52 @@ class Accepted:
 
 
 class IngestJournal:
-    def __init__(self, path: Path) -> None:
-        self.conn = connect(path, durable=True)
-        self.conn.executescript(SCHEMA)
+    """The accepted events, in the database the composition root hands over (``close``
+    leaves that database open: it is not the journal's)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # A journal commit is the promise behind a 202, so it must wait for the WAL flush.
+        # That is PostgreSQL's default; a server, database or role configured with
+        # synchronous_commit=off would silently break the promise, so it is put back per
+        # transaction then (and a stronger setting such as remote_apply is left alone).
+        self._force_sync = str(db.scalar("SHOW synchronous_commit")) == "off"
+        if self._force_sync:
+            log.warning("journal.synchronous_commit_off", action="forced on per commit")
 
     def close(self) -> None:
-        self.conn.close()
+        """Nothing of its own to release; kept so callers need not know."""
 
     def known(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(event_ids), 500):
-            chunk = event_ids[i:i + 500]
-            rows = self.conn.execute(
-                f"SELECT event_id FROM accepted WHERE event_id IN ({','.join('?' * len(chunk))})",
-                chunk)
-            found.update(r[0] for r in rows)
-        return found
+        """The ids among ``event_ids`` that were accepted before."""
+        if not event_ids:
+            return set()
+        rows = self.db.all("SELECT event_id FROM ingest_journal WHERE event_id = ANY(%s)",
+                           (list(event_ids),))
+        return {r[0] for r in rows}
 
     def record(self, rows: Sequence[Accepted]) -> None:
-        c = self.conn
-        c.execute("BEGIN")
-        try:
-            c.executemany("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?,?,?,?)",
-                          [(a.event_id, a.topic, a.partition, a.offset, a.key, a.value,
-                            a.received_at) for a in rows])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+        """Journal ``rows`` in one transaction; durable on disk when this returns.
+        An event id already journalled keeps its first position."""
+        if not rows:
+            return
+        with self.db.tx() as conn:
+            if self._force_sync:
+                conn.execute("SET LOCAL synchronous_commit = on")
+            conn.cursor().executemany(INSERT, [
+                (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
+                for a in rows])
 
     def count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM accepted").fetchone()[0])
+        return int(self.db.scalar("SELECT COUNT(*) FROM ingest_journal"))
 
     def records(self) -> Iterable[ArchivedRecord]:
-        rows = self.conn.execute(
-            "SELECT topic, partition, offset, key, value, received_at FROM accepted")
-        for t, p, o, k, v, ts in rows:
-            yield ArchivedRecord(t, p, o, k, v, [], ts)
-
+        """Every journalled record, in (topic, partition, offset) order, streamed."""
+        with self.db.tx() as conn, conn.cursor(name="journal_scan") as cur:
+            cur.execute('SELECT topic, partition, "offset", key, value, received_at'
+                        ' FROM ingest_journal ORDER BY topic, partition, "offset"')
+            for t, p, o, k, v, ts in cur:
+                yield ArchivedRecord(t, p, o, k, v, [], ts)
 
 async def restore(producer: AIOKafkaProducer, sources: Iterable[Iterable[ArchivedRecord]],
                   ) -> dict[str, int]:

@@ -1,0 +1,83 @@
+"""The ingest journal in PostgreSQL: the duplicate index and the record of every accepted
+event's place in the log, committed before the 202."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from contactstream.adapters.database import Database
+from contactstream.adapters.journal import Accepted, IngestJournal
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url, max_size=2)
+    yield database
+    database.close()
+
+
+def accepted(i: int, partition: int = 0, offset: int | None = None) -> Accepted:
+    return Accepted(f"ev-{i}", "interactions.v1", partition, i if offset is None else offset,
+                    f"c-{i}".encode(), b"\x00avro\xff" + bytes([i % 256]), 1_795_000_000_000 + i)
+
+
+def test_recorded_events_are_known_and_counted(db: Database) -> None:
+    journal = IngestJournal(db)
+    assert journal.count() == 0 and journal.known(["ev-1"]) == set() and journal.known([]) == set()
+    journal.record([accepted(i) for i in range(5)])
+    journal.record([])
+    assert journal.count() == 5
+    assert journal.known(["ev-0", "ev-3", "ev-9", "ev-3"]) == {"ev-0", "ev-3"}
+    assert journal.known([f"ev-{i}" for i in range(2000)]) == {f"ev-{i}" for i in range(5)}
+
+
+def test_a_duplicate_keeps_its_first_place(db: Database) -> None:
+    journal = IngestJournal(db)
+    journal.record([accepted(1)])
+    journal.record([accepted(1, partition=2, offset=40), accepted(2)])
+    assert journal.count() == 2
+    first = next(r for r in journal.records() if r.offset == 1)
+    assert (first.partition, first.offset) == (0, 1)
+
+
+def test_records_come_back_whole_and_in_log_order(db: Database) -> None:
+    journal = IngestJournal(db)
+    rows = [accepted(3, partition=1), accepted(1, partition=0), accepted(2, partition=1),
+            accepted(0, partition=0)]
+    journal.record(rows)
+    back = list(journal.records())
+    assert [(r.partition, r.offset) for r in back] == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    by_offset = {a.offset: a for a in rows}
+    for r in back:
+        a = by_offset[r.offset]
+        assert (r.topic, r.key, r.value, r.timestamp_ms) == (a.topic, a.key, a.value,
+                                                             a.received_at)
+        assert r.headers == []
+
+
+def test_a_recorded_event_is_committed_when_record_returns(db: Database,
+                                                           database_url: str) -> None:
+    IngestJournal(db).record([accepted(7)])
+    with psycopg.connect(database_url) as other:  # another process, at once
+        assert other.execute("SELECT event_id FROM ingest_journal").fetchall() == [("ev-7",)]
+
+
+def test_synchronous_commit_off_is_overridden(database_url: str) -> None:
+    """A database configured not to wait for the WAL flush would break the promise behind
+    the 202: the journal notices and waits anyway."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        name = sql.Identifier(conn.info.dbname)
+        conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off")
+                     .format(name))
+    db = Database(database_url, max_size=2)
+    try:
+        journal = IngestJournal(db)
+        assert journal._force_sync
+        journal.record([accepted(1)])
+        assert journal.known(["ev-1"]) == {"ev-1"}
+    finally:
+        db.close()
