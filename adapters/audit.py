@@ -1,4 +1,5 @@
-"""The access audit: who read which customer's personal data through the API, in SQLite."""
+"""The access audit: who read which customer's personal data through the API, in table
+``access_log`` (adapters/migrations), written in batches by a background thread."""
 
 from __future__ import annotations
 
@@ -7,30 +8,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from .database import Database
 from .logging import get_logger
-from .sqlite import ThreadLocalStore
 
 log = get_logger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS access_log (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  at TEXT NOT NULL,
-  role TEXT,
-  token_id TEXT,
-  method TEXT NOT NULL,
-  path TEXT NOT NULL,
-  action TEXT NOT NULL,
-  customer_id TEXT,
-  case_id TEXT,
-  status INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS access_by_customer ON access_log (customer_id, seq);
-CREATE INDEX IF NOT EXISTS access_by_role ON access_log (role, seq);
-"""
 
 COLUMNS = ("seq", "at", "role", "token_id", "method", "path", "action", "customer_id",
            "case_id", "status")
@@ -66,12 +49,20 @@ class _Pending:
     resolve: Callable[[], str | None] | None
 
 
-class AuditLog(ThreadLocalStore):
-    """Append-only access records. ``record`` only enqueues: one writer thread commits
-    what is pending in one short transaction, and a failure is logged, never raised."""
+INSERT = ("INSERT INTO access_log (at, role, token_id, method, path, action, customer_id,"
+          " case_id, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, SCHEMA)
+
+class AuditLog:
+    """Append-only access records. ``record`` only enqueues: one writer thread commits
+    what is pending in one short transaction, and a failure is logged, never raised.
+    ``seq`` comes from the table's identity column at insert: the order of one writer's
+    records. With several API processes, a lower seq can become visible after a higher
+    one (their transactions commit in another order): a reader paging by ``before_seq``
+    at that moment can miss it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._pending: queue.Queue[_Pending | None] = queue.Queue(MAX_PENDING)
         self._lock = threading.Lock()
         self._progress = threading.Condition()
@@ -99,6 +90,9 @@ class AuditLog(ThreadLocalStore):
             log.error("audit.record_failed", action=action, error=type(exc).__name__)
 
     def _start(self) -> None:
+        # checked before the fast path too: after close nobody takes records off the queue
+        if self._closed:
+            raise RuntimeError("the audit log is closed")
         if self._writer is not None:
             return
         with self._lock:
@@ -141,18 +135,10 @@ class AuditLog(ThreadLocalStore):
                     log.warning("audit.resolve_failed", action=a.action,
                                 error=type(exc).__name__)
             rows.append(astuple(a))
-        c = self.conn
         try:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.executemany(
-                    "INSERT INTO access_log (at, role, token_id, method, path, action,"
-                    " customer_id, case_id, status) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-        except Exception as exc:
+            with self.db.tx() as conn:
+                conn.cursor().executemany(INSERT, rows)
+        except Exception as exc:  # the audit must never fail the request it records
             log.error("audit.write_failed", entries=len(rows), error=type(exc).__name__)
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -162,17 +148,14 @@ class AuditLog(ThreadLocalStore):
             return self._progress.wait_for(lambda: self._handled >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is pending and stop the writer."""
+        """Write what is pending and stop the writer (the database stays open: it belongs
+        to the composition root)."""
         with self._lock:
             self._closed = True
             writer = self._writer
         if writer is not None:
             self._pending.put(None)
             writer.join(timeout)
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
     # -- reading -------------------------------------------------------------------------
     def query(self, customer_id: str | Sequence[str] | None = None, role: str | None = None,
@@ -180,21 +163,22 @@ class AuditLog(ThreadLocalStore):
               before_seq: int | None = None) -> list[dict[str, Any]]:
         """Records newest first; ``customer_id`` may name several ids (a merged customer)."""
         self.flush()
-        sql = [f"SELECT {', '.join(COLUMNS)} FROM access_log WHERE 1=1"]
+        sql = [f"SELECT {', '.join(COLUMNS)} FROM access_log WHERE TRUE"]
         args: list[Any] = []
         if customer_id is not None:
             ids = [customer_id] if isinstance(customer_id, str) else list(customer_id)
-            sql.append(f"AND customer_id IN ({','.join('?' * len(ids))})")
-            args += ids
+            sql.append("AND customer_id = ANY(%s)")
+            args.append(ids)
         if role is not None:
-            sql.append("AND role IS ?")
+            sql.append("AND role IS NOT DISTINCT FROM %s")
             args.append(role)
         if since is not None:
-            sql.append("AND at >= ?")
+            # fixed-width UTC text: byte order is time order, whatever the server's locale
+            sql.append('AND at >= %s COLLATE "C"')
             args.append(utc_iso(since))
         if before_seq is not None:
-            sql.append("AND seq < ?")
+            sql.append("AND seq < %s")
             args.append(before_seq)
-        sql.append("ORDER BY seq DESC LIMIT ?")
+        sql.append("ORDER BY seq DESC LIMIT %s")
         args.append(limit)
-        return [dict(zip(COLUMNS, r, strict=True)) for r in self.conn.execute(" ".join(sql), args)]
+        return [dict(zip(COLUMNS, r, strict=True)) for r in self.db.all(" ".join(sql), args)]
