@@ -15,7 +15,9 @@ from typing import Any, Protocol
 import httpx
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
+from psycopg.types.json import Jsonb
 
+from .database import Database
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -78,18 +80,22 @@ def load_envelope_schema() -> dict[str, Any]:
 class EmbeddedSchemaRegistry:
     """In-process registry holding every schema in schemas/, with stable ids.
 
-    With ``store`` (a JSON file in the data dir) every schema ever registered is kept
-    there too, so records written before a schema changed stay readable after an
-    upgrade, on restore and on replay.
+    With ``db`` every schema ever registered is kept in table ``avro_schemas`` too, and
+    all of them are loaded at construction, so records written before a schema changed
+    stay readable after an upgrade, on restore and on replay, in every process.
     """
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR, store: Path | None = None) -> None:
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, db: Database | None = None) -> None:
         self._by_id: dict[int, dict[str, Any]] = {}
         self.subjects: dict[str, list[int]] = {}
-        self.store = store
-        if store is not None and store.exists():
-            for text in json.loads(store.read_text()).values():
-                self._add(json.loads(text))
+        self.db = db
+        self._stored: set[int] = set()  # ids known to be in avro_schemas: no insert again
+        if db is not None:
+            for sid, schema in db.all("SELECT id, schema FROM avro_schemas"):
+                # under the id records carry, even if a later fastavro computed another
+                parsed: dict[str, Any] = parse_schema(schema)  # type: ignore[assignment]
+                self._by_id.setdefault(int(sid), parsed)
+                self._stored.add(int(sid))
         for path in sorted(schema_dir.glob("*.avsc")):
             try:
                 self._add(load_schema(str(path)))
@@ -104,8 +110,11 @@ class EmbeddedSchemaRegistry:
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         sid = self._add(schema)
-        if self.store is not None:
-            self._persist(sid, schema)
+        if self.db is not None and sid not in self._stored:
+            # many processes register the same schemas at start: the first insert wins
+            self.db.execute("INSERT INTO avro_schemas (id, schema) VALUES (%s, %s)"
+                            " ON CONFLICT (id) DO NOTHING", (sid, Jsonb(schema_json(schema))))
+            self._stored.add(sid)
         versions = self.subjects.setdefault(subject, [])
         if sid not in versions:
             versions.append(sid)
@@ -113,21 +122,6 @@ class EmbeddedSchemaRegistry:
 
     def get(self, schema_id: int) -> dict[str, Any]:
         return self._by_id[schema_id]
-
-    def _persist(self, sid: int, schema: dict[str, Any]) -> None:
-        import fcntl
-
-        assert self.store is not None
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.store.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            known = json.loads(self.store.read_text()) if self.store.exists() else {}
-            if str(sid) in known:
-                return
-            known[str(sid)] = json.dumps(schema_json(schema), separators=(",", ":"))
-            tmp = self.store.with_suffix(".tmp")
-            tmp.write_text(json.dumps(known, indent=1))
-            tmp.replace(self.store)
 
 
 class ConfluentSchemaRegistry:
@@ -173,10 +167,10 @@ class ConfluentSchemaRegistry:
         self._http.close()
 
 
-def build_registry(url: str | None, store: Path | None = None) -> SchemaRegistry:
+def build_registry(url: str | None, db: Database | None = None) -> SchemaRegistry:
     """The Confluent client when a registry URL is configured, else the embedded one
-    (keeping every schema it registered in ``store``)."""
-    return ConfluentSchemaRegistry(url) if url else EmbeddedSchemaRegistry(store=store)
+    (keeping every schema it registered in ``db``)."""
+    return ConfluentSchemaRegistry(url) if url else EmbeddedSchemaRegistry(db=db)
 
 
 class EnvelopeCodec:

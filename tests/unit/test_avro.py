@@ -1,5 +1,6 @@
 """The Avro envelope codec: round trips, wire format, bad input, stable ids, evolution and
-the Confluent Schema Registry client (against a small local HTTP server)."""
+the Confluent Schema Registry client (against a small local HTTP server). The embedded
+registry's memory in PostgreSQL: tests/integration/test_schema_store.py."""
 
 from __future__ import annotations
 
@@ -266,33 +267,6 @@ def test_confluent_registry_register_then_fetch(confluent_url: str) -> None:
     assert codec.decode(new.encode(env)) == env
     writer_side.close()
     reader_side.close()
-
-
-def test_embedded_registry_remembers_old_schemas_in_the_data_dir(tmp_path) -> None:
-    """A record written before the envelope schema changed stays readable after upgrade."""
-    from contactstream.adapters.avro import (
-        EmbeddedSchemaRegistry,
-        EnvelopeCodec,
-        load_envelope_schema,
-        schema_json,
-    )
-
-    store = tmp_path / "schemas.json"
-    old = schema_json(load_envelope_schema())
-    old["fields"] = [f for f in old["fields"] if f["name"] != "received_at"]
-    writer = EnvelopeCodec(EmbeddedSchemaRegistry(store=store), schema=old)
-    data = writer.encode(_env_for_registry_test())
-    fresh = EmbeddedSchemaRegistry(store=store)  # a new process, after the upgrade
-    assert EnvelopeCodec(fresh).decode(data)["event_id"] == "persist-1"
-    # without the store, the old id is unknown
-    with pytest.raises(DecodeError):
-        EnvelopeCodec(EmbeddedSchemaRegistry()).decode(data)
-
-
-def _env_for_registry_test() -> dict:
-    return {"event_id": "persist-1", "type": "call.started",
-            "occurred_at": "2026-11-22T09:00:00+01:00", "source": "pbx",
-            "customer": {"id": "c-1"}, "channel": "voice", "payload": {"direction": "inbound"}}
 
 
 def schema_without_consent() -> dict[str, Any]:
