@@ -1,12 +1,10 @@
-"""Field encryption, keyed identifier hashes and the data-key store (crypto-shredding)."""
+"""Field encryption and keyed identifier hashes, over the forgetting key store (the key
+stores themselves: tests/integration/test_keystore.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import multiprocessing
-import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from contactstream.adapters.crypto import (
     new_master_key,
     wrapping_key,
 )
-from contactstream.adapters.keystore import KeyStore
+from contactstream.adapters.keystore import DataKeyStore, ForgettingKeyStore
 from contactstream.projections.identifiers import normalize
 from tests.helpers import envelope
 
@@ -45,13 +43,13 @@ def master(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path, master: bytes) -> Iterator[KeyStore]:
-    with KeyStore(tmp_path / "data" / "keys.sqlite", master) as ks:
+def store(tmp_path: Path, master: bytes) -> Iterator[DataKeyStore]:
+    with ForgettingKeyStore(tmp_path / "data" / "keys.sqlite", master) as ks:
         yield ks
 
 
 @pytest.fixture
-def cipher(store: KeyStore) -> FieldCipher:
+def cipher(store: DataKeyStore) -> FieldCipher:
     return FieldCipher(store)
 
 
@@ -60,21 +58,7 @@ def _raw(token: str) -> bytes:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
 
 
-def _file_bytes(db: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
-
-
-def _all_cells(db: Path) -> list[object]:
-    conn = sqlite3.connect(db)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return [cell for t in tables for row in conn.execute(f"SELECT * FROM {t}")
-                for cell in row]
-    finally:
-        conn.close()
-
-
-def test_round_trip_unicode(store: KeyStore, cipher: FieldCipher) -> None:
+def test_round_trip_unicode(store: DataKeyStore, cipher: FieldCipher) -> None:
     key_id, key = store.key_for(CUSTOMER_KEY)
     for text in TEXTS:
         token = cipher.encrypt(key_id, key, text)
@@ -84,7 +68,8 @@ def test_round_trip_unicode(store: KeyStore, cipher: FieldCipher) -> None:
     assert not is_token("hello") and not is_token(None)
 
 
-def test_ciphertext_contains_none_of_the_plaintext(store: KeyStore, cipher: FieldCipher) -> None:
+def test_ciphertext_contains_none_of_the_plaintext(store: DataKeyStore,
+                                                   cipher: FieldCipher) -> None:
     key_id, key = store.key_for(CUSTOMER_KEY)
     for text in TEXTS[:-1]:
         plain = text.encode()
@@ -98,7 +83,7 @@ def test_ciphertext_contains_none_of_the_plaintext(store: KeyStore, cipher: Fiel
     assert cipher.encrypt(key_id, key, "x") != cipher.encrypt(key_id, key, "x")
 
 
-def test_wrong_key_id_or_tampering_raises(store: KeyStore, cipher: FieldCipher) -> None:
+def test_wrong_key_id_or_tampering_raises(store: DataKeyStore, cipher: FieldCipher) -> None:
     key_id, key = store.key_for(CUSTOMER_KEY)
     other_id, _ = store.key_for("another-customer")
     token = cipher.encrypt(key_id, key, "Kovács Anna")
@@ -116,71 +101,6 @@ def test_wrong_key_id_or_tampering_raises(store: KeyStore, cipher: FieldCipher) 
         cipher.decrypt_value(token.replace("enc1:", "enc1j:", 1))
     with pytest.raises(CryptoError):
         cipher.decrypt("enc1:nokey")
-
-
-def test_destroy_shreds_the_key_everywhere(tmp_path: Path, store: KeyStore,
-                                           cipher: FieldCipher) -> None:
-    key_id, key = store.key_for(CUSTOMER_KEY)
-    token = cipher.encrypt(key_id, key, "Kovács Anna")
-    db = store.path
-    wrapped = next(c for c in _all_cells(db) if isinstance(c, bytes))
-    assert len(wrapped) == 12 + 32 + 16
-    assert wrapped in _file_bytes(db)  # so the check below proves something
-
-    assert store.destroy([key_id, key_id, "no-such-key"]) == 1
-    assert store.destroy([key_id]) == 0
-    assert cipher.decrypt(token) is None
-    assert store.get(key_id) is None and store.is_destroyed(key_id)
-    assert not store.is_destroyed("no-such-key")
-    cells = _all_cells(db)
-    assert not any(isinstance(c, bytes) and (wrapped in c or key in c) for c in cells)
-    assert wrapped not in _file_bytes(db) and key not in _file_bytes(db)
-    conn = sqlite3.connect(db)
-    row = conn.execute("SELECT key_id, customer_hash, wrapped, destroyed_at FROM data_keys"
-                       " WHERE key_id = ?", (key_id,)).fetchone()
-    conn.close()
-    assert row[0] == key_id and row[1] == store.customer_hash(CUSTOMER_KEY)
-    assert row[2] is None and row[3] is not None
-
-    new_id, new_key = store.key_for(CUSTOMER_KEY)  # writes again: a new customer key
-    assert new_id != key_id and new_key != key
-    assert store.key_ids_of(CUSTOMER_KEY) == [key_id, new_id]
-    # a reopened store (a restart) agrees
-    with KeyStore(db, load_master_key(None, tmp_path / "data")) as again:
-        assert again.key_for(CUSTOMER_KEY) == (new_id, new_key)
-        assert again.get(key_id) is None
-
-
-def test_two_stores_on_one_file_agree(tmp_path: Path, master: bytes) -> None:
-    db = tmp_path / "keys.sqlite"
-    with KeyStore(db, master) as a, KeyStore(db, master) as b:
-        kid, key = a.key_for(CUSTOMER_KEY)
-        assert b.key_for(CUSTOMER_KEY) == (kid, key)
-        assert b.get(kid) == key
-        token = FieldCipher(a).encrypt(kid, key, "سلام")
-        assert FieldCipher(b).decrypt(token) == "سلام"
-        # b destroys: a's caches must not keep the key alive
-        assert b.destroy([kid]) == 1
-        assert a.get(kid) is None
-        assert FieldCipher(a).decrypt(token) is None
-        new_a = a.key_for(CUSTOMER_KEY)
-        assert new_a[0] != kid and b.key_for(CUSTOMER_KEY) == new_a
-
-
-def _race(args: tuple[str, str]) -> list[str]:
-    db, master_b64 = args
-    with KeyStore(Path(db), base64.b64decode(master_b64)) as ks:
-        return [ks.key_for(f"cust-{i}")[0] for i in range(30)]
-
-
-def test_processes_racing_to_create_agree(tmp_path: Path) -> None:
-    master = new_master_key()
-    db = str(tmp_path / "keys.sqlite")
-    KeyStore(Path(db), base64.b64decode(master)).close()
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        results = pool.map(_race, [(db, master)] * 4)
-    assert all(r == results[0] for r in results)
-    assert len(set(results[0])) == 30
 
 
 def test_master_key_file_is_0600_and_reused(tmp_path: Path) -> None:
@@ -202,14 +122,6 @@ def test_master_key_from_configuration(tmp_path: Path) -> None:
         load_master_key(base64.b64encode(b"short").decode(), tmp_path)
     with pytest.raises(CryptoError, match="base64"):
         load_master_key("not base64 at all!", tmp_path)
-
-
-def test_keystore_refuses_another_master_key(tmp_path: Path, master: bytes) -> None:
-    db = tmp_path / "keys.sqlite"
-    KeyStore(db, master).close()
-    with pytest.raises(CryptoError, match="another master key"):
-        KeyStore(db, base64.b64decode(new_master_key()))
-    assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
 
 def test_derived_keys_are_distinct(master: bytes) -> None:
@@ -234,12 +146,12 @@ def test_identifier_hashes_stable_and_separated(master: bytes) -> None:
     assert out == h
 
 
-def _encrypted(store: KeyStore, cipher: FieldCipher, master: bytes,
+def _encrypted(store: DataKeyStore, cipher: FieldCipher, master: bytes,
                env: dict) -> dict:
     return encrypt_envelope(env, cipher, store, CUSTOMER_KEY, hashing_key(master), "HU")
 
 
-def test_encrypt_envelope_keeps_non_personal_fields(store: KeyStore, cipher: FieldCipher,
+def test_encrypt_envelope_keeps_non_personal_fields(store: DataKeyStore, cipher: FieldCipher,
                                                     master: bytes) -> None:
     env = envelope(1, customer={"id": "c-1001", "email": " Anna@Example.COM",
                                 "phone": "06 30 123 4567", "visitor_id": "v-77",
@@ -268,7 +180,7 @@ def test_encrypt_envelope_keeps_non_personal_fields(store: KeyStore, cipher: Fie
     assert decrypt_envelope(enc, cipher) == env
 
 
-def test_envelope_kinds_stay_readable(store: KeyStore, cipher: FieldCipher,
+def test_envelope_kinds_stay_readable(store: DataKeyStore, cipher: FieldCipher,
                                       master: bytes) -> None:
     cases = [
         ("call.ended", {"direction": "inbound", "outcome": "answered", "duration_s": 61.5,
@@ -289,7 +201,7 @@ def test_envelope_kinds_stay_readable(store: KeyStore, cipher: FieldCipher,
         _encrypted(store, cipher, master, enc)
 
 
-def test_erased_envelope_decrypts_to_none(store: KeyStore, cipher: FieldCipher,
+def test_erased_envelope_decrypts_to_none(store: DataKeyStore, cipher: FieldCipher,
                                           master: bytes) -> None:
     env = envelope(3, payload={"category": "billing", "priority": "low",
                                "description": "x", "extra_field": [1, 2]})
@@ -303,7 +215,7 @@ def test_erased_envelope_decrypts_to_none(store: KeyStore, cipher: FieldCipher,
     assert out["queue"] == "billing"
 
 
-def test_encrypted_envelope_fits_the_avro_codec(store: KeyStore, cipher: FieldCipher,
+def test_encrypted_envelope_fits_the_avro_codec(store: DataKeyStore, cipher: FieldCipher,
                                                 master: bytes) -> None:
     env = envelope(4, payload={"category": "billing", "priority": "high",
                                "description": "Árvíztűrő", "extra": {"a": 1}})
@@ -314,25 +226,3 @@ def test_encrypted_envelope_fits_the_avro_codec(store: KeyStore, cipher: FieldCi
     assert back["customer"] == enc["customer"] and back["payload"] == enc["payload"]
     assert decrypt_envelope({**back, "key_id": enc["key_id"]}, cipher)["payload"] == \
         env["payload"]
-
-
-def test_keys_file_holds_no_customer_key(store: KeyStore, master: bytes) -> None:
-    for i in range(20):
-        store.key_for(f"{CUSTOMER_KEY}-{i}")
-    kid, _ = store.key_for(CUSTOMER_KEY)
-    store.destroy([kid])
-    store.key_for(CUSTOMER_KEY)
-    blob = _file_bytes(store.path)
-    assert blob and CUSTOMER_KEY.encode() not in blob
-    assert CUSTOMER_KEY.encode("utf-16-le") not in blob
-    assert master not in blob and wrapping_key(master) not in blob
-    assert not any(isinstance(c, str) and CUSTOMER_KEY in c for c in _all_cells(store.path))
-    assert os.path.getsize(store.path) > 0
-
-
-def test_prepare_creates_many_keys_at_once_and_key_for_agrees(tmp_path: Path) -> None:
-    master = base64.b64decode(new_master_key())
-    store = KeyStore(tmp_path / "keys.sqlite", master)
-    store.prepare([f"c-{i}" for i in range(50)] + ["c-1"])
-    other = KeyStore(tmp_path / "keys.sqlite", master)  # another process
-    assert all(store.key_for(f"c-{i}") == other.key_for(f"c-{i}") for i in range(50))
