@@ -22,6 +22,7 @@ from .demo import synthetic_events
 from .ingest import Ingestor
 from .journal import IngestJournal
 from .logging import get_logger
+from .privacy import privacy
 from .readstore import ReadStore
 
 log = get_logger(__name__)
@@ -101,8 +102,9 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     data = synthetic_events(n, seed=1)
     services = await bootstrap.worker_services(settings)
-    journal = IngestJournal(settings.ingest_db)
-    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings), journal)
+    journal = IngestJournal(services.db)
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        journal, privacy(settings, services.db))
     try:
         t0 = time.perf_counter()
         for i in range(0, n, 1000):
@@ -116,7 +118,6 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
         pipeline = progress.events / (time.perf_counter() - t0)
         lat = sorted(await _freshness(settings, services, ingestor, samples))
     finally:
-        journal.close()
         await services.close()
     return {
         "events": n,
@@ -137,6 +138,7 @@ async def scratch(base: Settings, prefix: str) -> AsyncIterator[Settings]:
     with tempfile.TemporaryDirectory(prefix=f"contactstream-{prefix}-") as tmp:
         settings = base.with_(data_dir=Path(tmp), database_url="",
                               topic_prefix=f"{prefix}{int(time.time() * 1000)}")
+        settings, pg = bootstrap.prepare_database(settings)
         broker = None
         if not settings.bootstrap_servers:
             broker = EmbeddedBroker().start()
@@ -147,3 +149,5 @@ async def scratch(base: Settings, prefix: str) -> AsyncIterator[Settings]:
         finally:
             if broker:
                 broker.stop()
+            if pg is not None:
+                pg.stop()

@@ -21,8 +21,10 @@ from ..domain.sla import SlaPolicy
 from . import bootstrap, kafka
 from .bench import scratch
 from .config import Settings
+from .database import Database
 from .ingest import Ingestor
 from .journal import IngestJournal
+from .privacy import privacy
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -53,8 +55,9 @@ async def _run(settings: Settings, n: int, target_s: float) -> dict[str, Any]:
     control = services.control
     control.put_policy(SlaPolicy.from_json("bench", {
         "first_response_s": target_s, "resolution_s": 86400, "warn_at": 0.5}))
-    journal = IngestJournal(settings.ingest_db)
-    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings), journal)
+    journal = IngestJournal(services.db)
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        journal, privacy(settings, services.db))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(services.projector.run(group=False))] + [
         asyncio.create_task(r.run(stop)) for r in services.relays]
@@ -76,7 +79,8 @@ async def _run(settings: Settings, n: int, target_s: float) -> dict[str, Any]:
         breaches = control.alerts(kinds=["sla.breached"], limit=n + 10)
         log_ms = [(datetime.fromisoformat(a["at"]) - datetime.fromisoformat(a["due_at"]))
                   .total_seconds() * 1000 for a in breaches]
-        topic_ms = await _topic_latencies(settings, {a["id"]: a["due_at"] for a in breaches})
+        topic_ms = await _topic_latencies(settings, services.db,
+                                          {a["id"]: a["due_at"] for a in breaches})
     finally:
         stop.set()
         for t in tasks:
@@ -92,8 +96,9 @@ async def _run(settings: Settings, n: int, target_s: float) -> dict[str, Any]:
                                  "max": round(max(topic_ms), 1)}}
 
 
-async def _topic_latencies(settings: Settings, due: dict[str, str]) -> list[float]:
-    codec = bootstrap.alert_codec(settings)
+async def _topic_latencies(settings: Settings, db: Database, due: dict[str, str],
+                           ) -> list[float]:
+    codec = bootstrap.alert_codec(settings, db)
     consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()

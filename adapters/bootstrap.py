@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,58 +16,82 @@ from ..streams.identity import IdentityKeeper, LinkApp
 from ..streams.outbox import OutboxRelay
 from ..streams.projector import Projector
 from ..streams.sla import CaseTimers, Clock, Escalations, SlaScheduler, SystemClock
-from . import kafka
+from . import kafka, migrations
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
 from .caseservice import CaseService, case_app
 from .config import Settings
 from .control import ControlStore
+from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
+from .erasure import purge
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
-from .privacy import privacy
-from .readstore import ReadStore, ReadStoreWriter
+from .privacy import Privacy, privacy
+from .readstore import ReadStore, ReadStoreWriter, archived
 from .records import RecordCodec
 
 log = get_logger(__name__)
 
 
-def registry(settings: Settings) -> SchemaRegistry:
-    return build_registry(settings.schema_registry_url or None,
-                          settings.data_dir / "schemas.json")
+def prepare_database(settings: Settings) -> tuple[Settings, EmbeddedPostgres | None]:
+    """Use the configured PostgreSQL, or start the embedded server in the data dir; then
+    bring the schema up to date (adapters/migrations)."""
+    server = None
+    if not settings.database_url:
+        refuse_sqlite_data_dir(settings.data_dir)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        server = EmbeddedPostgres(settings.data_dir / "postgres").start()
+        settings = settings.with_(database_url=server.url, embedded_database=True)
+    try:
+        migrations.migrate(settings.database_url)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    return settings, server
 
 
-def codec(settings: Settings) -> EnvelopeCodec:
-    return EnvelopeCodec(registry(settings), subject=f"{settings.interactions_topic}-value")
+def refuse_sqlite_data_dir(data_dir: Path) -> None:
+    if (data_dir / "readstore.sqlite").exists():
+        raise DatabaseError(
+            f"{data_dir} holds the state of a SQLite release of contactstream: import it"
+            f" first with `contactstream import-sqlite {data_dir}`")
 
 
-def case_codec(settings: Settings) -> RecordCodec:
-    return RecordCodec(registry(settings), "CaseEvent", f"{settings.cases_topic}-value")
+def database(settings: Settings, max_size: int = 8) -> Database:
+    if not settings.database_url:
+        raise DatabaseError("no database configured (prepare_database first)")
+    return Database(settings.database_url, max_size=max_size)
 
 
-def alert_codec(settings: Settings) -> RecordCodec:
-    return RecordCodec(registry(settings), "Alert", f"{settings.alerts_topic}-value")
+def registry(settings: Settings, db: Database) -> SchemaRegistry:
+    return build_registry(settings.schema_registry_url or None, db)
+
+
+def codec(settings: Settings, db: Database) -> EnvelopeCodec:
+    return EnvelopeCodec(registry(settings, db), subject=f"{settings.interactions_topic}-value")
+
+
+def case_codec(settings: Settings, db: Database) -> RecordCodec:
+    return RecordCodec(registry(settings, db), "CaseEvent", f"{settings.cases_topic}-value")
+
+
+def alert_codec(settings: Settings, db: Database) -> RecordCodec:
+    return RecordCodec(registry(settings, db), "Alert", f"{settings.alerts_topic}-value")
 
 
 def link_app(settings: Settings) -> LinkApp:
     """Merge and unmerge decisions (CustomerLink aggregates) in their own recorder."""
-    settings.sqlite_dir.mkdir(parents=True, exist_ok=True)
-    return LinkApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                        "SQLITE_DBNAME": str(settings.sqlite_dir / "identity.sqlite"),
-                        "SQLITE_LOCK_TIMEOUT": "10"})
+    return LinkApp(env=eventsourcing_env(settings.database_url))
 
 
-def control_store(settings: Settings) -> ControlStore:
-    return ControlStore(settings.sqlite_dir / "control.sqlite")
-
-
-def case_service(settings: Settings, control: ControlStore,
+def case_service(settings: Settings, control: ControlStore, kit: Privacy,
                  clock: Clock | None = None) -> CaseService:
     now = (clock or SystemClock()).now
-    return CaseService(case_app(settings.sqlite_dir / "cases.sqlite"), control, now,
-                       seal=privacy(settings).seal)
+    return CaseService(case_app(settings.database_url), control, now, seal=kit.seal)
 
 
 @dataclass
@@ -74,6 +99,7 @@ class WorkerServices:
     projector: Projector
     producer: AIOKafkaProducer
     writer: ReadStoreWriter
+    db: Database
     cases: CaseService | None = None
     control: ControlStore | None = None
     scheduler: SlaScheduler | None = None
@@ -87,6 +113,11 @@ class WorkerServices:
         self.writer.close()
         if self.cases is not None:
             self.cases.app.close()
+        if self.projector.identity is not None and self.projector.identity.links_app:
+            self.projector.identity.links_app.close()
+        if self.projector.keys is not None:
+            self.projector.keys.close()
+        self.db.close()
 
 
 async def worker_services(settings: Settings, *, clock: Clock | None = None,
@@ -95,7 +126,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     timers, outbox relays and webhook deliveries."""
     producer = kafka.producer(settings)
     await producer.start()
-    writer = ReadStoreWriter(settings.read_db)
+    db = database(settings)
+    writer = ReadStoreWriter(db)
 
     def mark_ready() -> None:  # read by /readyz of `up`
         worker_ready_file(settings).write_text(str(os.getpid()))
@@ -105,11 +137,12 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
 
     clock = clock or SystemClock()
     loop = asyncio.get_running_loop()
-    control = control_store(settings)
-    service = case_service(settings, control, clock)
+    control = ControlStore(db)
+    kit = privacy(settings, db)
+    service = case_service(settings, control, kit, clock)
     webhooks = WebhookDispatcher(control)
     alert_relay = OutboxRelay("alerts", settings.alerts_topic, settings, producer, control,
-                              alert_source(control, alert_codec(settings)),
+                              alert_source(control, alert_codec(settings, db)),
                               on_published=lambda items: webhooks.notify())
 
     def alert_raised() -> None:  # from any thread
@@ -118,7 +151,7 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     scheduler = SlaScheduler(service, control, clock, on_alert=alert_raised)
     case_relay = OutboxRelay(
         "cases", settings.cases_topic, settings, producer, control,
-        case_event_source(service, case_codec(settings)),
+        case_event_source(service, case_codec(settings, db)),
         on_published=lambda items: [scheduler.changed(*i.ref) for i in items])
     def cases_changed(timers: list[CaseTimers]) -> None:  # from the writer thread
         # timers now, straight from the saved cases (not only once Kafka has them)
@@ -128,12 +161,14 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
 
     stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
                        cases_changed)
-    projector = Projector(settings, codec(settings), producer, writer, on_assigned=mark_ready,
-                          case_codec=case_codec(settings), case_stage=stage)
-    projector.keys = privacy(settings).keystore
+    projector = Projector(settings, codec(settings, db), producer, writer,
+                          on_assigned=mark_ready, case_codec=case_codec(settings, db),
+                          case_stage=stage)
+    projector.keys = kit.keystore
     projector.identity = IdentityKeeper(settings.default_region, link_app(settings))
     projector.control = control
-    return WorkerServices(projector, producer, writer, service, control, scheduler,
+    projector.purge = partial(purge, db)
+    return WorkerServices(projector, producer, writer, db, service, control, scheduler,
                           (case_relay, alert_relay), webhooks)
 
 
@@ -151,25 +186,31 @@ class ApiServices:
     insights: Insights
     cases: CaseService
     control: ControlStore
+    db: Database
 
     async def close(self) -> None:
         await self.producer.stop()
         self.journal.close()
         self.cases.app.close()
+        if self.store.privacy is not None:
+            self.store.privacy.keystore.close()
+        self.db.close()
 
 
 async def api_services(settings: Settings) -> ApiServices:
     producer = kafka.producer(settings)
     await producer.start()
-    journal = IngestJournal(settings.ingest_db)
-    ingestor = Ingestor(settings, producer, codec(settings), journal, privacy(settings))
-    store = ReadStore(settings.read_db, privacy(settings))
-    control = control_store(settings)
+    db = database(settings, max_size=16)
+    journal = IngestJournal(db)
+    kit = privacy(settings, db)
+    ingestor = Ingestor(settings, producer, codec(settings, db), journal, kit)
+    store = ReadStore(db, kit)
+    control = ControlStore(db)
     insights = Insights(store, settings.base_currency,
                         parse_rates(settings.fx_rates, settings.base_currency),
                         breached_cases=control.breached_case_ids)
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
-                       journal, insights, case_service(settings, control), control)
+                       journal, insights, case_service(settings, control, kit), control, db)
 
 
 async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker | None]:
@@ -183,15 +224,12 @@ async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker |
                                   embedded_broker=True)
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     if settings.embedded_broker:
-        journal = IngestJournal(settings.ingest_db)
-        writer = ReadStoreWriter(settings.read_db)
+        db = database(settings, max_size=2)
         producer = kafka.producer(settings)
         await producer.start()
         try:
-            control = control_store(settings)
-            await restore(producer, [journal.records(), writer.archived(), control.archived()])
+            await restore(producer, [IngestJournal(db).records(), archived(db)])
         finally:
             await producer.stop()
-            journal.close()
-            writer.close()
+            db.close()
     return settings, broker

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -27,8 +26,8 @@ from eventsourcing.persistence import IntegrityError
 from ..domain import sla
 from ..domain.cases import Case, CaseError, InvalidCommand
 from ..domain.interactions import parse_occurred_at
-from .database import eventsourcing_env
 from .control import ControlStore
+from .database import eventsourcing_env
 from .logging import get_logger
 
 log = get_logger(__name__)

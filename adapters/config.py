@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .database import check_url
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
@@ -43,31 +45,23 @@ class Settings:
     # True when the broker is our own memory-only Tansu: enables the local archive and
     # restore, and turns the idempotent producer off (Tansu cannot do it).
     embedded_broker: bool = False
-
-    @property
-    def sqlite_dir(self) -> Path:
-        """Where SQLite files live: the folder of CONTACTSTREAM_DATABASE_URL, or the data dir."""
-        if self.database_url.startswith("sqlite:///"):
-            return Path(self.database_url.removeprefix("sqlite:///")).parent
-        return self.data_dir
-
-    @property
-    def read_db(self) -> Path:
-        if self.database_url.startswith("sqlite:///"):
-            return Path(self.database_url.removeprefix("sqlite:///"))
-        return self.data_dir / "readstore.sqlite"
-
-    @property
-    def ingest_db(self) -> Path:
-        return self.sqlite_dir / "ingest.sqlite"
+    # True when the database is the private server `up` started in the data dir
+    embedded_database: bool = False
+    # where data keys live: "file" (forgetting store in the data dir) or "postgres";
+    # empty: file for the embedded database, postgres for an external one
+    key_store: str = ""
+    # tokens: a JSON file a deployment provides (shared by API replicas); empty: the data
+    # dir's tokens.json
+    tokens_path: str = ""
 
     @property
     def keys_db(self) -> Path:
-        return self.sqlite_dir / "keys.sqlite"
+        """The forgetting data-key store of the embedded default (adapters/keystore.py)."""
+        return self.data_dir / "keys.sqlite"
 
     @property
     def tokens_file(self) -> Path:
-        return self.data_dir / "tokens.json"
+        return Path(self.tokens_path) if self.tokens_path else self.data_dir / "tokens.json"
 
     def topic(self, name: str) -> str:
         """Full topic name: ``topic("interactions.v1") -> "contactstream.interactions.v1"``."""
@@ -100,11 +94,8 @@ class Settings:
 def from_env(**overrides: object) -> Settings:
     """Read settings from the environment; explicit overrides (CLI flags) win."""
     database_url = _env("CONTACTSTREAM_DATABASE_URL", "")
-    if database_url and not database_url.startswith("sqlite:///"):
-        raise SystemExit(
-            "CONTACTSTREAM_DATABASE_URL: only sqlite:///PATH is supported in this release "
-            "(PostgreSQL is planned; see deploy/README.md)"
-        )
+    if database_url:
+        check_url(database_url)
     settings = Settings(
         data_dir=Path(_env("CONTACTSTREAM_DATA_DIR", ".contactstream")),
         bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", ""),
@@ -120,6 +111,9 @@ def from_env(**overrides: object) -> Settings:
         default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),
         fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
         embedded_broker=_env("CONTACTSTREAM_EMBEDDED_BROKER", "0") == "1",
+        embedded_database=_env("CONTACTSTREAM_EMBEDDED_DATABASE", "0") == "1",
+        key_store=_env("CONTACTSTREAM_KEY_STORE", ""),
+        tokens_path=_env("CONTACTSTREAM_TOKENS_FILE", ""),
         base_currency=_env("CONTACTSTREAM_BASE_CURRENCY", "EUR").upper(),
         master_key=_env("CONTACTSTREAM_MASTER_KEY", ""),
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),

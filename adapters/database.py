@@ -52,9 +52,11 @@ class Database:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8,
                  name: str = "contactstream") -> None:
         self.url = check_url(url)
+        # a connection is checked as it leaves the pool, so one broken by a server restart
+        # is replaced instead of failing a request
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
-                                   name=name, timeout=30,
-                                   kwargs={"autocommit": False, "connect_timeout": 10})
+                                   name=name, timeout=10, check=ConnectionPool.check_connection,
+                                   kwargs={"autocommit": False, "connect_timeout": 5})
 
     def close(self) -> None:
         self.pool.close()
@@ -65,18 +67,19 @@ class Database:
         with self.pool.connection() as conn:
             yield conn
 
+    # Without arguments a statement is sent as it is: a literal % needs no doubling then.
     def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement in its own transaction; returns the row count."""
         with self.tx() as conn:
-            return conn.execute(sql, args).rowcount  # type: ignore[arg-type]
+            return conn.execute(sql, args or None).rowcount  # type: ignore[arg-type]
 
     def all(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         with self.tx() as conn:
-            return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql, args or None).fetchall()  # type: ignore[arg-type]
 
     def one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> tuple[Any, ...] | None:
         with self.tx() as conn:
-            return conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+            return conn.execute(sql, args or None).fetchone()  # type: ignore[arg-type]
 
     def scalar(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self.one(sql, args)
@@ -108,6 +111,7 @@ def eventsourcing_env(url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "6",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "false",
     }
 

@@ -17,14 +17,15 @@ as a new customer.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from ..projections.identifiers import erased_pseudonym
-from .control import ControlStore
 from .crypto import is_token
+from .database import Database
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
 
@@ -39,80 +40,73 @@ class Erasure:
     pseudonyms: list[str]
 
 
-def destroy_keys(conn: sqlite3.Connection, privacy: Privacy, cid: str,
+def destroy_keys(db: Database, privacy: Privacy, cid: str,
                  ) -> tuple[list[str], list[str], int]:
     """Step 1, in the API at once: the customer's base ids and data keys; the keys are
     destroyed, so from this instant nothing of the person can be decrypted anywhere."""
-    bases = [b for (b,) in conn.execute(
-        "SELECT base FROM customer_links WHERE survivor=?", (cid,))] or [cid]
-    marks = f"({','.join('?' * len(bases))})"
-    key_ids = {k for (k,) in conn.execute(
-        f"SELECT DISTINCT key_id FROM timeline WHERE customer_id IN {marks} AND key_id IS"
-        " NOT NULL", bases)}
-    for (display,) in conn.execute(
-            "SELECT display FROM identifiers WHERE customer_id=? AND display IS NOT NULL",
-            (cid,)):
-        if (k := token_key_id(display)) is not None:
-            key_ids.add(k)
-    for (name,) in conn.execute(f"SELECT name FROM customers WHERE customer_id IN {marks}",
-                                bases):
-        if name and (k := token_key_id(name)) is not None:
-            key_ids.add(k)
+    with db.tx() as conn:
+        bases = [b for (b,) in conn.execute(
+            "SELECT base FROM customer_links WHERE survivor=%s", (cid,))] or [cid]
+        key_ids = {k for (k,) in conn.execute(
+            "SELECT DISTINCT key_id FROM timeline WHERE customer_id = ANY(%s) AND key_id IS"
+            " NOT NULL", (bases,))}
+        for (display,) in conn.execute(
+                "SELECT display FROM identifiers WHERE customer_id=%s AND display IS NOT NULL",
+                (cid,)):
+            if (k := token_key_id(display)) is not None:
+                key_ids.add(k)
+        for (name,) in conn.execute("SELECT name FROM customers WHERE customer_id = ANY(%s)",
+                                    (bases,)):
+            if name and (k := token_key_id(name)) is not None:
+                key_ids.add(k)
     return bases, sorted(key_ids), privacy.keystore.destroy(sorted(key_ids))
 
 
-def purge(conn: sqlite3.Connection, control: ControlStore, cid: str, bases: list[str],
-          key_ids: list[str]) -> Erasure:
+def purge(db: Database, cid: str, bases: list[str], key_ids: list[str]) -> Erasure:
     """Step 2, in the worker between two batches (so no commit in flight can write the
-    person back): the read models and the control store forget the person."""
-    marks = f"({','.join('?' * len(bases))})"
+    person back): the read models and the case stage's memory forget the person, in
+    one transaction."""
     first = erased_pseudonym(key_ids[0]) if key_ids else erased_pseudonym(f"customer:{cid}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    at_ms = int(datetime.now(UTC).timestamp() * 1000)
+    everyone = sorted({cid, *bases})
+    with db.tx() as conn:
         rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
-                            f" customer_id IN {marks}", bases).fetchall()
-        conn.executemany(
-            "UPDATE timeline SET customer_id=?, payload=? WHERE event_id=?",
+                            " customer_id = ANY(%s)", (bases,)).fetchall()
+        conn.cursor().executemany(
+            "UPDATE timeline SET customer_id=%s, payload=%s::jsonb WHERE event_id=%s",
             [(erased_pseudonym(k) if k else first, _strip(p), eid) for eid, k, p in rows])
-        conn.execute(f"UPDATE cases SET customer_id=? WHERE customer_id IN {marks}",
-                     (first, *bases))
-        idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=?",
+        conn.execute("UPDATE cases SET customer_id=%s WHERE customer_id = ANY(%s)",
+                     (first, bases))
+        idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=%s",
                               (cid,)).fetchall()
         _forget_edges(conn, {v for _, v in idents})
-        conn.execute("DELETE FROM identifiers WHERE customer_id=?", (cid,))
-        conn.execute(f"DELETE FROM customers WHERE customer_id IN {marks}", bases)
+        conn.execute("DELETE FROM identifiers WHERE customer_id=%s", (cid,))
+        conn.execute("DELETE FROM customers WHERE customer_id = ANY(%s)", (bases,))
         # the identity graph forgets the person: a return starts a new customer
-        conn.execute(f"DELETE FROM customer_links WHERE base IN {marks}", bases)
-        conn.execute(f"DELETE FROM identity_bases WHERE base IN {marks}", bases)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    at_ms = int(datetime.now(UTC).timestamp() * 1000)
-    with control.batch():
-        for base in {cid, *bases}:
-            control.conn.execute("INSERT OR IGNORE INTO erasures VALUES (?,?,?)",
-                                 (base, at_ms, first))
-            control.conn.execute("DELETE FROM case_index WHERE customer_id=?", (base,))
-            control.conn.execute("UPDATE complaints SET customer_id=? WHERE customer_id=?",
-                                 (first, base))
-            control.conn.execute("UPDATE alerts SET customer_id=? WHERE customer_id=?",
-                                 (first, base))
+        conn.execute("DELETE FROM customer_links WHERE base = ANY(%s)", (bases,))
+        conn.execute("DELETE FROM identity_bases WHERE base = ANY(%s)", (bases,))
+        conn.cursor().executemany(
+            "INSERT INTO erasures VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+            [(base, at_ms, first) for base in everyone])
+        conn.execute("DELETE FROM case_index WHERE customer_id = ANY(%s)", (everyone,))
+        conn.execute("UPDATE complaints SET customer_id=%s WHERE customer_id = ANY(%s)",
+                     (first, everyone))
+        conn.execute("UPDATE alerts SET customer_id=%s WHERE customer_id = ANY(%s)",
+                     (first, everyone))
     pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {first})
     log.info("customer.erased", keys=len(key_ids), timeline_rows=len(rows))
     return Erasure(cid, len(key_ids), len(rows), pseudonyms)
 
 
-def _forget_edges(conn: Any, values: set[str]) -> None:
+def _forget_edges(conn: psycopg.Connection[Any], values: set[str]) -> None:
     """Drop the identity graph's edges that name any of these identifier values."""
     doomed = []
     for (edge,) in conn.execute("SELECT edge FROM identity_edges"):
         if any(v in values for _, v in json.loads(edge)):
             doomed.append((edge,))
-    conn.executemany("DELETE FROM identity_edges WHERE edge=?", doomed)
+    conn.cursor().executemany("DELETE FROM identity_edges WHERE edge=%s", doomed)
 
 
-def _strip(payload_json: str) -> str:
-    payload = json.loads(payload_json)
+def _strip(payload: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in payload.items() if not is_token(v)},
                       ensure_ascii=False, separators=(",", ":"))

@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.interactions import CHANNELS, EVENT_TYPES
@@ -86,7 +88,8 @@ def decode_offset(cursor: str) -> int:
 def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                ready: Callable[[], Awaitable[bool]] | None = None,
                max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024,
-               insights: Insights | None = None) -> FastAPI:
+               insights: Insights | None = None,
+               database_up: Callable[[], bool] | None = None) -> FastAPI:
     app = FastAPI(title="contactstream", version="1.0",
                   description="Omnichannel contact-centre backend: ingest, customer view.")
     insights = insights or Insights(store)
@@ -119,6 +122,22 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("http.database_unavailable", error=type(exc).__name__)
+        return _error(503, "database_unavailable", "the database is not answering; retry",
+                      {"Retry-After": "1"})
+
+    if database_up is not None:
+        @app.middleware("http")
+        async def _while_database_down(request: Request, call_next: Any) -> Any:
+            # the embedded server is being restarted (adapters/runner.py): answer at once
+            if request.url.path.startswith("/v1/") and not database_up():
+                return _error(503, "database_unavailable", "the database is restarting;"
+                              " retry", {"Retry-After": "1"})
+            return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -276,15 +295,15 @@ def add_erasure_route(app: FastAPI, store: ReadStore, control: ControlStore,
         if store.privacy is None:
             raise ApiError(503, "unavailable", "no key store configured")
         # the keys go at once; the worker purges the read models between two batches
-        bases, key_ids, destroyed = destroy_keys(store.conn, store.privacy, cid)
+        bases, key_ids, destroyed = destroy_keys(store.db, store.privacy, cid)
         seq = control.request_erasure(cid, {"bases": bases, "key_ids": key_ids},
                                       f"{who}:{request.state.token_id}",
                                       datetime.now(UTC).isoformat())
         deadline = time.monotonic() + 30
-        row = control.unmerge_request(seq)
+        row = control.erasure_request(seq)
         while row is not None and not row["done_at"] and time.monotonic() < deadline:
             time.sleep(0.05)
-            row = control.unmerge_request(seq)
+            row = control.erasure_request(seq)
         insights.forget()
         body = {"id": customer_id, "erased": True, "keys_destroyed": destroyed,
                 "request": seq}

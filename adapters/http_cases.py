@@ -140,28 +140,27 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
         sql = [f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE 1=1"]
         args: list[Any] = []
         if status is not None:
-            sql.append("AND status=?")
+            sql.append("AND status=%s")
             args.append(status)
         if queue is not None:
-            sql.append("AND queue=?")
+            sql.append("AND queue=%s")
             args.append(queue)
         if customer_id is not None:
             # the customer and every base customer merged into it
-            sql.append("AND customer_id IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps(store.members(store.resolve(customer_id) or customer_id)))
+            sql.append("AND customer_id = ANY(%s)")
+            args.append(store.members(store.resolve(customer_id) or customer_id))
         breached_ids = control.breached_case_ids()
         if breached is not None:
-            # one parameter however many: the ids travel as a JSON array
-            sql.append(f"AND case_id {'' if breached else 'NOT '}IN"
-                       " (SELECT value FROM json_each(?))")
-            args.append(json.dumps(sorted(breached_ids)))
+            # one parameter however many: the ids travel as an array
+            sql.append("AND case_id = ANY(%s)" if breached else "AND NOT case_id = ANY(%s)")
+            args.append(sorted(breached_ids))
         if cursor:
-            sql.append("AND (opened_ms, case_id) < (?, ?)")
+            sql.append("AND (opened_ms, case_id) < (%s, %s)")
             args += list(_case_cursor(cursor))
-        sql.append("ORDER BY opened_ms DESC, case_id DESC LIMIT ?")
+        sql.append("ORDER BY opened_ms DESC, case_id DESC LIMIT %s")
         args.append(limit + 1)
         rows = [dict(zip(CASE_COLUMNS, r, strict=True))
-                for r in store.conn.execute(" ".join(sql), args)]
+                for r in store.db.all(" ".join(sql), args)]
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -358,8 +357,7 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
 
     @app.get("/v1/webhooks", tags=["alerts"], summary="Webhooks (without their secrets)")
     def list_webhooks(_: str = Depends(role("supervise"))) -> dict[str, Any]:
-        failures = dict(control.conn.execute(
-            "SELECT webhook, COUNT(*) FROM webhook_failures GROUP BY webhook").fetchall())
+        failures = control.webhook_failures()
         return {"items": [{**_public_webhook(n, b), "failures": failures.get(n, 0)}
                           for n, b in sorted(control.webhooks().items())], "next": None}
 
@@ -370,15 +368,15 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
                 _: str = Depends(role("supervise"))) -> dict[str, Any]:
         now_ms = int(now().timestamp() * 1000)
         start_ms = now_ms - window_days * 86_400_000 if window_days else None
-        conn = store.conn
-        rows = conn.execute(
+        rows = store.db.all(
             "SELECT case_id, status, priority, opened_ms, policy, first_response_ms,"
-            " resolved_ms FROM cases WHERE status != 'resolved' OR ? IS NULL OR opened_ms > ?",
+            " resolved_ms FROM cases WHERE status <> 'resolved' OR %s::bigint IS NULL"
+            " OR opened_ms > %s ORDER BY case_id",
             (start_ms, start_ms if start_ms is not None else 0))
         case_rows = [CaseRow(*r) for r in rows]
-        calls = [CallEnded(ms, outcome) for ms, outcome in conn.execute(
-            "SELECT occurred_ms, json_extract(payload, '$.outcome') FROM timeline"
-            " WHERE type='call.ended' AND occurred_ms > ? AND occurred_ms <= ?",
+        calls = [CallEnded(ms, outcome) for ms, outcome in store.db.all(
+            "SELECT occurred_ms, payload->>'outcome' FROM timeline"
+            " WHERE type='call.ended' AND occurred_ms > %s AND occurred_ms <= %s",
             (start_ms if start_ms is not None else -(2 ** 62), now_ms))]
         report = service_report(case_rows, control.breached_case_ids(), calls, now_ms=now_ms,
                                 window_days=window_days or None)

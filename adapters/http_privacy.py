@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -112,9 +111,9 @@ class AuditMiddleware:
 
     def _by_case(self, case_id: str) -> Callable[[], str | None]:
         def find() -> str | None:
-            row = self.store.conn.execute(
-                "SELECT customer_id FROM cases WHERE case_id=?", (case_id,)).fetchone()
-            return row[0] if row else None
+            found = self.store.db.scalar("SELECT customer_id FROM cases WHERE case_id=%s",
+                                         (case_id,))
+            return str(found) if found is not None else None
         return find
 
     def _by_lookup(self, query_string: bytes) -> Callable[[], str | None]:
@@ -131,26 +130,19 @@ class AuditMiddleware:
 def customer_alerts(control: ControlStore, bases: list[str], case_ids: list[str],
                     ) -> list[dict[str, Any]]:
     """Every alert about the customer or one of their cases, oldest first."""
-    marks = ",".join("?" * len(case_ids))
-    case_clause = f" OR case_id IN ({marks})" if case_ids else ""
-    rows = control.conn.execute(
-        f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE customer_id IN"
-        f" ({','.join('?' * len(bases))}){case_clause} ORDER BY seq", (*bases, *case_ids))
-    out = []
-    for row in rows:
-        item = dict(zip(ALERT_COLUMNS, row, strict=True))
-        item["detail"] = json.loads(item["detail"] or "{}")
-        out.append(item)
-    return out
+    rows = control.db.all(
+        f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE customer_id = ANY(%s)"
+        " OR case_id = ANY(%s) ORDER BY seq", (bases, case_ids))
+    return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows]
 
 
 def customer_cases(store: ReadStore, cid: str) -> list[dict[str, Any]]:
     bases = store.members(cid)
-    cur = store.conn.execute(
-        f"SELECT * FROM cases WHERE customer_id IN ({','.join('?' * len(bases))})"
-        " ORDER BY opened_ms, case_id", bases)
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    with store.db.tx() as conn:
+        cur = conn.execute("SELECT * FROM cases WHERE customer_id = ANY(%s)"
+                           " ORDER BY opened_ms, case_id", (bases,))
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def full_timeline(store: ReadStore, cid: str) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ from .config import Settings
 from .journal import Accepted, IngestJournal
 from .logging import get_logger
 from .privacy import Privacy
-from .privacy import privacy as build_privacy
 
 log = get_logger(__name__)
 
@@ -42,10 +41,10 @@ class IngestResult:
 
 class Ingestor:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, codec: EnvelopeCodec,
-                 journal: IngestJournal, privacy: Privacy | None = None) -> None:
+                 journal: IngestJournal, privacy: Privacy) -> None:
         self.settings = settings
         # personal fields are encrypted before anything leaves this process
-        self.privacy = privacy or build_privacy(settings)
+        self.privacy = privacy
         self.producer = producer
         self.codec = codec
         self.journal = journal

@@ -9,7 +9,6 @@ the timeline changes or ``ttl_s`` passes.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -81,7 +80,7 @@ class Insights:
         out = []
         links = self._links()
         for eid, cid, ms, payload, agent, channel, queue, case in rows:
-            p = json.loads(payload)
+            p = payload
             owner_agent, owner_queue = case_owner.get(case, (None, None))
             out.append(satisfaction.SurveyAnswer(
                 eid, links.get(cid, cid), ms, p["kind"], int(p["score"]),
@@ -93,26 +92,22 @@ class Insights:
         latest agent and queue seen on that case's interactions."""
         owners: dict[str, tuple[str | None, str | None]] = {}
         ids = sorted(case_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for case, agent, queue in self.store.conn.execute(
-                    "SELECT case_id, agent_id, queue FROM timeline WHERE case_id IN"
-                    f" ({','.join('?' * len(chunk))}) AND type!='survey.answered'"
-                    " ORDER BY occurred_ms", chunk):
-                prev = owners.get(case, (None, None))
-                owners[case] = (agent or prev[0], queue or prev[1])
+        for case, agent, queue in self.store.db.all(
+                "SELECT case_id, agent_id, queue FROM timeline WHERE case_id = ANY(%s)"
+                " AND type<>'survey.answered' ORDER BY occurred_ms, event_id", (ids,)):
+            prev = owners.get(case, (None, None))
+            owners[case] = (agent or prev[0], queue or prev[1])
         return owners
 
     def _links(self) -> dict[str, str]:
         """base customer -> the customer it is merged into (streams/identity.py)."""
-        return dict(self.store.conn.execute("SELECT base, survivor FROM customer_links"))
+        return dict(self.store.db.all("SELECT base, survivor FROM customer_links"))  # type: ignore[arg-type]
 
     def _rows(self, sql: str, customer_id: str | None) -> list[Any]:
         if customer_id is None:
-            return self.store.conn.execute(sql).fetchall()
+            return self.store.db.all(sql + " ORDER BY event_id")
         bases = self.store.members(customer_id)
-        return self.store.conn.execute(
-            sql + f" AND customer_id IN ({','.join('?' * len(bases))})", bases).fetchall()
+        return self.store.db.all(sql + " AND customer_id = ANY(%s) ORDER BY event_id", (bases,))
 
     def purchases(self, customer_id: str | None = None) -> list[value.Purchase]:
         sql = ("SELECT event_id, customer_id, occurred_ms, payload FROM timeline"
@@ -121,7 +116,7 @@ class Insights:
         links = self._links()
         out = []
         for eid, cid, ms, payload in rows:
-            p = json.loads(payload)
+            p = payload
             out.append(value.Purchase(eid, links.get(cid, cid), ms, Decimal(p["amount"]),
                                       p["currency"]))
         return out
@@ -129,18 +124,19 @@ class Insights:
     def consent_of(self, customer_id: str) -> list[dict[str, Any]]:
         """The customer's current consent per channel and purpose, with when and from where
         (projections/consent.py)."""
-        rows = self.store.conn.execute(
+        rows = self.store.db.all(
             "SELECT event_id, occurred_ms, occurred_at, source, payload FROM timeline"
-            " WHERE type='consent.changed' AND customer_id IN"
-            f" ({','.join('?' * len(bases := self.store.members(customer_id)))})", bases)
+            " WHERE type='consent.changed' AND customer_id = ANY(%s)",
+            (self.store.members(customer_id),))
         return consent.current_consent(
             {"event_id": eid, "occurred_ms": ms, "occurred_at": at, "source": src,
              "payload": payload} for eid, ms, at, src, payload in rows)
 
     # -- the whole base ------------------------------------------------------------------
     def base_view(self) -> BaseView:
-        version = self.store.conn.execute(
-            "SELECT COUNT(*), COALESCE(MAX(received_at), 0) FROM timeline").fetchone()
+        version = self.store.db.one(
+            "SELECT COUNT(*), COALESCE(MAX(received_at), 0) FROM timeline")
+        assert version is not None  # an aggregate always gives one row
         with self._lock:
             now = self.clock()
             if self._cache:
@@ -162,7 +158,7 @@ class Insights:
                     for c, ps in by_customer.items()}
         revenue = {c: Decimal(v["lifetime_revenue"]) for c, v in lifetime.items()}
         links = self._links()
-        customers = sorted({links.get(c, c) for (c,) in self.store.conn.execute(
+        customers = sorted({links.get(c, c) for (c,) in self.store.db.all(
             "SELECT DISTINCT customer_id FROM timeline WHERE type NOT LIKE 'case.%'")})
         facts = {c: value.CustomerValueFacts(
             max((p.occurred_ms for p in by_customer[c]), default=None),
@@ -176,7 +172,7 @@ class Insights:
         purchases: dict[str, list[int]] = defaultdict(list)
         complaints: dict[str, list[int]] = defaultdict(list)
         links = self._links()
-        for base, ms, typ in self.store.conn.execute(
+        for base, ms, typ in self.store.db.all(
                 "SELECT customer_id, occurred_ms, type FROM timeline"
                 " WHERE type NOT LIKE 'case.%'"):
             cid = links.get(base, base)
@@ -192,7 +188,7 @@ class Insights:
         open_cases: dict[str, int] = defaultdict(int)
         breached: dict[str, int] = defaultdict(int)
         breached_ids = self.breached_cases()
-        for case_id, base, status in self.store.conn.execute(
+        for case_id, base, status in self.store.db.all(
                 "SELECT case_id, customer_id, status FROM cases"):
             cid = links.get(base, base)
             if status != "resolved":

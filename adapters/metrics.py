@@ -19,15 +19,14 @@ class ControlMetrics(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         if self.control is None:
             return
-        conn = self.control.conn
         alerts = CounterMetricFamily("contactstream_alerts", "Alerts raised", labels=["kind"])
-        for kind, n in conn.execute("SELECT kind, COUNT(*) FROM alerts GROUP BY kind"):
+        for kind, n in self.control.db.all("SELECT kind, COUNT(*) FROM alerts GROUP BY kind"
+                                           " ORDER BY kind"):
             alerts.add_metric([kind], n)
         yield alerts
         failures = CounterMetricFamily("contactstream_webhook_failures",
                                        "Alerts a webhook gave up on", labels=["webhook"])
-        for name, n in conn.execute(
-                "SELECT webhook, COUNT(*) FROM webhook_failures GROUP BY webhook"):
+        for name, n in sorted(self.control.webhook_failures().items()):
             failures.add_metric([name], n)
         yield failures
         lag = GaugeMetricFamily("contactstream_alert_relay_lag",

@@ -10,14 +10,13 @@ from ..projections.identifiers import customer_key, normalize
 from .config import Settings
 from .crypto import FieldCipher, encrypt_envelope, hashing_key, identifier_hash, is_token
 from .crypto import load_master_key as _load_master_key
-from .keystore import KeyStore
-
-_KITS: dict[str, Privacy] = {}
+from .database import Database
+from .keystore import DataKeyStore, ForgettingKeyStore, PostgresKeyStore
 
 
 @dataclass
 class Privacy:
-    keystore: KeyStore
+    keystore: DataKeyStore
     cipher: FieldCipher
     hash_key: bytes
     region: str
@@ -81,13 +80,17 @@ def token_key_id(token: str) -> str | None:
     return parts[1] if len(parts) == 3 and is_token(token) else None
 
 
-def privacy(settings: Settings) -> Privacy:
-    """One kit per key store file in this process."""
-    path = str(settings.keys_db.resolve())
-    kit = _KITS.get(path)
-    if kit is None:
-        master = _load_master_key(settings.master_key or None, settings.data_dir)
-        store = KeyStore(settings.keys_db, master)
-        kit = _KITS[path] = Privacy(store, FieldCipher(store), hashing_key(master),
-                                    settings.default_region)
-    return kit
+def privacy(settings: Settings, db: Database) -> Privacy:
+    """The kit of one set of services: data keys in the forgetting file store of the
+    data dir for the embedded default, in PostgreSQL for an external database
+    (``CONTACTSTREAM_KEY_STORE`` = ``file`` or ``postgres`` chooses explicitly)."""
+    master = _load_master_key(settings.master_key or None, settings.data_dir)
+    kind = settings.key_store or ("file" if settings.embedded_database else "postgres")
+    store: DataKeyStore
+    if kind == "file":
+        store = ForgettingKeyStore(settings.keys_db, master)
+    elif kind == "postgres":
+        store = PostgresKeyStore(db, master)
+    else:
+        raise ValueError(f"CONTACTSTREAM_KEY_STORE must be file or postgres, not {kind!r}")
+    return Privacy(store, FieldCipher(store), hashing_key(master), settings.default_region)

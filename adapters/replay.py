@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -29,6 +30,15 @@ async def replay(settings: Settings) -> int:
     if pid is not None:
         print(f"replay: contactstream up is running (pid {pid}); stop it first", file=sys.stderr)
         return 2
+    settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+    try:
+        return await _replay(settings)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def _replay(settings: Settings) -> int:
     settings, broker = await bootstrap.prepare_broker(settings)
     services = await bootstrap.worker_services(settings)
     try:

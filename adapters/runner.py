@@ -17,6 +17,7 @@ from .audit import AuditLog
 from .auth import write_tokens
 from .broker import die_with_parent
 from .config import Settings
+from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
 from .http_privacy import add_privacy_routes
@@ -35,7 +36,31 @@ def _child_env(settings: Settings) -> dict[str, str]:
         "CONTACTSTREAM_PARTITIONS": str(settings.partitions),
         "CONTACTSTREAM_LOG_FORMAT": settings.log_format,
         "CONTACTSTREAM_LOG_LEVEL": settings.log_level,
+        "CONTACTSTREAM_DATABASE_URL": settings.database_url,
+        "CONTACTSTREAM_EMBEDDED_DATABASE": "1" if settings.embedded_database else "0",
+        "CONTACTSTREAM_TOKENS_FILE": str(settings.tokens_file),
     }
+
+
+async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
+                              up: asyncio.Event) -> None:
+    """Restart the embedded PostgreSQL server whenever it dies; ``up`` is clear while it
+    is down, so the API answers 503 at once instead of waiting on connections."""
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+        if server.alive or stop.is_set():
+            continue
+        up.clear()
+        log.warning("database.exited", code=server.proc.returncode if server.proc else None)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(server.start)
+                break
+            except Exception as exc:  # noqa: BLE001 - keep trying; the log says why
+                log.error("database.restart_failed", error=type(exc).__name__)
+                await asyncio.sleep(1)
+        up.set()
+        log.info("database.restarted")
 
 
 async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -71,8 +96,21 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
 async def up(settings: Settings, demo: bool = False) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     write_tokens(settings.tokens_file)
+    settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+    try:
+        return await _up(settings, pg, demo)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> int:
     settings, broker = await bootstrap.prepare_broker(settings)
     stop = asyncio.Event()
+    database_up = asyncio.Event()
+    database_up.set()
+    supervisor = (asyncio.create_task(_supervise_database(pg, stop, database_up))
+                  if pg is not None else None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -82,18 +120,18 @@ async def up(settings: Settings, demo: bool = False) -> int:
     worker = asyncio.create_task(_supervise_worker(settings, stop))
 
     async def ready() -> bool:
-        return not worker.done() and ready_file.exists()
+        return not worker.done() and ready_file.exists() and database_up.is_set()
 
     app = create_app(services.ingestor, services.store, services.tokens, ready,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
-                     insights=services.insights)
+                     insights=services.insights, database_up=database_up.is_set)
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
                     lambda: datetime.now(UTC))
     metrics.watch(services.control)
     add_erasure_route(app, services.store, services.control, services.insights)
     links = bootstrap.link_app(settings)
     add_identity_routes(app, services.store, services.control, links)
-    audit = AuditLog(settings.data_dir / "audit.sqlite")
+    audit = AuditLog(services.db)
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
@@ -105,7 +143,9 @@ async def up(settings: Settings, demo: bool = False) -> int:
     if serving.done():
         stop.set()
         await worker
+        audit.close()
         await services.close()
+        links.close()
         if broker:
             broker.stop()
         serving.result()
@@ -128,8 +168,11 @@ async def up(settings: Settings, demo: bool = False) -> int:
     server.should_exit = True
     await serving
     await worker
-    await services.close()
+    if supervisor is not None:
+        await supervisor
     audit.close()
+    await services.close()
+    links.close()
     if broker:
         broker.stop()
     log.info("up.stopped")

@@ -201,7 +201,29 @@ def validate_envelope(obj: object) -> list[str]:
         _check_payload(etype, payload, errors)
     elif type(payload) is not dict:
         errors.append("payload: must be an object")
+    if not errors and (where := _nul_in(obj, "")) is not None:
+        # no store can keep it (PostgreSQL text and JSON refuse U+0000): rejected here,
+        # with the field named, instead of failing a whole batch later
+        errors.append(f"{where or 'envelope'}: contains a NUL character (U+0000)")
     return errors
+
+
+def _nul_in(value: object, path: str) -> str | None:
+    """The path of the first string (key or value) holding U+0000, else None."""
+    if type(value) is str:
+        return path if "\x00" in value else None
+    if type(value) is dict:
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else str(k)
+            if "\x00" in str(k):
+                return path or "envelope"
+            if (found := _nul_in(v, here)) is not None:
+                return found
+    elif type(value) is list:
+        for i, v in enumerate(value):
+            if (found := _nul_in(v, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 def _is_timestamp(s: str) -> bool:

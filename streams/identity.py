@@ -12,10 +12,9 @@ Merges and unmerges are also recorded as events of ``CustomerLink`` aggregates
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
@@ -27,18 +26,12 @@ from ..projections.timeline import occurred_ms
 
 log = get_logger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS identity_edges (
-  edge TEXT PRIMARY KEY, claim_ms INTEGER NOT NULL, claim_event TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS identity_bases (
-  base TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS identity_separations (
-  a_kind TEXT NOT NULL, a_value TEXT NOT NULL, b_kind TEXT NOT NULL, b_value TEXT NOT NULL,
-  PRIMARY KEY (a_kind, a_value, b_kind, b_value)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS customer_links (
-  base TEXT PRIMARY KEY, survivor TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS customer_links_by_survivor ON customer_links (survivor);
-"""
+class IdentityRows(Protocol):
+    """Where the graph's edges, separations and bases are kept (adapters/readstore.py)."""
+
+    def identity_rows(self) -> tuple[list[tuple[str, int, str]],
+                                     list[tuple[str, str, str, str]],
+                                     list[tuple[str, str, str]]]: ...
 
 
 class LinkApp(Application[Any]):
@@ -69,13 +62,13 @@ class IdentityKeeper:
         self.state = graph.IdentityState()
         self.links_app = links
 
-    def load(self, conn: sqlite3.Connection) -> None:
-        conn.executescript(SCHEMA)
+    def load(self, store: IdentityRows) -> None:
+        """Rebuild the graph from what the read model keeps of it."""
+        edge_rows, sep_rows, base_rows = store.identity_rows()
         edges = {frozenset((k, v) for k, v in json.loads(e)): (ms, ev)
-                 for e, ms, ev in conn.execute("SELECT * FROM identity_edges")}
-        seps = [((a, b), (c, d)) for a, b, c, d in
-                conn.execute("SELECT * FROM identity_separations")]
-        bases = {b: (k, v) for b, k, v in conn.execute("SELECT * FROM identity_bases")}
+                 for e, ms, ev in edge_rows}
+        seps = [((a, b), (c, d)) for a, b, c, d in sep_rows]
+        bases = {b: (k, v) for b, k, v in base_rows}
         self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
 
@@ -183,25 +176,3 @@ class IdentityKeeper:
             return self.links_app.repository.get(CustomerLink.id_for(member))  # type: ignore
         except AggregateNotFoundError:
             return CustomerLink.start(member, strong=graph.is_strong(self.state, member))
-
-
-def write(conn: sqlite3.Connection, batch: IdentityBatch,
-          displays: dict[tuple[str, str], str]) -> None:
-    """Inside the read store's batch transaction."""
-    conn.executemany(
-        "INSERT INTO identity_edges VALUES (?,?,?) ON CONFLICT (edge) DO UPDATE SET"
-        " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event"
-        " WHERE (excluded.claim_ms, excluded.claim_event) < (claim_ms, claim_event)",
-        [(e, ms, ev) for e, (ms, ev) in batch.edges.items()])
-    conn.executemany("INSERT OR IGNORE INTO identity_bases VALUES (?,?,?)",
-                     [(b, k, v) for b, (k, v) in batch.new_bases.items()])
-    conn.executemany("INSERT OR IGNORE INTO identity_separations VALUES (?,?,?,?)",
-                     [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])
-    conn.executemany(
-        "INSERT INTO customer_links VALUES (?,?) ON CONFLICT (base) DO UPDATE SET"
-        " survivor=excluded.survivor", list(batch.links.items()))
-    conn.executemany(
-        "INSERT INTO identifiers (kind, value, customer_id, strong, display) VALUES"
-        " (?,?,?,1,?) ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
-        " display=COALESCE(identifiers.display, excluded.display)",
-        [(k, v, cid, displays.get((k, v))) for (k, v), cid in batch.identifiers.items()])

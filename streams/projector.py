@@ -11,7 +11,6 @@ nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,6 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from ..adapters import kafka
 from ..adapters.avro import DecodeError, EnvelopeCodec
 from ..adapters.config import Settings
-from ..adapters.erasure import purge
 from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
 from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
@@ -82,7 +80,9 @@ class Projector:
         self.keys: Any = None  # the key store, to recognise erased customers' events
         # the identity graph (streams/identity.py); None: first-writer resolution only
         self.identity: IdentityKeeper | None = None
-        self.control: Any = None  # where unmerge requests wait (adapters/control.py)
+        self.control: Any = None  # where unmerge and erasure requests wait (adapters/control.py)
+        # carries out an erasure's purge: (customer, bases, key ids) -> Erasure
+        self.purge: Callable[[str, list[str], list[str]], Any] | None = None
         self.dead_letter = True
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}
@@ -110,7 +110,7 @@ class Projector:
         """Consume and project. ``group=False`` reads all partitions without a group (replay,
         bench); ``until_end`` stops at the end offsets seen at the start."""
         if self.identity is not None:
-            await self._db_call(self.identity.load, self.writer.conn)
+            await self._db_call(self.identity.load, self.writer)
         if group:
             self.consumer = kafka.consumer(self.settings, group_id=self.settings.projector_group)
             await self.consumer.start()
@@ -253,11 +253,11 @@ class Projector:
         """Unmerges an admin asked for through the API (they wait in the control store)."""
         if self.identity is None or self.control is None:
             return
-        for cmd in await self._db_call(self.control.pending_unmerges):
+        for cmd in await self._db_call(self.control.pending_erasures):
             await self.flush()  # nothing of an earlier batch may land after this
-            if cmd["kind"] == "erase":
-                await self._erase(cmd)
-                continue
+            await self._erase(cmd)
+        for cmd in await self._db_call(self.control.pending_unmerges):
+            await self.flush()
             try:
                 done = await self._db_call(self.identity.unmerge, cmd["survivor"],
                                            cmd["member"], f"unmerge:{cmd['seq']}")
@@ -279,16 +279,16 @@ class Projector:
     async def _erase(self, cmd: dict[str, Any]) -> None:
         """The read-store side of an erasure the API asked for (adapters/erasure.py)."""
         assert self.identity is not None and self.control is not None
-        payload = json.loads(cmd["payload"] or "{}")
+        payload = cmd["payload"] or {}
         try:
-            done = await self._db_call(purge, self.writer.conn, self.control, cmd["survivor"],
-                                       payload.get("bases") or [cmd["survivor"]],
+            done = await self._db_call(self.purge, cmd["customer_id"],
+                                       payload.get("bases") or [cmd["customer_id"]],
                                        payload.get("key_ids") or [])
-            await self._db_call(self.identity.load, self.writer.conn)
+            await self._db_call(self.identity.load, self.writer)
         except Exception as exc:  # noqa: BLE001 - reported to the API, retried on restart
             log.error("erasure.failed", seq=cmd["seq"], error=type(exc).__name__)
             raise
-        await self._db_call(self.control.finish_unmerge, cmd["seq"], "", {
+        await self._db_call(self.control.finish_erasure, cmd["seq"], {
             "keys_destroyed": done.keys_destroyed, "timeline_rows": done.timeline_rows,
             "pseudonyms": done.pseudonyms})
 

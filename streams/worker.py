@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from ..adapters import bootstrap
+from ..adapters import bootstrap, migrations
 from ..adapters.config import Settings
 from ..adapters.logging import get_logger
 from .app import build_app
@@ -14,6 +14,11 @@ log = get_logger(__name__)
 
 
 async def run_worker(settings: Settings) -> int:
+    if not settings.database_url:
+        log.error("worker.no_database",
+                  hint="set CONTACTSTREAM_DATABASE_URL, or run `contactstream up`")
+        return 2
+    await asyncio.to_thread(migrations.migrate, settings.database_url)
     services = await bootstrap.worker_services(settings)
     failed = asyncio.Event()
     stop = asyncio.Event()

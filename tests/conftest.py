@@ -14,7 +14,12 @@ import pytest
 from contactstream.adapters import migrations
 from contactstream.adapters.broker import EmbeddedBroker
 from contactstream.adapters.config import Settings
-from contactstream.adapters.database import EmbeddedPostgres, create_database, with_database
+from contactstream.adapters.database import (
+    Database,
+    EmbeddedPostgres,
+    create_database,
+    with_database,
+)
 from contactstream.adapters.logging import configure
 
 configure("console", "warning")
@@ -53,3 +58,11 @@ def settings(tmp_path: Path, broker: EmbeddedBroker, database_url: str) -> Setti
     return Settings(data_dir=tmp_path / "data", bootstrap_servers=broker.bootstrap_servers,
                     embedded_broker=True, topic_prefix=f"t{next(_counter)}x{uuid.uuid4().hex[:6]}",
                     partitions=3, fetch_max_wait_ms=20, database_url=database_url)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A connection pool on this test's database."""
+    database = Database(database_url)
+    yield database
+    database.close()

@@ -38,3 +38,28 @@ def envelope(i: int = 0, **over: object) -> dict:
     }
     base.update(over)  # type: ignore[arg-type]
     return base
+
+
+def dump_tables(url: str, tables: tuple[str, ...]) -> dict[str, list[str]]:
+    """Every row of each table as its JSON text, sorted: comparable across runs."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {t: sorted(r[0] for r in conn.execute(
+            f"SELECT row_to_json(x)::text FROM {t} x")) for t in tables}  # type: ignore[call-overload]
+
+
+def all_rows(url: str) -> list[str]:
+    """Every row of every table of the database, as text (bytes decoded leniently)."""
+    import psycopg
+
+    rows = []
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):  # type: ignore[call-overload]
+                rows.append(f"{table}:" + repr([
+                    bytes(v).decode("utf-8", "replace") if isinstance(v, bytes | memoryview)
+                    else v for v in row]))
+    return rows

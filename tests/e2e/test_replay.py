@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from contactstream.adapters.database import EmbeddedPostgres
 from tests.e2e.system import Up
-from tests.helpers import envelope, eventually
+from tests.helpers import dump_tables, envelope, eventually
 
 pytestmark = pytest.mark.e2e
 
 
-def _dump(path: Path) -> dict[str, list[tuple]]:
-    conn = sqlite3.connect(path)
-    try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
-                for t in ("timeline", "identifiers", "customers")}
-    finally:
-        conn.close()
+def _dump(data: Path) -> dict[str, list[str]]:
+    """The read model of a stopped `up`, read through its own embedded server."""
+    with EmbeddedPostgres(data / "postgres") as pg:
+        return dump_tables(pg.url, ("timeline", "identifiers", "customers"))
 
 
 def test_replay_after_a_stop_equals_the_live_projection(tmp_path: Path) -> None:
@@ -35,9 +32,9 @@ def test_replay_after_a_stop_equals_the_live_projection(tmp_path: Path) -> None:
     eventually(lambda: sum(up.get(f"/v1/customers/c-{i}").json().get("interactions_total", 0)
                            for i in range(4)) == 400)
     assert up.stop() == 0
-    live = _dump(data / "readstore.sqlite")
+    live = _dump(data)
     run = subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", "replay",
                           "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "400 events" in run.stdout
-    assert _dump(data / "readstore.sqlite") == live
+    assert _dump(data) == live

@@ -13,8 +13,11 @@ from aiokafka import AIOKafkaConsumer
 
 from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.config import Settings
+from contactstream.adapters.control import ControlStore
+from contactstream.adapters.database import Database
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.journal import IngestJournal
+from contactstream.adapters.privacy import privacy
 from contactstream.domain.cases import CASE_NAMESPACE
 from contactstream.domain.sla import SlaPolicy
 
@@ -78,8 +81,8 @@ class Worker:
         await self.services.close()
 
 
-async def _topic_alert_ids(settings: Settings) -> list[str]:
-    codec = bootstrap.alert_codec(settings)
+async def _topic_alert_ids(settings: Settings, db: Database) -> list[str]:
+    codec = bootstrap.alert_codec(settings, db)
     consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
@@ -101,17 +104,18 @@ async def _wait(check: Any, timeout: float = 30) -> None:
 
 
 async def test_restart_mid_stream_and_replay_give_the_same_alerts_once(
-        settings: Settings) -> None:
+        settings: Settings, db: Database) -> None:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    control = bootstrap.control_store(settings)
+    control = ControlStore(db)
     control.put_policy(SlaPolicy.from_json("std", {"first_response_s": 600,
                                                    "resolution_s": 3600, "warn_at": 0.5}))
     evs = events()
     expected = expected_alerts(evs)
     producer = kafka.producer(settings)
     await producer.start()
-    journal = IngestJournal(settings.ingest_db)
-    ingest = Ingestor(settings, producer, bootstrap.codec(settings), journal)
+    journal = IngestJournal(db)
+    ingest = Ingestor(settings, producer, bootstrap.codec(settings, db), journal,
+                      privacy(settings, db))
     try:
         worker = await Worker(settings).start()
         assert (await ingest.publish(evs[:25])).accepted == 25
@@ -124,7 +128,7 @@ async def test_restart_mid_stream_and_replay_give_the_same_alerts_once(
         await worker.halt()
         first = [a["id"] for a in control.alerts(limit=1000)]
         assert set(first) == expected and len(first) == len(expected)
-        on_topic = await _topic_alert_ids(settings)
+        on_topic = await _topic_alert_ids(settings, db)
         assert sorted(on_topic) == sorted(first)  # each published once
 
         replay = await Worker(settings).start(replay=True)  # rebuild from the log
@@ -132,7 +136,7 @@ async def test_restart_mid_stream_and_replay_give_the_same_alerts_once(
         await asyncio.sleep(1.0)
         await replay.halt()
         assert [a["id"] for a in control.alerts(limit=1000)] == first
-        assert sorted(await _topic_alert_ids(settings)) == sorted(first)
+        assert sorted(await _topic_alert_ids(settings, db)) == sorted(first)
     finally:
         journal.close()
         await producer.stop()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +21,7 @@ from contactstream.adapters import http_cases
 from contactstream.adapters.auth import GRANTS, TokenTable
 from contactstream.adapters.caseservice import CaseService, case_app
 from contactstream.adapters.control import ControlStore, NewAlert
+from contactstream.adapters.database import Database
 from contactstream.adapters.http import ApiError, create_app
 from contactstream.adapters.http_cases import add_case_routes
 from contactstream.adapters.readstore import ReadStore
@@ -75,11 +74,12 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(database_url: str) -> AsyncIterator[Env]:
     clock = Clock(OPENED + timedelta(minutes=10))
-    control = ControlStore(tmp_path / "control.sqlite")
-    cases = CaseService(case_app(tmp_path / "cases.sqlite"), control, now=clock.now)
-    store = ReadStore(tmp_path / "readstore.sqlite")
+    db = Database(database_url)
+    control = ControlStore(db)
+    cases = CaseService(case_app(database_url), control, now=clock.now)
+    store = ReadStore(db)
     tokens = TokenTable(TOKENS)
     app = create_app(None, store, tokens)
     if getattr(app.state, "role", None) is None:
@@ -88,6 +88,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield Env(app, clock, cases, control, store, client)
+    cases.app.close()
+    db.close()
 
 
 def error_code(resp: httpx.Response) -> str:
@@ -216,13 +218,11 @@ def add_case_row(env: Env, case_id: str, status: str, priority: str, opened: dat
                  first_response: datetime | None = None,
                  resolved: datetime | None = None) -> None:
     ms = int(opened.timestamp() * 1000)
-    conn = sqlite3.connect(env.store.path)
-    with conn:
-        conn.execute("INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+    env.store.db.execute(
+        "INSERT INTO cases VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", (
             case_id, "c-1001", status, priority, "web", queue, None, policy, opened.isoformat(),
             ms, int(first_response.timestamp() * 1000) if first_response else None,
             int(resolved.timestamp() * 1000) if resolved else None, 1, ms))
-    conn.close()
 
 
 def breach(env: Env, case_id: str, i: int = 0) -> int:
@@ -348,16 +348,15 @@ async def test_service_report_from_the_read_store(env: Env) -> None:
                  first_response=OPENED - timedelta(days=5) + timedelta(minutes=30))
     add_case_row(env, "case-d", "open", "low", OPENED, policy=None)
     breach(env, "case-a")
-    conn = sqlite3.connect(env.store.path)
-    with conn:
+    with env.store.db.tx() as conn:
         for i, (hours, outcome) in enumerate(((1, "abandoned"), (2, "answered"),
                                               (3, "answered"), (-30, "abandoned"))):
             at = OPENED + timedelta(hours=hours)
-            conn.execute("INSERT INTO timeline VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (
-                f"call-{i}", "c-1001", int(at.timestamp() * 1000), at.isoformat(), 0,
-                "call.ended", "voice", "pbx", None, None, None,
-                json.dumps({"direction": "inbound", "outcome": outcome}), None))
-    conn.close()
+            conn.execute("INSERT INTO timeline VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+                         "%s::jsonb,%s)", (
+                             f"call-{i}", "c-1001", int(at.timestamp() * 1000), at.isoformat(),
+                             0, "call.ended", "voice", "pbx", None, None, None,
+                             json.dumps({"direction": "inbound", "outcome": outcome}), None))
 
     resp = await env.client.get("/v1/reports/service", headers=SUP)
     assert resp.status_code == 200, resp.text

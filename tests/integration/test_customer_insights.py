@@ -16,10 +16,13 @@ import pytest
 from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.auth import write_tokens
 from contactstream.adapters.config import Settings
+from contactstream.adapters.database import Database, EmbeddedPostgres, create_database
 from contactstream.adapters.http import create_app
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.insights import Insights, parse_rates
 from contactstream.adapters.journal import IngestJournal
+from contactstream.adapters.privacy import privacy
+from tests.conftest import TEMPLATE
 
 pytestmark = pytest.mark.integration
 
@@ -86,19 +89,24 @@ def expected_satisfaction(events: list[dict], group: str, window_days: int | Non
 
 
 @pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory, broker: Any) -> Any:
+def populated(tmp_path_factory: pytest.TempPathFactory, broker: Any,
+              pg_server: EmbeddedPostgres) -> Any:
     import asyncio
 
     tmp = tmp_path_factory.mktemp("pop")
+    url = create_database(pg_server.admin_url, "population", template=TEMPLATE)
     settings = Settings(data_dir=tmp, bootstrap_servers=broker.bootstrap_servers,
-                        embedded_broker=True, topic_prefix="pop", partitions=3)
+                        embedded_broker=True, topic_prefix="pop", partitions=3,
+                        database_url=url)
     events = population()
 
     async def load() -> None:
         await kafka.ensure_topics(settings, kafka.all_topics(settings))
         services = await bootstrap.worker_services(settings)
-        journal = IngestJournal(settings.ingest_db)
-        ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings), journal)
+        journal = IngestJournal(services.db)
+        ingestor = Ingestor(settings, services.producer,
+                            bootstrap.codec(settings, services.db), journal,
+                            privacy(settings, services.db))
         try:
             for i in range(0, len(events), 1000):
                 assert (await ingestor.publish(events[i:i + 1000])).accepted == 1000
@@ -106,12 +114,11 @@ def populated(tmp_path_factory: pytest.TempPathFactory, broker: Any) -> Any:
             await ingestor.publish(events[:500])
             await services.projector.run(group=False, until_end=True)
         finally:
-            journal.close()
             await services.close()
 
     asyncio.run(load())
     write_tokens(settings.tokens_file)
-    api_store = bootstrap.ReadStore(settings.read_db)
+    api_store = bootstrap.ReadStore(Database(url))
     insights = Insights(api_store, "EUR", parse_rates("", "EUR"), clock=NOW.timestamp)
     app = create_app(None, api_store, bootstrap.TokenTable(
         bootstrap.load_tokens(settings.tokens_file)), insights=insights)

@@ -1,10 +1,9 @@
 """Straight-to-Kafka producers, the dead-letter topic, replay and the embedded restore,
-all against the real broker and real SQLite."""
+all against the real broker and real PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,17 @@ from aiokafka import AIOKafkaConsumer
 from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.broker import EmbeddedBroker
 from contactstream.adapters.config import Settings
+from contactstream.adapters.database import Database
 from contactstream.adapters.journal import IngestJournal, restore
+from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStoreWriter
-from tests.helpers import envelope
+from tests.helpers import dump_tables, envelope
 
 pytestmark = pytest.mark.integration
 
 
-def _dump(path: Path) -> dict[str, list[tuple]]:
-    conn = sqlite3.connect(path)
-    out = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
-           for t in ("timeline", "identifiers", "customers")}
-    conn.close()
-    return out
+def _dump(url: str) -> dict[str, list[str]]:
+    return dump_tables(url, ("timeline", "identifiers", "customers"))
 
 
 async def _produce_raw(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
@@ -63,9 +60,9 @@ async def _dlq(settings: Settings, n: int) -> list:
 
 
 async def test_undecodable_records_go_to_the_dlq_and_the_worker_keeps_going(
-        settings: Settings) -> None:
+        settings: Settings, db: Database) -> None:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    codec = bootstrap.codec(settings)
+    codec = bootstrap.codec(settings, db)
     good = [envelope(i, customer={"id": "c-7"}) for i in range(3)]
     invalid = codec.encode(envelope(9, customer={"id": "c-7"})) [:-3]  # truncated Avro
     await _produce_raw(settings, [
@@ -84,66 +81,63 @@ async def test_undecodable_records_go_to_the_dlq_and_the_worker_keeps_going(
     assert all(r.startswith(("decode:", "invalid:")) for r in reasons), reasons
     assert any("channel" in r for r in reasons)
     assert dead[1].value == b'{"json": "not the wire format"}'  # raw bytes kept
-    conn = sqlite3.connect(settings.read_db)
-    assert conn.execute("SELECT COUNT(*) FROM timeline").fetchone()[0] == 3
+    assert db.scalar("SELECT COUNT(*) FROM timeline") == 3
 
 
-async def test_replay_from_the_log_gives_the_same_read_store(settings: Settings) -> None:
+async def test_replay_from_the_log_gives_the_same_read_store(settings: Settings,
+                                                             db: Database) -> None:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    codec = bootstrap.codec(settings)
+    codec = bootstrap.codec(settings, db)
     events = [envelope(i, customer={"id": f"c-{i % 5}", "email": f"u{i % 5}@x.hu",
                                     "name": f"Név {i}"}, event_id=f"r-{i}") for i in range(200)]
     records = [(b"k", codec.encode(e)) for e in events]
     await _produce_raw(settings, records + records[:50])  # redelivered duplicates
     await _project_all(settings)
-    live = _dump(settings.read_db)
+    live = _dump(settings.database_url)
     assert len(live["timeline"]) == 200
-    writer = ReadStoreWriter(settings.read_db)
-    writer.reset_projections()
-    writer.close()
-    assert _dump(settings.read_db)["timeline"] == []
+    ReadStoreWriter(db).reset_projections()
+    assert _dump(settings.database_url)["timeline"] == []
     await _project_all(settings)
-    assert _dump(settings.read_db) == live
+    assert _dump(settings.database_url) == live
 
 
-async def test_restore_puts_every_record_back_at_its_offset(tmp_path: Path) -> None:
+async def test_restore_puts_every_record_back_at_its_offset(tmp_path: Path, db: Database,
+                                                            database_url: str) -> None:
     """The embedded broker forgets everything; the journal and the archive bring it back
     at the same partitions and offsets, so stored positions stay valid."""
     with EmbeddedBroker() as first:
         s = Settings(data_dir=tmp_path, bootstrap_servers=first.bootstrap_servers,
-                     embedded_broker=True, partitions=3, topic_prefix="rst")
+                     embedded_broker=True, partitions=3, topic_prefix="rst",
+                     database_url=database_url)
         await kafka.ensure_topics(s, kafka.all_topics(s))
         api = await bootstrap.api_services(s) if (tmp_path / "tokens.json").exists() else None
         assert api is None
         producer = kafka.producer(s)
         await producer.start()
         from contactstream.adapters.ingest import Ingestor
-        journal = IngestJournal(s.ingest_db)
-        ingestor = Ingestor(s, producer, bootstrap.codec(s), journal)
+        journal = IngestJournal(db)
+        ingestor = Ingestor(s, producer, bootstrap.codec(s, db), journal, privacy(s, db))
         events = [envelope(i, customer={"id": f"c-{i % 7}"}, event_id=f"x-{i}")
                   for i in range(300)]
         assert (await ingestor.publish(events[:200])).accepted == 200
         await _project_all(s)  # archives what it consumed
         assert (await ingestor.publish(events[200:])).accepted == 100  # journal only
         await producer.stop()
-        journal.close()
-        before = _dump(s.read_db)
+        before = _dump(database_url)
     with EmbeddedBroker() as second:
         s2 = s.with_(bootstrap_servers=second.bootstrap_servers)
         await kafka.ensure_topics(s2, kafka.all_topics(s2))
         producer = kafka.producer(s2)
         await producer.start()
-        journal = IngestJournal(s2.ingest_db)
-        writer = ReadStoreWriter(s2.read_db)
+        journal = IngestJournal(db)
+        writer = ReadStoreWriter(db)
         counts = await restore(producer, [journal.records(), writer.archived()])
         await producer.stop()
         assert counts[s2.interactions_topic] == 300
         offsets = writer.offsets(s2.interactions_topic)
-        writer.close()
-        journal.close()
         assert sum(offsets.values()) == 200  # stored positions from the first broker
         await _project_all(s2)
-        after = _dump(s2.read_db)
+        after = _dump(database_url)
         assert len(after["timeline"]) == 300
         assert set(before["timeline"]) <= set(after["timeline"])
     await asyncio.sleep(0)

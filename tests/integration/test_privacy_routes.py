@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 from contactstream.adapters.audit import AuditLog
 from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.control import ControlStore, NewAlert
+from contactstream.adapters.database import Database
 from contactstream.adapters.http import create_app
 from contactstream.adapters.http_privacy import add_privacy_routes, token_fingerprint
 from contactstream.adapters.insights import Insights
@@ -36,7 +35,7 @@ VISITS = 520  # more than one page of the export's timeline reads
 class Env:
     client: httpx.AsyncClient
     audit: AuditLog
-    audit_path: Path
+    db: Database
     event_ids: list[str]
 
 
@@ -65,12 +64,12 @@ def _events() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(db: Database) -> AsyncIterator[Env]:
     events = _events()
     state = timeline.TimelineState()
     for ev in events:
         state = timeline.apply(state, ev)
-    writer = ReadStoreWriter(tmp_path / "readstore.sqlite")
+    writer = ReadStoreWriter(db)
     opened_ms = timeline.occurred_ms("2026-11-20T09:00:01+01:00")
     writer.commit(state, [], {}, case_rows=[{
         "case_id": "case-1", "customer_id": "c-1001", "status": "open", "priority": "high",
@@ -78,20 +77,20 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         "occurred_at": "2026-11-20T09:00:01+01:00", "occurred_ms": opened_ms, "version": 1,
         "data": {"opened_at": "2026-11-20T09:00:01+01:00", "opened_ms": opened_ms}}])
     writer.close()
-    store = ReadStore(tmp_path / "readstore.sqlite")
-    control = ControlStore(tmp_path / "control.sqlite")
+    store = ReadStore(db)
+    control = ControlStore(db)
     control.add_alert(NewAlert(id="a-1", kind="sla.breached", at="2026-11-20T10:00:01+00:00",
                                level="critical", case_id="case-1", customer_id="c-1001",
                                metric="first_response"))
     control.add_alert(NewAlert(id="a-2", kind="escalation.low_satisfaction", level="warning",
                                at="2026-11-20T10:00:02+00:00", customer_id="c-2002"))
-    audit = AuditLog(tmp_path / "audit.sqlite")
+    audit = AuditLog(db)
     insights = Insights(store)
     app = create_app(None, store, TokenTable(TOKENS), insights=insights)
     add_privacy_routes(app, app.state.role, store, insights, control, audit)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        yield Env(client, audit, tmp_path / "audit.sqlite",
+        yield Env(client, audit, db,
                   [e["event_id"] for e in events if e["event_id"] != "ev-other"])
     audit.close()
 
@@ -198,8 +197,7 @@ async def test_audit_rows_hold_no_personal_data(env: Env) -> None:
                 headers=AGENT)
     await c.get("/v1/customers/c-1001/export", headers=ADMIN)
     assert env.audit.flush()
-    with sqlite3.connect(env.audit_path) as conn:
-        rows = conn.execute("SELECT * FROM access_log").fetchall()
+    rows = env.db.all("SELECT * FROM access_log ORDER BY seq")
     assert len(rows) == 5
     text = repr(rows).lower()
     for secret in ("anna", "kovács", "example.com", "example.net", "3630", "+36", "email",
@@ -209,8 +207,7 @@ async def test_audit_rows_hold_no_personal_data(env: Env) -> None:
 
 
 async def test_a_failing_audit_never_breaks_the_request(env: Env) -> None:
-    with sqlite3.connect(env.audit_path) as conn:
-        conn.execute("DROP TABLE access_log")
+    env.db.execute("DROP TABLE access_log")
     resp = await env.client.get("/v1/customers/c-1001", headers=AGENT)
     assert resp.status_code == 200 and resp.json()["name"] == NAME
     assert env.audit.flush()  # the write failed, was logged, and the writer goes on

@@ -3,48 +3,51 @@
 from __future__ import annotations
 
 import itertools
-import tempfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contactstream.adapters.control import ControlStore
+from contactstream.adapters.database import Database
 from contactstream.streams.sla import Escalations, ManualClock
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def escalated(days: list[float]) -> set[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        control = ControlStore(Path(tmp) / "control.sqlite")
-        esc = Escalations(control, ManualClock(START))
-        for i, day in days:
-            esc.handle("c-1", {"event_id": f"cmp-{i}", "type": "complaint.filed",
-                               "occurred_at": (START + timedelta(days=day)).isoformat(),
-                               "case_id": None, "payload": {}})
-        return {a["id"].rsplit(":", 1)[1] for a in control.alerts(limit=1000)
-                if a["kind"] == "escalation.repeat_complaint"}
+def escalated(db: Database, days: list[float]) -> set[str]:
+    """The complaints that escalate when these arrive in this order, on an empty store."""
+    db.execute("TRUNCATE complaints, alerts")
+    control = ControlStore(db)
+    esc = Escalations(control, ManualClock(START))
+    for i, day in days:
+        esc.handle("c-1", {"event_id": f"cmp-{i}", "type": "complaint.filed",
+                           "occurred_at": (START + timedelta(days=day)).isoformat(),
+                           "case_id": None, "payload": {}})
+    return {a["id"].rsplit(":", 1)[1] for a in control.alerts(limit=1000)
+            if a["kind"] == "escalation.repeat_complaint"}
 
 
-def test_the_third_complaint_in_30_days_and_every_further_one_escalate() -> None:
-    assert escalated(list(enumerate([0, 10, 25]))) == {"cmp-2"}
-    assert escalated(list(enumerate([0, 10, 25, 26]))) == {"cmp-2", "cmp-3"}
-    assert escalated(list(enumerate([0, 31, 62]))) == set()
+def test_the_third_complaint_in_30_days_and_every_further_one_escalate(db: Database) -> None:
+    assert escalated(db, list(enumerate([0, 10, 25]))) == {"cmp-2"}
+    assert escalated(db, list(enumerate([0, 10, 25, 26]))) == {"cmp-2", "cmp-3"}
+    assert escalated(db, list(enumerate([0, 31, 62]))) == set()
 
 
-def test_a_late_complaint_gives_the_same_alerts_as_in_order() -> None:
+def test_a_late_complaint_gives_the_same_alerts_as_in_order(db: Database) -> None:
     days = [0, 1, 2, 0.5]  # the fourth (at day 0.5) arrives last
     in_order = sorted(enumerate(days), key=lambda x: x[1])
-    assert escalated(list(enumerate(days))) == escalated(in_order) == {"cmp-1", "cmp-2"}
+    assert escalated(db, list(enumerate(days))) == escalated(db, in_order) == {"cmp-1", "cmp-2"}
 
 
-@settings(max_examples=25, deadline=None)
+# the store is emptied at the start of every example (escalated)
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(0, 90), min_size=1, max_size=7), st.randoms())
-def test_any_arrival_order_gives_the_same_escalations(days: list[int], rnd: object) -> None:
+def test_any_arrival_order_gives_the_same_escalations(db: Database, days: list[int],
+                                                     rnd: object) -> None:
     events = list(enumerate(days))
     shuffled = events[:]
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    assert escalated(events) == escalated(shuffled) == escalated(list(itertools.chain(
+    assert escalated(db, events) == escalated(db, shuffled) == escalated(db, list(itertools.chain(
         shuffled, shuffled)))  # and duplicates change nothing

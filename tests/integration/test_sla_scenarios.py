@@ -13,6 +13,7 @@ import pytest
 
 from contactstream.adapters.caseservice import CaseService, case_app
 from contactstream.adapters.control import ControlStore
+from contactstream.adapters.database import Database
 from contactstream.domain.calendars import BusinessCalendar
 from contactstream.domain.sla import SlaPolicy
 from contactstream.streams.sla import Escalations, ManualClock, SlaScheduler
@@ -23,10 +24,11 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 class Desk:
     """A contact centre desk: interactions come in, agents act, the supervisor watches."""
 
-    def __init__(self, tmp: Path, clock: ManualClock) -> None:
+    def __init__(self, database_url: str, clock: ManualClock) -> None:
         self.clock = clock
-        self.control = ControlStore(tmp / "control.sqlite")
-        self.cases = CaseService(case_app(tmp / "cases.sqlite"), self.control, clock.now)
+        self.db = Database(database_url)
+        self.control = ControlStore(self.db)
+        self.cases = CaseService(case_app(database_url), self.control, clock.now)
         self.scheduler = SlaScheduler(self.cases, self.control, clock)
         self.escalations = Escalations(self.control, clock)
 
@@ -71,11 +73,12 @@ class Desk:
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    d = Desk(tmp_path, ManualClock(START))
+async def desk(database_url: str) -> AsyncIterator[Desk]:
+    d = Desk(database_url, ManualClock(START))
     yield d
     await d.scheduler.stop()
     d.cases.app.close()
+    d.db.close()
 
 
 async def test_an_unanswered_complaint_warns_then_breaches(desk: Desk) -> None:

@@ -10,11 +10,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from contactstream.adapters.control import ControlStore, NewAlert
+from contactstream.adapters.database import Database
 from contactstream.streams.webhooks import DELIVERIES, WebhookDispatcher, sign
 
 SECRET = "s3cret-ä"
@@ -79,8 +79,8 @@ def counter(outcome: str) -> float:
 
 
 async def test_a_500_is_retried_and_the_signed_alert_arrives(
-        tmp_path: Path, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
-    control = ControlStore(tmp_path / "control.sqlite")
+        db: Database, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
+    control = ControlStore(db)
     rec = receiver(lambda n: 500 if n == 1 else 200)
     control.put_webhook("ops", {"url": rec.url, "secret": SECRET, "kinds": ["sla.breached"]})
     seq = control.add_alert(alert(1))
@@ -115,8 +115,8 @@ async def test_a_500_is_retried_and_the_signed_alert_arrives(
 
 
 async def test_a_permanently_failing_endpoint_is_given_up_on_and_the_next_alert_goes(
-        tmp_path: Path, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
-    control = ControlStore(tmp_path / "control.sqlite")
+        db: Database, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
+    control = ControlStore(db)
     bad = receiver(lambda n: 500)
     good = receiver(lambda n: 200)
     control.put_webhook("bad", {"url": bad.url, "secret": SECRET, "kinds": []})
@@ -133,8 +133,8 @@ async def test_a_permanently_failing_endpoint_is_given_up_on_and_the_next_alert_
         stop.set()
         await asyncio.wait_for(task, 5)
     assert len(bad.requests) == 6  # two alerts, each tried 1 + 2 times
-    failures = control.conn.execute(
-        "SELECT webhook, alert_seq, error FROM webhook_failures ORDER BY alert_seq").fetchall()
+    failures = control.db.all(
+        "SELECT webhook, alert_seq, error FROM webhook_failures ORDER BY alert_seq")
     assert [(w, s) for w, s, _ in failures] == [("bad", first), ("bad", second)]
     assert "HTTP 500" in failures[0][2]
     assert counter("failed") == failed + 2
@@ -143,8 +143,8 @@ async def test_a_permanently_failing_endpoint_is_given_up_on_and_the_next_alert_
 
 
 async def test_a_4xx_is_not_retried_and_a_new_webhook_is_picked_up(
-        tmp_path: Path, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
-    control = ControlStore(tmp_path / "control.sqlite")
+        db: Database, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
+    control = ControlStore(db)
     stop = asyncio.Event()
     task = asyncio.create_task(WebhookDispatcher(control, backoff_s=0.01).run(stop))
     try:
@@ -158,5 +158,4 @@ async def test_a_4xx_is_not_retried_and_a_new_webhook_is_picked_up(
         stop.set()
         await asyncio.wait_for(task, 5)
     assert len(gone.requests) == 1
-    assert control.conn.execute("SELECT error FROM webhook_failures").fetchone()[0] \
-        .startswith("HTTP 410")
+    assert control.db.scalar("SELECT error FROM webhook_failures").startswith("HTTP 410")

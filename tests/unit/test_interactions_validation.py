@@ -301,3 +301,15 @@ def test_consent_withdrawn_is_not_missing() -> None:
 def test_consent_for_an_unknown_channel_is_rejected(channel: object) -> None:
     assert validate_envelope(with_payload("consent.changed", channel=channel)) == [
         "payload.channel: must be one of voice, email, chat, sms, social, web, in_person"]
+
+
+@pytest.mark.parametrize("where", ["source", "customer.name", "payload.description",
+                                   "payload.extra_note"])
+def test_a_nul_character_anywhere_is_rejected_with_the_field(where: str) -> None:
+    env = envelope("complaint.filed")
+    obj: Any = env
+    *path, last = where.split(".")
+    for key in path:
+        obj = obj[key]
+    obj[last] = "before\x00after"
+    assert validate_envelope(env) == [f"{where}: contains a NUL character (U+0000)"]
