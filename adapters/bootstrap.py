@@ -153,11 +153,17 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         "cases", settings.cases_topic, settings, producer, control,
         case_event_source(service, case_codec(settings, db)),
         on_published=lambda items: [scheduler.changed(*i.ref) for i in items])
+    def rearm(timers: CaseTimers) -> None:  # on the loop
+        # only a started scheduler runs timers (the worker's, see streams/app.py): a replay
+        # never starts one, and start() itself arms every case the store holds by then
+        if scheduler.started:
+            scheduler.reschedule(timers.id, timers)
+
     def cases_changed(timers: list[CaseTimers]) -> None:  # from the writer thread
         # timers now, straight from the saved cases (not only once Kafka has them)
         loop.call_soon_threadsafe(case_relay.notify)
         for t in timers:
-            loop.call_soon_threadsafe(scheduler.reschedule, t.id, t)
+            loop.call_soon_threadsafe(rearm, t)
 
     stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
                        cases_changed)

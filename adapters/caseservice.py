@@ -135,16 +135,37 @@ class CaseService:
 
     # -- from interactions -----------------------------------------------------------------
     def handle_interaction(self, customer_id: str, env: dict[str, Any]) -> str | None:
-        """Apply what the interaction means for cases; returns the case id it touched."""
-        typ, payload, eid = env["type"], env.get("payload") or {}, env["event_id"]
-        at = parse_occurred_at(env["occurred_at"])
-        channel = env["channel"]
+        """Apply what the interaction means for cases; returns the case id it touched, None
+        when it touched none or was handled before.
+
+        Which case an interaction goes to depends on state that moves on with the log (the
+        case index, which cases exist and are open), so a second look at the same event (a
+        redelivery, a partition read again, a crash before the read-store commit, a replay)
+        must not decide again: against a later index it would reach a case opened after
+        it, which has not seen its event id. The decision is kept by event id
+        (``case_routes``, in the batch's transaction) and a handled event changes nothing."""
+        typ, payload = env["type"], env.get("payload") or {}
         inbound = typ == "email.received" or (
             typ == "chat.message" and payload.get("direction") == "inbound")
         outbound = typ == "email.sent" or (
             typ == "chat.message" and payload.get("direction") == "outbound")
         if not (typ == "complaint.filed" or inbound or outbound):
             return None
+        handled, _ = self.control.case_route(env["event_id"])
+        if handled:
+            return None
+        case_id = self._route(customer_id, env, inbound, outbound)
+        # after the case is saved (or queued in the batch whose control transaction this
+        # joins): a crash in between finds no route, decides again against the same index,
+        # and the case it reaches has the event id already
+        self.control.record_case_route(env["event_id"], case_id)
+        return case_id
+
+    def _route(self, customer_id: str, env: dict[str, Any], inbound: bool, outbound: bool,
+               ) -> str | None:
+        typ, payload, eid = env["type"], env.get("payload") or {}, env["event_id"]
+        at = parse_occurred_at(env["occurred_at"])
+        channel = env["channel"]
         target = None
         if env.get("case_id"):
             try:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import config
+from .database import DatabaseError
 from .logging import configure
 
 
@@ -36,11 +37,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="instead: alert latency after the deadline over CASES cases")
     wk = sub.add_parser("worker", help="run the stream worker alone")
     wk.add_argument("--data-dir")
+    imp = sub.add_parser("import-sqlite",
+                         help="bring a data dir of the SQLite release into PostgreSQL")
+    imp.add_argument("dir", help="the old data dir (readstore.sqlite, cases.sqlite, ...)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except DatabaseError as exc:  # a refused or unusable database: one line, no traceback
+        print(f"contactstream {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = config.from_env(
         data_dir=getattr(args, "data_dir", None), host=getattr(args, "host", None),
         port=getattr(args, "port", None))
@@ -70,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from .replay import replay
         return asyncio.run(replay(settings))
+    if args.command == "import-sqlite":
+        from .import_sqlite import run_import
+        return run_import(Path(args.dir), settings)
     if args.command == "bench":
         if args.alerts:
             from .bench_alerts import run_alert_bench

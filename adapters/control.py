@@ -129,6 +129,16 @@ class ControlStore:
                     " channel) DO UPDATE SET case_id=excluded.case_id",
                     (customer_id, channel, case_id))
 
+    def case_route(self, event_id: str) -> tuple[bool, str | None]:
+        """Whether the case stage already handled this interaction, and the case it went to
+        (None: no case, e.g. an agent's message outside any case)."""
+        rows = self._all("SELECT case_id FROM case_routes WHERE event_id=%s", (event_id,))
+        return (False, None) if not rows else (True, rows[0][0])
+
+    def record_case_route(self, event_id: str, case_id: str | None) -> None:
+        self._write("INSERT INTO case_routes VALUES (%s,%s) ON CONFLICT DO NOTHING",
+                    (event_id, case_id))
+
     def record_complaint(self, event_id: str, customer_id: str, occurred_ms: int) -> None:
         self._write("INSERT INTO complaints VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
                     (event_id, customer_id, occurred_ms))
@@ -144,12 +154,15 @@ class ControlStore:
     # -- alerts --------------------------------------------------------------------------------
     def add_alert(self, alert: NewAlert) -> int | None:
         """Append to the alert log; None when an alert with this id exists (each once)."""
+        # NOT EXISTS first: an insert that ON CONFLICT ignores still takes a seq, so
+        # re-deriving known alerts (a restart, a replay) would leave gaps in the numbering
         row = self._write(
             "INSERT INTO alerts (id, kind, case_id, customer_id, metric, due_at, at, level,"
-            " detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING"
-            " RETURNING seq",
+            " detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
+            " (SELECT 1 FROM alerts WHERE id=%s) ON CONFLICT (id) DO NOTHING RETURNING seq",
             (alert.id, alert.kind, alert.case_id, alert.customer_id, alert.metric,
-             alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}))).fetchone()
+             alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}), alert.id)
+        ).fetchone()
         return int(row[0]) if row else None
 
     def alert_ids(self, prefix: str) -> set[str]:

@@ -112,6 +112,9 @@ def eventsourcing_env(url: str) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         "POSTGRES_PRE_PING": "y",
+        # the stock recorder's pipeline mode hangs on large batches (adapters/eventstore.py)
+        "APPLICATION_RECORDER_TOPIC": "contactstream.adapters.eventstore:"
+                                      "UnpipelinedApplicationRecorder",
         "CREATE_TABLE": "false",
     }
 

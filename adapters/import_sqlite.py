@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from . import migrations
+from .config import Settings
 from .database import Database, DatabaseError, check_url
 from .logging import get_logger
 
@@ -154,7 +155,15 @@ SEQUENCES = (("alerts", "seq", ("control", "alerts")),
              ("contactstream_identity_events", "notification_id", None))
 
 
-def import_sqlite(src: Path, url: str) -> dict[str, int]:
+# the data keys, for a database that keeps them itself (an external one: adapters/privacy.py)
+KEY_COPIES: tuple[Copy, ...] = (
+    _same("key_customers", "keys.customers", "customer_hash", "generation"),
+    _same("data_keys", "keys.data_keys", "key_id", "customer_hash", "generation", "wrapped",
+          "created_at", "destroyed_at"),
+)
+
+
+def import_sqlite(src: Path, url: str, *, keys: bool = False) -> dict[str, int]:
     """Copy every row of the 0.1 data dir ``src`` into the database of ``url`` (migrated
     first), in one transaction; returns the rows written per table. Raises
     ``ImportRefused`` (nothing written) when ``src`` is not such a data dir, the old release
@@ -168,12 +177,15 @@ def import_sqlite(src: Path, url: str) -> dict[str, int]:
     except (DatabaseError, psycopg.OperationalError) as exc:
         raise ImportRefused(f"cannot use the database: {_first_line(exc)}") from exc
     try:
-        with _open_sqlite(src) as lite, db.tx() as conn:
+        with _open_sqlite(src, keys=keys) as lite, db.tx() as conn:
             _check_request_kinds(lite)
             _lock_and_check_empty(conn)
             counts = dict.fromkeys(TARGETS, 0)
-            for c in COPIES:
-                counts[c.target] += _copy(conn, c.source, c.target, c.columns, _rows(lite, c))
+            for c in COPIES + (KEY_COPIES if keys else ()):
+                counts[c.target] = counts.get(c.target, 0) + _copy(
+                    conn, c.source, c.target, c.columns, _rows(lite, c))
+            if keys:
+                _copy_key_meta(conn, lite)
             counts[SCHEMAS] = _copy(conn, "schemas.json", SCHEMAS, ("id", "schema"), schemas)
             _continue_sequences(conn, lite)
     finally:
@@ -183,12 +195,16 @@ def import_sqlite(src: Path, url: str) -> dict[str, int]:
     return counts
 
 
-def summary(counts: dict[str, int], src: Path) -> str:
+def summary(counts: dict[str, int], src: Path, keys_copied: bool = False) -> str:
     """What the command prints when done."""
     lines = [f"imported {sum(counts.values())} rows from {src} in one transaction:"]
     lines += [f"  {table:<32}{n:>10}" for table, n in counts.items()]
-    lines.append(f"left in place in {src}: {', '.join(KEPT)} (the data keys stay in the"
-                 " SQLite key store there; keep these files with the data dir)")
+    if keys_copied:
+        lines.append(f"the data keys are in the database now; keep master.key (or"
+                     f" CONTACTSTREAM_MASTER_KEY) and tokens.json of {src}")
+    else:
+        lines.append(f"left in place in {src}: {', '.join(KEPT)} (the data keys stay in the"
+                     " SQLite key store there; keep these files with the data dir)")
     return "\n".join(lines)
 
 
@@ -235,13 +251,13 @@ def _avro_schemas(path: Path) -> list[Row]:
 
 
 @contextmanager
-def _open_sqlite(src: Path) -> Iterator[sqlite3.Connection]:
+def _open_sqlite(src: Path, keys: bool = False) -> Iterator[sqlite3.Connection]:
     """Every file attached read-only to one connection, read in one read transaction."""
     conn = sqlite3.connect(":memory:", uri=True, isolation_level=None)
     try:
         try:
             conn.execute("PRAGMA busy_timeout=10000")
-            for name in SOURCES:
+            for name in SOURCES + (("keys",) if keys else ()):
                 uri = f"{(src / f'{name}.sqlite').as_uri()}?mode=ro"
                 conn.execute(f"ATTACH DATABASE ? AS {name}", (uri,))
             conn.execute("BEGIN")
@@ -335,3 +351,49 @@ def _continue_sequences(conn: psycopg.Connection[Any], lite: sqlite3.Connection)
 def _scalar(conn: psycopg.Connection[Any], query: sql.Composed) -> Any:
     row = conn.execute(query).fetchone()
     return row[0] if row else None
+
+
+def _copy_key_meta(conn: psycopg.Connection[Any], lite: sqlite3.Connection) -> None:
+    """The master-key check value and the destruction counter of the old key store."""
+    for name, value in _select(lite, "keys.meta", "SELECT name, value FROM keys.meta"):
+        conn.execute("INSERT INTO key_meta (name, value) VALUES (%s, %s) ON CONFLICT (name)"
+                     " DO UPDATE SET value = excluded.value", (name, str(value)))
+
+
+def run_import(src: Path, settings: Settings) -> int:
+    """The command: into CONTACTSTREAM_DATABASE_URL (with the data keys, which that
+    deployment keeps in PostgreSQL), or into the embedded server of DIR itself (the keys
+    stay in DIR's forgetting key store). The imported files then move to
+    DIR/sqlite-imported/, so `up` on DIR starts on PostgreSQL."""
+    import sys
+
+    from .database import EmbeddedPostgres
+
+    server = None
+    try:
+        if settings.database_url:
+            url, keys = settings.database_url, settings.key_store != "file"
+        else:
+            if not (src / "readstore.sqlite").exists():
+                raise ImportRefused(f"{src}: no readstore.sqlite: not a data dir of the"
+                                    " SQLite release")
+            server = EmbeddedPostgres(src / "postgres").start()
+            url, keys = server.url, False
+        counts = import_sqlite(src, url, keys=keys)
+    except ImportRefused as exc:
+        print(f"import-sqlite: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.stop()
+    done = src / "sqlite-imported"
+    done.mkdir(exist_ok=True)
+    moved = [*(f"{n}.sqlite" for n in SOURCES), "schemas.json"] + (["keys.sqlite"] if keys
+                                                                    else [])
+    for name in moved:
+        for path in src.glob(f"{name}*"):  # with its -wal and -shm files
+            path.replace(done / path.name)
+    print(summary(counts, src, keys_copied=keys))
+    print(f"the imported files are in {done}; contactstream up --data-dir {src} now runs"
+          " on PostgreSQL")
+    return 0

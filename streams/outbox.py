@@ -122,13 +122,14 @@ class OutboxRelay:
                     archive.append(self._seen.pop(item.seq))
                 continue
             headers = [(SEQ_HEADER, str(item.seq).encode())]
+            # the record's timestamp is ours, so the archive holds exactly what the broker
+            # holds (the projector archives the same record again when it consumes it)
+            stamp = int(time.time() * 1000)
             fut = await self.producer.send(self.topic, item.value, key=item.key, partition=p,
-                                           headers=headers)
-            sends.append((item, headers, fut))
-        for item, headers, fut in sends:
+                                           headers=headers, timestamp_ms=stamp)
+            sends.append((item, headers, stamp, fut))
+        for item, headers, stamp, fut in sends:
             meta = await fut
-            stamp = meta.timestamp if meta.timestamp and meta.timestamp > 0 else int(
-                time.time() * 1000)
             archive.append(ArchivedRecord(self.topic, meta.partition, meta.offset, item.key,
                                           item.value, headers, stamp))
         last = items[-1].seq

@@ -113,8 +113,10 @@ class SlaScheduler:
         self._asleep: set[asyncio.Task[None]] = set()
         # case -> version its timers were last set from (to skip redundant reloads)
         self._versions: dict[str, int] = {}
-        # one thread for every SQLite call of the timers: no lock waits between them
+        # one thread for every database call of the timers: they run in order
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sla")
+        # set by start(): the worker's timers run; a replay never starts them
+        self.started = False
 
     def reschedule(self, case_id: str, timers: CaseTimers | None = None) -> None:
         """After a change of the case: its timers anew. ``timers`` spares a reload when
@@ -223,6 +225,7 @@ class SlaScheduler:
     async def start(self) -> int:
         """After a (re)start: a timer for every case, so what fell due while nobody was
         running is emitted at once and the rest on time."""
+        self.started = True  # first: a case saved after the listing below is rescheduled
         ids = await asyncio.to_thread(self._all_case_ids)
         for case_id in ids:
             self.reschedule(case_id)
@@ -241,6 +244,7 @@ class SlaScheduler:
             start = batch[-1].id + 1
 
     async def stop(self) -> None:
+        self.started = False
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()

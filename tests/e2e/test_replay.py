@@ -31,6 +31,9 @@ def test_replay_after_a_stop_equals_the_live_projection(tmp_path: Path) -> None:
         assert pub.post("/v1/events", json=events).json()["accepted"] == 400
     eventually(lambda: sum(up.get(f"/v1/customers/c-{i}").json().get("interactions_total", 0)
                            for i in range(4)) == 400)
+    # settled: every complaint's case event has come back through cases.v1 too (else the
+    # replay would project records the live run had not read yet)
+    eventually(lambda: len(up.get("/v1/cases", limit=500).json()["items"]) == 400)
     assert up.stop() == 0
     live = _dump(data)
     run = subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", "replay",

@@ -1,0 +1,93 @@
+"""The case stage seeing interactions a second time (a partition read again, a crash
+before the read-store commit, a replay) changes no case and arms no timer, on the real
+case store and control store (PostgreSQL) and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.caseservice import CaseService, case_app
+from contactstream.adapters.config import Settings
+from contactstream.adapters.control import ControlStore
+from contactstream.adapters.database import Database
+from contactstream.domain.sla import SlaPolicy
+from contactstream.streams.casework import case_stage
+from contactstream.streams.sla import Escalations, ManualClock
+
+T0 = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
+
+
+def env(type_: str, minutes: int, **over: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": type_,
+            "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(), "source": "t",
+            "customer": {"id": "c-1"}, "channel": "email", "queue": "billing",
+            "agent_id": over.pop("agent_id", None), "case_id": None,
+            "payload": over}
+
+
+def stored_events(db: Database) -> int:
+    return int(db.scalar("SELECT COUNT(*) FROM contactstream_cases_events"))
+
+
+def log() -> list[dict[str, Any]]:
+    """An agent's e-mail before any case (no case: ignored), a complaint on e-mail, the
+    reply to it, a second complaint (the case index moves on to it), a customer's e-mail."""
+    return [
+        env("email.sent", 0, agent_id="a-1", subject="s", body="b"),
+        env("complaint.filed", 10, category="billing", priority="high", description="d"),
+        env("email.sent", 20, agent_id="a-2", subject="s", body="b"),
+        env("complaint.filed", 30, category="billing", priority="high", description="d"),
+        env("email.received", 40, subject="s", body="b"),
+    ]
+
+
+def test_an_interaction_is_routed_once(db: Database, database_url: str) -> None:
+    control = ControlStore(db)
+    cases = CaseService(case_app(database_url), control)
+    clock = ManualClock(T0)
+    changed: list[str] = []
+    stage = case_stage(cases, Escalations(control, clock),
+                       lambda timers: changed.extend(t.id for t in timers))
+    events = log()
+    stage([("c-1", e) for e in events])
+    first = stored_events(db)
+    index = control.open_case_for("c-1", "email")
+    assert first == 4 and changed  # 2 opens, a first response, a customer reply
+    changed.clear()
+
+    # the whole log again, and each event on its own (a partition read again, a replay)
+    stage([("c-1", e) for e in events])
+    for e in events:
+        stage([("c-1", e)])
+    assert stored_events(db) == first
+    assert control.open_case_for("c-1", "email") == index
+    assert changed == []  # nothing changed: no timer to re-arm
+    cases.app.close()
+
+
+async def test_no_timer_runs_before_the_scheduler_is_started(settings: Settings,
+                                                             db: Database) -> None:
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    control = ControlStore(db)
+    control.put_policy(SlaPolicy.from_json("p", {"first_response_s": 60,
+                                                 "resolution_s": 120}))
+    services = await bootstrap.worker_services(settings)
+    try:
+        opened = env("complaint.filed", 0, category="billing", priority="high",
+                     description="d")  # long overdue: a started scheduler alerts at once
+        stage = services.projector.case_stage
+        assert stage is not None
+        await asyncio.to_thread(stage, [("c-1", opened)])
+        await asyncio.sleep(0.2)
+        assert control.alerts(limit=10) == []  # a replay: nobody started the timers
+        await services.scheduler.start()  # the worker: every case in the store armed
+        await services.scheduler.settled()
+        await asyncio.sleep(0.2)
+        kinds = sorted(a["kind"] for a in control.alerts(limit=10))
+        assert kinds == ["sla.breached", "sla.breached", "sla.warning", "sla.warning"]
+    finally:
+        await services.close()
