@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-sqlite",
                          help="bring a data dir of the SQLite release into PostgreSQL")
     imp.add_argument("dir", help="the old data dir (readstore.sqlite, cases.sqlite, ...)")
+    bk = sub.add_parser("backup", help="the database (pg_dump) and the key store, into OUT")
+    bk.add_argument("out")
+    bk.add_argument("--data-dir")
+    rs = sub.add_parser("restore", help="a backup into an empty database and data dir")
+    rs.add_argument("src")
+    rs.add_argument("--data-dir")
     return p
 
 
@@ -85,6 +91,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "import-sqlite":
         from .import_sqlite import run_import
         return run_import(Path(args.dir), settings)
+    if args.command in ("backup", "restore"):
+        from . import backup
+        if args.command == "backup":
+            return backup.backup(settings, Path(args.out))
+        return backup.restore(settings, Path(args.src))
     if args.command == "bench":
         if args.alerts:
             from .bench_alerts import run_alert_bench

@@ -1,0 +1,66 @@
+"""Schema migrations on the real server: applied once under a lock however many processes
+start at once, recorded by version, and a schema newer than the code is refused."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from contactstream.adapters import migrations
+from contactstream.adapters.database import EmbeddedPostgres, create_database, with_database
+
+
+@pytest.fixture
+def empty_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A database with no schema at all (not a copy of the migrated template)."""
+    name = "empty_for_migrations"
+    url = create_database(pg_server.admin_url, name)
+    yield url
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _migrate(url: str) -> int:
+    return migrations.migrate(url)
+
+
+def test_eight_processes_starting_at_once_apply_each_step_once(empty_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(8) as pool:
+        versions = pool.map(_migrate, [empty_url] * 8)
+    assert versions == [migrations.latest()] * 8
+    with psycopg.connect(empty_url) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version"
+                            ).fetchall()
+        tables = {t for (t,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert [v for v, _ in rows] == list(range(1, migrations.latest() + 1))
+    assert [n for _, n in rows][:3] == ["initial", "event_store", "case_routes"]
+    assert {"timeline", "alerts", "contactstream_cases_events", "case_routes"} <= tables
+
+
+def test_a_second_run_changes_nothing(database_url: str) -> None:
+    before = migrations.version(database_url)
+    assert before == migrations.latest()
+    assert migrations.migrate(database_url) == before
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (before,)
+
+
+def test_a_schema_newer_than_the_code_is_refused(database_url: str) -> None:
+    newer = migrations.latest() + 1
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'future')",
+                     (newer,))
+    with pytest.raises(migrations.SchemaTooNew, match=f"version {newer}"):
+        migrations.migrate(database_url)
+
+
+def test_a_sqlite_url_is_refused_naming_the_import() -> None:
+    from contactstream.adapters.database import DatabaseError, check_url
+
+    with pytest.raises(DatabaseError, match="import-sqlite"):
+        check_url("sqlite:///tmp/readstore.sqlite")
