@@ -10,17 +10,28 @@ import struct
 import threading
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import load_schema, parse_schema, to_parsing_canonical_form
+from fastavro.schema import load_schema as _load_schema
+from fastavro.schema import parse_schema as _parse_schema
+from fastavro.schema import to_parsing_canonical_form
 from psycopg.types.json import Jsonb
 
 from .database import Database
 from .logging import get_logger
 
 log = get_logger(__name__)
+
+def parse_schema(schema: Any) -> dict[str, Any]:
+    """fastavro's parse_schema, typed: our schemas are always records (dicts)."""
+    return cast(dict[str, Any], _parse_schema(schema))
+
+
+def load_schema(path: str) -> dict[str, Any]:
+    return cast(dict[str, Any], _load_schema(path))
+
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 NAMESPACE = "contactstream.v1"
@@ -93,7 +104,7 @@ class EmbeddedSchemaRegistry:
         if db is not None:
             for sid, schema in db.all("SELECT id, schema FROM avro_schemas"):
                 # under the id records carry, even if a later fastavro computed another
-                parsed: dict[str, Any] = parse_schema(schema)  # type: ignore[assignment]
+                parsed = parse_schema(schema)
                 self._by_id.setdefault(int(sid), parsed)
                 self._stored.add(int(sid))
         for path in sorted(schema_dir.glob("*.avsc")):
@@ -228,7 +239,7 @@ class EnvelopeCodec:
                 record = schemaless_reader(body, self.schema, None)
             else:
                 record = schemaless_reader(body, writer, self.schema)
-            return _to_json_shape(record)
+            return _to_json_shape(cast(dict[str, Any], record))
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on bad bytes
             raise DecodeError(f"avro: {type(exc).__name__}: {exc}") from exc
 

@@ -54,7 +54,7 @@ async def _baseline(settings: Settings, codec: Any, n: int) -> float:
 async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
                      samples: int) -> list[float]:
     """Accepted (ingest returned) -> visible in the read store, one event at a time."""
-    store = ReadStore(settings.read_db)
+    store = ReadStore(services.db)
     live = asyncio.create_task(services.projector.run(group=False))
     lat = []
     try:

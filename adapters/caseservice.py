@@ -176,14 +176,14 @@ class CaseService:
             return self._open(customer_id, env, at, payload.get("priority", "normal"))
         if target is None:
             target = self._open_case(customer_id, channel)
+        if target is None:
+            if inbound:
+                return self._open(customer_id, env, at, "normal")
+            return None  # an agent's message outside any case
         try:
             if inbound:
-                if target is None:
-                    return self._open(customer_id, env, at, "normal")
                 target.customer_replied(at, event_id=eid)
             elif outbound:
-                if target is None:
-                    return None  # an agent's message outside any case
                 target.reply(env.get("agent_id") or "unknown", at, event_id=eid)
             else:  # a complaint about an existing case: the customer is still waiting
                 target.customer_replied(at, event_id=eid)

@@ -81,7 +81,7 @@ class AuditMiddleware:
         route = scope.get("route")
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         action = AUDITED.get((scope["method"], template)) if template else None
-        if action is None:
+        if action is None or template is None:
             return
         state = scope.get("state") or {}
         role = state.get("role")

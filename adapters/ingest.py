@@ -97,11 +97,13 @@ class Ingestor:
             result.accepted = await self._produce_and_journal(fresh)
         except BaseException:
             for fut in mine.values():
-                fut.done() or fut.set_result(False)
+                if not fut.done():
+                    fut.set_result(False)
             raise
         finally:
             for eid, fut in mine.items():
-                fut.done() or fut.set_result(eid in fresh)
+                if not fut.done():
+                    fut.set_result(eid in fresh)
                 self._inflight.pop(eid, None)
         self.totals["accepted"] += result.accepted
         self.totals["duplicates"] += result.duplicates

@@ -103,15 +103,15 @@ async def restore(producer: AIOKafkaProducer, sources: Iterable[Iterable[Archive
     for (topic, partition), records in sorted(by_position.items()):
         futures = []
         for offset in range(max(records) + 1):
-            rec = records.get(offset)
-            if rec is None:
+            found = records.get(offset)
+            if found is None:
                 gaps += 1
                 fut = await producer.send(topic, b"", partition=partition,
                                           headers=[(GAP_HEADER, b"1")])
             else:
-                fut = await producer.send(topic, rec.value, key=rec.key, partition=partition,
-                                          headers=rec.headers or None,
-                                          timestamp_ms=rec.timestamp_ms or None)
+                fut = await producer.send(topic, found.value, key=found.key,
+                                          partition=partition, headers=found.headers or None,
+                                          timestamp_ms=found.timestamp_ms or None)
             futures.append((offset, fut))
         for expected, fut in futures:
             meta = await fut

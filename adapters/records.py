@@ -7,9 +7,8 @@ from io import BytesIO
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import load_schema, parse_schema
 
-from .avro import SCHEMA_DIR, DecodeError, SchemaRegistry
+from .avro import SCHEMA_DIR, DecodeError, SchemaRegistry, load_schema, parse_schema
 
 _HEADER = struct.Struct(">bI")
 

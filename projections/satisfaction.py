@@ -95,7 +95,7 @@ def by_group(answers: Iterable[SurveyAnswer], group_by: GroupBy, now_ms: int | N
         groups.setdefault(getattr(a, attr), []).append(a)
     rows = [{"group": g, **summarize(xs, now_ms=now_ms, window_days=window_days)}
             for g, xs in groups.items()]
-    rows = [r for r in rows if any(r[k]["responses"] for k in KINDS)]
+    rows = [r for r in rows if any(r[k]["responses"] for k in KINDS)]  # type: ignore[index]
     return sorted(rows, key=lambda r: (r["group"] is None, r["group"] or ""))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -73,7 +73,7 @@ class RFM:
     m: int | None = None
 
 
-def quintiles(values: Mapping[str, Any], better: Callable[[Any], Hashable]) -> dict[str, int]:
+def quintiles(values: Mapping[str, Any], better: Callable[[Any], Any]) -> dict[str, int]:
     """Score 1-5 by mid-rank percentile: 1 + floor(5 * (below + ties/2) / n). Equal values
     always get equal scores, so ties never depend on ids or input order."""
     n = len(values)

@@ -87,7 +87,7 @@ def case_event_source(cases: CaseService, codec: RecordCodec,
             ev = app.mapper.to_domain_event(n)
             case: Any = state_after(n, ev)
             attrs = ev.__dict__
-            at = attrs.get("at") or attrs.get("opened_at")
+            at: datetime = attrs.get("at") or attrs["opened_at"]
             data = {"opened_at": case.opened_at.isoformat(), "opened_ms": _ms(case.opened_at),
                     "first_response_ms": _ms(case.first_response_at),
                     "resolved_ms": _ms(case.resolved_at)}
