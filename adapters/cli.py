@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--alerts", type=int, metavar="CASES",
                        help="instead: alert latency after the deadline over CASES cases")
+    bench.add_argument("--views", type=int, metavar="EVENTS",
+                       help="instead: customer view, timeline and report latency over HTTP"
+                            " after EVENTS events, and the view under ingest")
+    bench.add_argument("--customers", type=int, default=None,
+                       help="customers for --views (default EVENTS/10)")
+    bench.add_argument("--requests", type=int, default=1000,
+                       help="requests per measured endpoint for --views")
     wk = sub.add_parser("worker", help="run the stream worker alone")
     wk.add_argument("--data-dir")
     imp = sub.add_parser("import-sqlite",
@@ -97,6 +104,11 @@ def _run(args: argparse.Namespace) -> int:
             return backup.backup(settings, Path(args.out))
         return backup.restore(settings, Path(args.src))
     if args.command == "bench":
+        if args.views:
+            from .bench_views import run_view_bench
+            return asyncio.run(run_view_bench(
+                settings, args.views, args.customers or max(1, args.views // 10), args.json,
+                requests=args.requests))
         if args.alerts:
             from .bench_alerts import run_alert_bench
             return asyncio.run(run_alert_bench(settings, cases=args.alerts, as_json=args.json))

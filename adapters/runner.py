@@ -7,10 +7,13 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from . import bootstrap, metrics
 from .audit import AuditLog
@@ -93,6 +96,27 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
         delay = 0.5 if loop.time() - started > 60 else min(delay * 2, 10)
 
 
+def build_api(settings: Settings, services: bootstrap.ApiServices,
+              ready: Callable[[], Awaitable[bool]] | None = None,
+              database_up: Callable[[], bool] | None = None,
+              ) -> tuple[FastAPI, Any, AuditLog]:
+    """The whole HTTP API over one set of API services; the link app (merge history) and
+    the audit log it opens are the caller's to close."""
+    app = create_app(services.ingestor, services.store, services.tokens, ready,
+                     max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
+                     insights=services.insights, database_up=database_up)
+    add_case_routes(app, app.state.role, services.cases, services.control, services.store,
+                    lambda: datetime.now(UTC))
+    metrics.watch(services.control)
+    add_erasure_route(app, services.store, services.control, services.insights)
+    links = bootstrap.link_app(settings)
+    add_identity_routes(app, services.store, services.control, links)
+    audit = AuditLog(services.db)
+    add_privacy_routes(app, app.state.role, services.store, services.insights,
+                       services.control, audit)
+    return app, links, audit
+
+
 async def up(settings: Settings, demo: bool = False) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     write_tokens(settings.tokens_file)
@@ -122,18 +146,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     async def ready() -> bool:
         return not worker.done() and ready_file.exists() and database_up.is_set()
 
-    app = create_app(services.ingestor, services.store, services.tokens, ready,
-                     max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
-                     insights=services.insights, database_up=database_up.is_set)
-    add_case_routes(app, app.state.role, services.cases, services.control, services.store,
-                    lambda: datetime.now(UTC))
-    metrics.watch(services.control)
-    add_erasure_route(app, services.store, services.control, services.insights)
-    links = bootstrap.link_app(settings)
-    add_identity_routes(app, services.store, services.control, links)
-    audit = AuditLog(services.db)
-    add_privacy_routes(app, app.state.role, services.store, services.insights,
-                       services.control, audit)
+    app, links, audit = build_api(settings, services, ready, database_up.is_set)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
