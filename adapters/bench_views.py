@@ -39,7 +39,7 @@ from .privacy import privacy
 
 log = get_logger(__name__)
 
-REPORTS = {
+REPORTS: dict[str, tuple[str, dict[str, Any]]] = {
     "satisfaction": ("/v1/reports/satisfaction", {"group_by": "agent", "window_days": 30}),
     "service": ("/v1/reports/service", {"window_days": 1}),
     "segments": ("/v1/reports/segments", {}),

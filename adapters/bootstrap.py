@@ -132,8 +132,9 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     def mark_ready() -> None:  # read by /readyz of `up`
         worker_ready_file(settings).write_text(str(os.getpid()))
 
-    from ..streams.casework import alert_source, case_event_source, case_stage
+    from ..streams.casework import case_stage
     from ..streams.webhooks import WebhookDispatcher
+    from .outbox_sources import alert_source, case_event_source
 
     clock = clock or SystemClock()
     loop = asyncio.get_running_loop()
@@ -152,7 +153,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     case_relay = OutboxRelay(
         "cases", settings.cases_topic, settings, producer, control,
         case_event_source(service, case_codec(settings, db)),
-        on_published=lambda items: [scheduler.changed(*i.ref) for i in items])
+        on_published=lambda items: scheduler.changed_all(i.ref for i in items))
+
     def rearm(timers: CaseTimers) -> None:  # on the loop
         # only a started scheduler runs timers (the worker's, see streams/app.py): a replay
         # never starts one, and start() itself arms every case the store holds by then

@@ -24,8 +24,10 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from ..domain import sla
+from ..domain.calendars import BusinessCalendar
 from ..domain.cases import Case, CaseError, InvalidCommand
 from ..domain.interactions import parse_occurred_at
+from ..streams.ports import CaseNotFound
 from .control import ControlStore
 from .database import eventsourcing_env
 from .logging import get_logger
@@ -49,10 +51,6 @@ class CaseApp(Application[uuid.UUID]):
 
 def case_app(database_url: str) -> CaseApp:
     return CaseApp(env=eventsourcing_env(database_url))
-
-
-class CaseNotFound(Exception):
-    pass
 
 
 class CaseService:
@@ -120,6 +118,21 @@ class CaseService:
         """A case as this process last saved it (the worker's cache), else from the store."""
         cid = uuid.UUID(str(case_id))
         return self._cache.get(cid) or self.get(cid)
+
+    def case_ids(self) -> Iterator[str]:
+        """Every case in the store, in the order they were first saved."""
+        seen: set[str] = set()
+        start = 1
+        while batch := self.app.recorder.select_notifications(  # type: ignore[attr-defined]
+                start, 1000):
+            for n in batch:
+                if (cid := str(n.originator_id)) not in seen:
+                    seen.add(cid)
+                    yield cid
+            start = batch[-1].id + 1
+
+    def calendars(self) -> dict[str, BusinessCalendar]:
+        return self.control.calendars()
 
     def version_of(self, case_id: str) -> int | None:
         """The stored version of a case, cheaply (no replay of its events)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -19,24 +18,12 @@ from psycopg.types.json import Jsonb
 
 from ..domain.calendars import BusinessCalendar
 from ..domain.sla import SlaPolicy
+from ..streams.ports import NewAlert
 from .database import Database
 from .readstore import ArchivedRecord, archive, archived
 
 ALERT_COLUMNS = ("seq", "id", "kind", "case_id", "customer_id", "metric", "due_at", "at",
                  "level", "detail")
-
-
-@dataclass(frozen=True)
-class NewAlert:
-    id: str
-    kind: str
-    at: str
-    level: str
-    case_id: str | None = None
-    customer_id: str | None = None
-    metric: str | None = None
-    due_at: str | None = None
-    detail: dict[str, str] | None = None
 
 
 class ControlStore:

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from ..streams.ports import GAP_HEADER, ArchivedRecord
 from .database import Database
 from .logging import get_logger
-from .readstore import ArchivedRecord
 
 log = get_logger(__name__)
 
-GAP_HEADER = "contactstream-gap"
 
 INSERT = ('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
           " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -18,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineState
+from ..streams.ports import ArchivedRecord
 from .database import Database
 
 if TYPE_CHECKING:
@@ -28,20 +28,9 @@ PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases", "customer_
                      "identity_edges", "identity_bases")
 
 
-@dataclass(frozen=True, slots=True)
-class ArchivedRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp_ms: int
-
-    def row(self) -> tuple[Any, ...]:
-        hdrs = Jsonb([[k, v.decode("latin-1")] for k, v in self.headers])
-        return (self.topic, self.partition, self.offset, self.key, self.value, hdrs,
-                self.timestamp_ms)
+def _archive_row(r: ArchivedRecord) -> tuple[Any, ...]:
+    hdrs = Jsonb([[k, v.decode("latin-1")] for k, v in r.headers])
+    return (r.topic, r.partition, r.offset, r.key, r.value, hdrs, r.timestamp_ms)
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -59,7 +48,7 @@ ARCHIVE_INSERT = ('INSERT INTO broker_archive (topic, partition, "offset", key, 
 def archive(conn: psycopg.Connection[Any], records: Sequence[ArchivedRecord]) -> None:
     """Keep records of the embedded broker (inside the caller's transaction)."""
     if records:
-        conn.cursor().executemany(ARCHIVE_INSERT, [r.row() for r in records])
+        conn.cursor().executemany(ARCHIVE_INSERT, [_archive_row(r) for r in records])
 
 
 def archived(db: Database) -> Iterable[ArchivedRecord]:

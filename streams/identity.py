@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from ..adapters.logging import get_logger
 from ..domain.identity import CustomerLink, IdentityError
 from ..projections import identity as graph
 from ..projections.identifiers import envelope_identifiers
 from ..projections.timeline import occurred_ms
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 class IdentityRows(Protocol):
     """Where the graph's edges, separations and bases are kept (adapters/readstore.py)."""

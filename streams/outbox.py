@@ -16,16 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from ..adapters import kafka
 from ..adapters.config import Settings
-from ..adapters.control import ControlStore
-from ..adapters.logging import get_logger
-from ..adapters.readstore import ArchivedRecord
+from .ports import ArchivedRecord, Positions
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 SEQ_HEADER = "contactstream-seq"
 
@@ -40,7 +39,7 @@ class OutboxItem:
 
 class OutboxRelay:
     def __init__(self, name: str, topic: str, settings: Settings, producer: AIOKafkaProducer,
-                 control: ControlStore, source: Callable[[int, int], Sequence[OutboxItem]],
+                 control: Positions, source: Callable[[int, int], Sequence[OutboxItem]],
                  on_published: Callable[[Sequence[OutboxItem]], None] | None = None,
                  idle_s: float = 0.2) -> None:
         self.name = name

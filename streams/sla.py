@@ -14,19 +14,19 @@ import asyncio
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..adapters.caseservice import CaseNotFound, CaseService
-from ..adapters.control import ControlStore, NewAlert
-from ..adapters.logging import get_logger
+import structlog
+
 from ..domain import sla
 from ..domain.interactions import parse_occurred_at
+from .ports import CaseNotFound, CaseStore, Escalation, NewAlert
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 REPEAT_WINDOW = timedelta(days=30)
 REPEAT_COUNT = 3
@@ -102,7 +102,7 @@ def _level(kind: str) -> str:
 class SlaScheduler:
     """One timer task per case with a running clock."""
 
-    def __init__(self, cases: CaseService, control: ControlStore, clock: Clock,
+    def __init__(self, cases: CaseStore, control: Escalation, clock: Clock,
                  on_alert: Callable[[], None] = lambda: None) -> None:
         self.cases = cases
         self.control = control
@@ -140,6 +140,11 @@ class SlaScheduler:
         if self._versions.get(case_id, -1) >= version:
             return
         self.reschedule(case_id)
+
+    def changed_all(self, refs: Iterable[tuple[str, int]]) -> None:
+        """``changed`` for each (case id, version) a relay published."""
+        for case_id, version in refs:
+            self.changed(case_id, version)
 
     def _done(self, case_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(case_id) is task:
@@ -232,16 +237,7 @@ class SlaScheduler:
         return len(ids)
 
     def _all_case_ids(self) -> list[str]:
-        seen: dict[str, None] = {}
-        start = 1
-        recorder = self.cases.app.recorder
-        while True:
-            batch = recorder.select_notifications(start, 1000)  # type: ignore[attr-defined]
-            if not batch:
-                return list(seen)
-            for n in batch:
-                seen.setdefault(str(n.originator_id), None)
-            start = batch[-1].id + 1
+        return list(self.cases.case_ids())
 
     async def stop(self) -> None:
         self.started = False
@@ -255,7 +251,7 @@ class Escalations:
     """Alerts that come straight from interactions: a third complaint within 30 days, and
     a low satisfaction answer (CSAT 1-2, NPS 0-6)."""
 
-    def __init__(self, control: ControlStore, clock: Clock,
+    def __init__(self, control: Escalation, clock: Clock,
                  on_alert: Callable[[], None] = lambda: None) -> None:
         self.control = control
         self.clock = clock

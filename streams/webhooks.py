@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import structlog
 from prometheus_client import Counter
 
-from ..adapters.control import ControlStore
-from ..adapters.logging import get_logger
+from .ports import Deliveries
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 DELIVERIES = Counter("contactstream_webhook_deliveries_total",
                      "Webhook delivery attempts by outcome (delivered, retried, failed)",
@@ -61,7 +61,7 @@ class WebhookDispatcher:
     `X-Contactstream-Alert-Id`).
     """
 
-    def __init__(self, control: ControlStore, *, client: httpx.AsyncClient | None = None,
+    def __init__(self, control: Deliveries, *, client: httpx.AsyncClient | None = None,
                  retries: int = 6, backoff_s: float = 0.5, max_backoff_s: float = 30.0,
                  timeout_s: float = 10.0,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
