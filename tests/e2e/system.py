@@ -17,7 +17,9 @@ from contactstream.adapters.broker import free_port
 
 
 class Up:
-    def __init__(self, data_dir: Path, *args: str, log_format: str = "json") -> None:
+    def __init__(self, data_dir: Path, *args: str, log_format: str = "json",
+                 env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}
         self.data_dir = data_dir
         self.args = args
         self.port = free_port()
@@ -29,6 +31,7 @@ class Up:
     def start(self, timeout: float = 60) -> Up:
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
         env.update(CONTACTSTREAM_LOG_FORMAT=self.log_format, CONTACTSTREAM_LOG_LEVEL="info")
+        env.update(self.extra_env)
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "contactstream.adapters.cli", "up", "--data-dir",
@@ -41,7 +44,9 @@ class Up:
                 raise RuntimeError(f"up exited {self.proc.returncode}: {self.logs()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    self.tokens = json.loads((self.data_dir / "tokens.json").read_text())
+                    tokens = self.extra_env.get("CONTACTSTREAM_TOKENS_FILE")
+                    path = Path(tokens) if tokens else self.data_dir / "tokens.json"
+                    self.tokens = json.loads(path.read_text())
                     return self
             except httpx.HTTPError:
                 pass
