@@ -70,7 +70,9 @@ def backup(settings: Settings, out: Path) -> int:
         return 1
     copied = [DUMP]
     keys = settings.keys_db
-    if keys.exists():  # after the dump: every event in it finds its key
+    file_store = settings.key_store == "file" or (not settings.key_store
+                                                   and not settings.database_url)
+    if file_store and keys.exists():  # after the dump: every event in it finds its key
         with closing(sqlite3.connect(keys)) as src, closing(sqlite3.connect(out / KEYS)) as dst:
             src.backup(dst)
         (out / KEYS).chmod(0o600)

@@ -22,6 +22,9 @@ from ..streams.ports import NewAlert
 from .database import Database
 from .readstore import ArchivedRecord, archive, archived
 
+# pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
+ALERT_ORDER_LOCK = 0x616C7274
+
 ALERT_COLUMNS = ("seq", "id", "kind", "case_id", "customer_id", "metric", "due_at", "at",
                  "level", "detail")
 
@@ -141,15 +144,20 @@ class ControlStore:
     # -- alerts --------------------------------------------------------------------------------
     def add_alert(self, alert: NewAlert) -> int | None:
         """Append to the alert log; None when an alert with this id exists (each once)."""
-        # NOT EXISTS first: an insert that ON CONFLICT ignores still takes a seq, so
-        # re-deriving known alerts (a restart, a replay) would leave gaps in the numbering
-        row = self._write(
-            "INSERT INTO alerts (id, kind, case_id, customer_id, metric, due_at, at, level,"
-            " detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
-            " (SELECT 1 FROM alerts WHERE id=%s) ON CONFLICT (id) DO NOTHING RETURNING seq",
-            (alert.id, alert.kind, alert.case_id, alert.customer_id, alert.metric,
-             alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}), alert.id)
-        ).fetchone()
+        with self._tx() as conn:
+            # readers follow the log by seq (relay, webhooks, SSE): a seq must never
+            # become visible after a higher one, so adders take turns until they commit
+            # (the case stage's batch holds the turn for its transaction)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_ORDER_LOCK,))
+            # NOT EXISTS first: an insert that ON CONFLICT ignores still takes a seq, so
+            # re-deriving known alerts (a restart, a replay) would leave gaps
+            row = conn.execute(
+                "INSERT INTO alerts (id, kind, case_id, customer_id, metric, due_at, at,"
+                " level, detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
+                " (SELECT 1 FROM alerts WHERE id=%s) ON CONFLICT (id) DO NOTHING RETURNING seq",
+                (alert.id, alert.kind, alert.case_id, alert.customer_id, alert.metric,
+                 alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}), alert.id)
+            ).fetchone()
         return int(row[0]) if row else None
 
     def alert_ids(self, prefix: str) -> set[str]:
