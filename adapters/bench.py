@@ -77,9 +77,14 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
 
 
 async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False,
-                    samples: int = 200) -> int:
+                    samples: int = 200, views: dict[str, Any] | None = None) -> int:
+    """``views``: the arguments of a ``--views`` part (adapters/bench_views.py), run after
+    the pipeline part in a scratch dir of its own; its figures go under ``views``."""
     async with scratch(base, "bench") as settings:
         result = await _run(settings, events, samples)
+    if views is not None:
+        from .bench_views import run_views
+        result["views"] = await run_views(base, **views)
     if as_json:
         print(json.dumps(result))
     else:
@@ -95,6 +100,9 @@ async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False
         f = result["freshness_ms"]
         print(f"freshness accepted->visible  p50 {f['p50']:.1f} ms  p99 {f['p99']:.1f} ms"
               f"  ({samples} events)")
+        if views is not None:
+            from .bench_views import print_views
+            print_views(result["views"])
     return 0
 
 

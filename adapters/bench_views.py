@@ -10,7 +10,8 @@ encryption, journal) and the worker's projector; then an API process of its own 
 - the customer view again while this process ingests and projects ``--ingest-rate``
   events a second (default 2,000).
 
-Prints numbers (``--json``: one object, key ``views``); asserts nothing.
+Run after the pipeline part of ``contactstream bench`` (its figures under ``views`` in
+``--json``); asserts nothing.
 """
 
 from __future__ import annotations
@@ -54,23 +55,22 @@ def _pct(values: list[float]) -> dict[str, float]:
             "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)}
 
 
-async def run_view_bench(base: Settings, events: int, customers: int, as_json: bool,
-                         requests: int = 1000, ingest_rate: int = 2000) -> int:
+async def run_views(base: Settings, events: int, customers: int, requests: int = 1000,
+                    ingest_rate: int = 2000) -> dict[str, Any]:
     from .bench import scratch
 
     async with scratch(base, "views") as settings:
-        result = await _run(settings, events, customers, requests, ingest_rate)
-    if as_json:
-        print(json.dumps({"views": result}))
-    else:
-        print(f"loaded {result['events']:,} events / {result['customers']:,} customers"
-              f" in {result['load_s']} s")
-        for name in ("view_ms", "timeline_ms", "view_under_ingest_ms"):
-            print(f"{name:<24} p50 {result[name]['p50']:>8} ms   p99 {result[name]['p99']:>8} ms")
-        for name, pct in result["reports_ms"].items():
-            print(f"report {name:<17} p50 {pct['p50']:>8} ms   p99 {pct['p99']:>8} ms")
-        print(f"ingest while measuring: {result['ingest_events_per_s']:,.0f} ev/s")
-    return 0
+        return await _run(settings, events, customers, requests, ingest_rate)
+
+
+def print_views(result: dict[str, Any]) -> None:
+    print(f"views: loaded {result['events']:,} events / {result['customers']:,} customers"
+          f" in {result['load_s']} s")
+    for name in ("view_ms", "timeline_ms", "view_under_ingest_ms"):
+        print(f"{name:<24} p50 {result[name]['p50']:>8} ms   p99 {result[name]['p99']:>8} ms")
+    for name, pct in result["reports_ms"].items():
+        print(f"report {name:<17} p50 {pct['p50']:>8} ms   p99 {pct['p99']:>8} ms")
+    print(f"ingest while measuring: {result['ingest_events_per_s']:,.0f} ev/s")
 
 
 async def _run(settings: Settings, n: int, customers: int, requests: int,

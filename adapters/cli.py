@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--alerts", type=int, metavar="CASES",
                        help="instead: alert latency after the deadline over CASES cases")
     bench.add_argument("--views", type=int, metavar="EVENTS",
-                       help="instead: customer view, timeline and report latency over HTTP"
+                       help="also: customer view, timeline and report latency over HTTP"
                             " after EVENTS events, and the view under ingest")
     bench.add_argument("--customers", type=int, default=None,
                        help="customers for --views (default EVENTS/10)")
@@ -104,16 +104,15 @@ def _run(args: argparse.Namespace) -> int:
             return backup.backup(settings, Path(args.out))
         return backup.restore(settings, Path(args.src))
     if args.command == "bench":
-        if args.views:
-            from .bench_views import run_view_bench
-            return asyncio.run(run_view_bench(
-                settings, args.views, args.customers or max(1, args.views // 10), args.json,
-                requests=args.requests))
+        views = None if not args.views else {
+            "events": args.views, "customers": args.customers or max(1, args.views // 10),
+            "requests": args.requests}
         if args.alerts:
             from .bench_alerts import run_alert_bench
             return asyncio.run(run_alert_bench(settings, cases=args.alerts, as_json=args.json))
         from .bench import run_bench
-        return asyncio.run(run_bench(settings, events=args.events, as_json=args.json))
+        return asyncio.run(run_bench(settings, events=args.events, as_json=args.json,
+                                     views=views))
     return 2
 
 
