@@ -7,8 +7,8 @@ encryption, journal) and the worker's projector; then an API process of its own 
 
 - the customer view and the timeline (limit 50) of random known customers, p50/p99;
 - every report and the at-risk customer list, p50/p99;
-- the customer view again while this process ingests and projects ``--ingest-rate``
-  events a second (default 2,000).
+- the customer view again while this process ingests and projects 2,000 events a
+  second.
 
 Run after the pipeline part of ``contactstream bench`` (its figures under ``views`` in
 ``--json``); asserts nothing.
