@@ -29,7 +29,9 @@ ALERT_COLUMNS = ("seq", "id", "kind", "case_id", "customer_id", "metric", "due_a
                  "level", "detail")
 
 
-class ControlStore:
+class _Session:
+    """One database shared by the parts below, and the thread's batch transaction."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self._local = threading.local()
@@ -62,7 +64,12 @@ class ControlStore:
         with self._tx() as conn:
             return conn.execute(sql, args or None).fetchall()  # type: ignore[arg-type]
 
-    # -- policies and calendars ----------------------------------------------------------
+
+
+class SupervisorSettings(_Session):
+    """What supervisors configure: SLA policies (in matching order), calendars, webhooks
+    and the failures of their deliveries."""
+
     def put_policy(self, policy: SlaPolicy) -> None:
         """Insert or replace; a replaced policy keeps its place in the matching order."""
         with self._tx() as conn:
@@ -87,7 +94,6 @@ class ControlStore:
         return {name: BusinessCalendar.from_json(name, body)
                 for name, body in self._all("SELECT name, body FROM calendars")}
 
-    # -- webhooks --------------------------------------------------------------------------
     def put_webhook(self, name: str, body: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute("INSERT INTO webhooks VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET"
@@ -108,7 +114,12 @@ class ControlStore:
         return {n: int(c) for n, c in self._all(
             "SELECT webhook, COUNT(*) FROM webhook_failures GROUP BY webhook")}
 
-    # -- cases --------------------------------------------------------------------------------
+
+
+class CaseMemory(_Session):
+    """What the case stage remembers between batches: each customer's open case per
+    channel, the case each interaction went to, complaint history, erasures."""
+
     def open_case_for(self, customer_id: str, channel: str) -> str | None:
         rows = self._all("SELECT case_id FROM case_index WHERE customer_id=%s AND"
                          " channel=%s", (customer_id, channel))
@@ -141,7 +152,19 @@ class ControlStore:
             " occurred_ms > %s AND occurred_ms <= %s ORDER BY occurred_ms, event_id",
             (customer_id, start_ms, end_ms))]
 
-    # -- alerts --------------------------------------------------------------------------------
+    def erasures(self) -> dict[str, list[tuple[int, str]]]:
+        """Base customer -> (when, pseudonym) of its erasures: case events and alerts of
+        cases opened before go to the pseudonym, live and on replay."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for cid, at_ms, pseudonym in self._all(
+                "SELECT customer_id, at_ms, pseudonym FROM erasures ORDER BY customer_id, at_ms"):
+            out.setdefault(cid, []).append((int(at_ms), pseudonym))
+        return out
+
+
+class AlertLogStore(_Session):
+    """The alert log: each alert once by its id, numbered in commit order."""
+
     def add_alert(self, alert: NewAlert) -> int | None:
         """Append to the alert log; None when an alert with this id exists (each once)."""
         with self._tx() as conn:
@@ -187,7 +210,12 @@ class ControlStore:
         return {r[0] for r in self._all(
             "SELECT DISTINCT case_id FROM alerts WHERE kind='sla.breached'")}
 
-    # -- unmerges: asked for by an admin in the API, carried out by the worker --------------
+
+
+class AdminRequests(_Session):
+    """Unmerges and erasures an admin asked for in the API, carried out by the worker
+    between two batches."""
+
     def request_unmerge(self, survivor: str, member: str, by: str, reason: str, at: str) -> int:
         row = self._write("INSERT INTO unmerge_requests (survivor, member, requested_by,"
                           " reason, at) VALUES (%s,%s,%s,%s,%s) RETURNING seq",
@@ -215,7 +243,6 @@ class ControlStore:
         out["done_at"] = out["done_at"].isoformat() if out["done_at"] else None
         return out
 
-    # -- erasures: destroyed keys in the API, the purge carried out by the worker -----------
     def request_erasure(self, cid: str, payload: dict[str, Any], by: str, at: str) -> int:
         row = self._write("INSERT INTO erasure_requests (customer_id, requested_by, at,"
                           " payload) VALUES (%s,%s,%s,%s) RETURNING seq",
@@ -241,15 +268,12 @@ class ControlStore:
         return dict(zip(("seq", "customer_id", "done_at", "error", "result"), rows[0],
                         strict=True))
 
-    # -- erasures: case events of an erased customer go to the pseudonym on replay --------
-    def erasures(self) -> dict[str, list[tuple[int, str]]]:
-        out: dict[str, list[tuple[int, str]]] = {}
-        for cid, at_ms, pseudonym in self._all(
-                "SELECT customer_id, at_ms, pseudonym FROM erasures ORDER BY customer_id, at_ms"):
-            out.setdefault(cid, []).append((int(at_ms), pseudonym))
-        return out
 
-    # -- relay positions and the archive of what they published ------------------------------
+
+class RelayPositions(_Session):
+    """How far each outbox relay and webhook delivery has come, and (embedded broker) the
+    records the relays published."""
+
     def position(self, name: str) -> int:
         rows = self._all("SELECT position FROM positions WHERE name=%s", (name,))
         return int(rows[0][0]) if rows else 0
@@ -262,3 +286,9 @@ class ControlStore:
 
     def archived(self) -> Iterable[ArchivedRecord]:
         return archived(self.db)
+
+
+class ControlStore(SupervisorSettings, CaseMemory, AlertLogStore, AdminRequests,
+                   RelayPositions):
+    """Every part over one database session, as a process opens it; each consumer sees
+    only its part's interface (streams/ports.py)."""
