@@ -40,6 +40,8 @@ class Settings:
     base_currency: str = "EUR"
     # extra or overriding fixed rates, "HUF=0.0025,USD=0.92" (base units per unit)
     fx_rates: str = ""
+    # customers of the `up --demo` population (its history is about 67 events each)
+    demo_customers: int = 400
     extra: dict[str, str] = field(default_factory=dict)
 
     # True when the broker is our own memory-only Tansu: enables the local archive and
@@ -117,6 +119,7 @@ def from_env(**overrides: object) -> Settings:
         base_currency=_env("CONTACTSTREAM_BASE_CURRENCY", "EUR").upper(),
         master_key=_env("CONTACTSTREAM_MASTER_KEY", ""),
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
+        demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

@@ -44,6 +44,8 @@ async def _replay(settings: Settings) -> int:
     try:
         services.writer.reset_projections()
         services.projector.dead_letter = False
+        if services.projector.identity is not None:  # the merge history is kept as it is
+            services.projector.identity.record = False
         with tqdm(unit="rec", file=sys.stderr, disable=None) as bar:
             def show(progress: object) -> None:
                 bar.n = progress.records  # type: ignore[attr-defined]

@@ -171,7 +171,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     demo_task = None
     if demo:
         from .demo_feed import run_demo_feed
-        demo_task = asyncio.create_task(run_demo_feed(url, settings.tokens_file, stop))
+        demo_task = asyncio.create_task(run_demo_feed(url, settings.tokens_file, stop,
+                                                      customers=settings.demo_customers))
     await stop.wait()
     log.info("up.stopping")
     if demo_task:
