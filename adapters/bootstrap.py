@@ -30,7 +30,7 @@ from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
 from .privacy import Privacy, privacy
-from .readstore import ReadStore, ReadStoreWriter, archived
+from .readstore import FigureWriter, ReadStore, ReadStoreWriter, archived
 from .records import RecordCodec
 
 log = get_logger(__name__)
@@ -105,6 +105,7 @@ class WorkerServices:
     scheduler: SlaScheduler | None = None
     relays: tuple[OutboxRelay, ...] = ()
     webhooks: Any = None
+    clock: Clock | None = None  # what the periodic refresh of figures runs on
 
     async def close(self) -> None:
         if self.scheduler is not None:
@@ -127,7 +128,13 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     producer = kafka.producer(settings)
     await producer.start()
     db = database(settings)
-    writer = ReadStoreWriter(db)
+    clock = clock or SystemClock()
+    now = clock.now
+    writer = ReadStoreWriter(db, figures=FigureWriter(
+        settings.base_currency, parse_rates(settings.fx_rates, settings.base_currency),
+        clock=lambda: int(now().timestamp() * 1000)))
+    # an upgraded database, or a timeline an import filled: figures from the timeline first
+    await asyncio.to_thread(writer.rebuild_figures_if_pending)
 
     def mark_ready() -> None:  # read by /readyz of `up`
         worker_ready_file(settings).write_text(str(os.getpid()))
@@ -136,7 +143,6 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     from ..streams.webhooks import WebhookDispatcher
     from .outbox_sources import alert_source, case_event_source
 
-    clock = clock or SystemClock()
     loop = asyncio.get_running_loop()
     control = ControlStore(db)
     kit = privacy(settings, db)
@@ -175,9 +181,10 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     projector.keys = kit.keystore
     projector.identity = IdentityKeeper(settings.default_region, link_app(settings))
     projector.control = control
-    projector.purge = partial(purge, db)
+    projector.purge = partial(purge, db, figures=writer.figures)
+    projector.refresh_figures = writer.refresh_figures
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
-                          (case_relay, alert_relay), webhooks)
+                          (case_relay, alert_relay), webhooks, clock)
 
 
 def worker_ready_file(settings: Settings) -> Path:
@@ -215,8 +222,7 @@ async def api_services(settings: Settings) -> ApiServices:
     store = ReadStore(db, kit)
     control = ControlStore(db)
     insights = Insights(store, settings.base_currency,
-                        parse_rates(settings.fx_rates, settings.base_currency),
-                        breached_cases=control.breached_case_ids)
+                        parse_rates(settings.fx_rates, settings.base_currency))
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
                        journal, insights, case_service(settings, control, kit), control, db)
 

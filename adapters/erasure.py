@@ -28,6 +28,7 @@ from .crypto import is_token
 from .database import Database
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
+from .readstore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
 
 log = get_logger(__name__)
 
@@ -62,19 +63,23 @@ def destroy_keys(db: Database, privacy: Privacy, cid: str,
     return bases, sorted(key_ids), privacy.keystore.destroy(sorted(key_ids))
 
 
-def purge(db: Database, cid: str, bases: list[str], key_ids: list[str]) -> Erasure:
+def purge(db: Database, cid: str, bases: list[str], key_ids: list[str],
+          figures: FigureWriter | None = None) -> Erasure:
     """Step 2, in the worker between two batches (so no commit in flight can write the
     person back): the read models and the case stage's memory forget the person, in
-    one transaction."""
+    one transaction. The customer's figures move with its timeline rows, so every count
+    and score across the base stays as it was."""
     first = erased_pseudonym(key_ids[0]) if key_ids else erased_pseudonym(f"customer:{cid}")
     at_ms = int(datetime.now(UTC).timestamp() * 1000)
     everyone = sorted({cid, *bases})
     with db.tx() as conn:
-        rows = conn.execute("SELECT event_id, key_id, payload FROM timeline WHERE"
-                            " customer_id = ANY(%s)", (bases,)).fetchall()
+        rows = [timeline_entry(r) for r in conn.execute(
+            f"SELECT {TIMELINE_COLUMNS} FROM timeline WHERE"  # type: ignore[call-overload]
+            " customer_id = ANY(%s)", (bases,))]
+        to = {e.event_id: erased_pseudonym(e.key_id) if e.key_id else first for e in rows}
         conn.cursor().executemany(
             "UPDATE timeline SET customer_id=%s, payload=%s::jsonb WHERE event_id=%s",
-            [(erased_pseudonym(k) if k else first, _strip(p), eid) for eid, k, p in rows])
+            [(to[e.event_id], _strip(e.payload), e.event_id) for e in rows])
         conn.execute("UPDATE cases SET customer_id=%s WHERE customer_id = ANY(%s)",
                      (first, bases))
         idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=%s",
@@ -93,6 +98,7 @@ def purge(db: Database, cid: str, bases: list[str], key_ids: list[str]) -> Erasu
                      (first, everyone))
         conn.execute("UPDATE alerts SET customer_id=%s WHERE customer_id = ANY(%s)",
                      (first, everyone))
+        (figures or FigureWriter()).move(conn, rows, to, bases, [*everyone, first])
     pseudonyms = sorted({erased_pseudonym(k) for k in key_ids} or {first})
     log.info("customer.erased", keys=len(key_ids), timeline_rows=len(rows))
     return Erasure(cid, len(key_ids), len(rows), pseudonyms)

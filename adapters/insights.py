@@ -1,262 +1,215 @@
-"""Satisfaction, value and churn read models: raw facts from the timeline table folded by
-the pure functions in projections/ (satisfaction, value, churn).
+"""Satisfaction, value, churn and consent as the API shows them, read from the figures the
+worker keeps (migration 4; adapters/readstore.py ``FigureWriter``). A customer's blocks are
+a few key reads over its member bases; lists and reports aggregate stored rows (one per
+customer, or day buckets); nothing here reads timeline rows.
 
-Surveys and purchases are timeline rows, so these figures inherit its guarantees: keyed
-by event id (duplicates count once), rebuilt by replay, never lost on a restart. Figures
-across the whole customer base (RFM quintiles, churn for every customer) are cached until
-the timeline changes or ``ttl_s`` passes.
+What moves with the clock (satisfaction windows, churn risk, RFM) is the stored value the
+worker computed for an instant and refreshes periodically, so the view, the customer
+lists, the segment and Pareto reports and the export agree. The satisfaction report
+takes its window at the request's instant: day buckets plus the answers of the two days
+the window is cut on give it to the millisecond.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, overload
 
-from ..projections import churn, consent, satisfaction, value
-from .readstore import ReadStore
+from ..projections import consent, figures, satisfaction, scores, value
+from .database import Database
+from .readstore import DEFAULT_RATES, ReadStore, parse_rates
+
+__all__ = ["DEFAULT_RATES", "CustomerList", "Insights", "parse_rates"]
 
 DAY_MS = 86_400_000
-
-# units of the base currency per unit; fixed rates for totals (CONTACTSTREAM_FX_RATES)
-DEFAULT_RATES = {"EUR": "1", "USD": "0.92", "GBP": "1.16", "HUF": "0.0025", "CHF": "1.05",
-                 "CNY": "0.13", "IRR": "0.000022", "PLN": "0.23", "CZK": "0.04"}
-
-
-def parse_rates(text: str, base: str) -> dict[str, Decimal]:
-    """``"HUF=0.0025,USD=0.92"`` -> rates; the defaults apply when base is EUR."""
-    rates = {k: Decimal(v) for k, v in DEFAULT_RATES.items()} if base == "EUR" else {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        cur, _, rate = part.partition("=")
-        rates[cur.strip().upper()] = Decimal(rate.strip())
-    rates[base] = Decimal(1)
-    return rates
-
-
-@dataclass(frozen=True)
-class BaseView:
-    """Per-customer value and churn across the whole base, at one instant."""
-
-    now_ms: int
-    revenue: dict[str, Decimal]
-    lifetime: dict[str, dict[str, Any]]
-    rfm: dict[str, value.RFM]
-    churn: dict[str, churn.ChurnRisk]
+_GROUP_COLUMN = {"agent": "eff_agent", "channel": "channel", "queue": "eff_queue"}
 
 
 class Insights:
     def __init__(self, store: ReadStore, base_currency: str = "EUR",
                  rates: Mapping[str, Decimal] | None = None,
-                 clock: Callable[[], float] = time.time, ttl_s: float = 30.0,
-                 breached_cases: Callable[[], set[str]] = set) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.base = base_currency
         self.rates = dict(rates or parse_rates("", base_currency))
         self.clock = clock
-        self.ttl_s = ttl_s
-        self.min_age_s = min(5.0, ttl_s)
-        self.breached_cases = breached_cases
-        self._lock = threading.Lock()
-        self._cache: tuple[tuple[int, int], float, BaseView] | None = None
 
     def forget(self) -> None:
-        """Drop the cached base-wide figures (after an erasure)."""
-        with self._lock:
-            self._cache = None
+        """Nothing is cached here any more (kept for callers after an erasure)."""
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    # -- raw facts ---------------------------------------------------------------------
-    def surveys(self, customer_id: str | None = None) -> list[satisfaction.SurveyAnswer]:
-        sql = ("SELECT event_id, customer_id, occurred_ms, payload, agent_id, channel, queue,"
-               " case_id FROM timeline WHERE type='survey.answered'")
-        rows = self._rows(sql, customer_id)
-        case_owner = self._case_owners({r[7] for r in rows if r[7] and not (r[4] and r[6])})
-        out = []
-        links = self._links()
-        for eid, cid, ms, payload, agent, channel, queue, case in rows:
-            p = payload
-            owner_agent, owner_queue = case_owner.get(case, (None, None))
-            out.append(satisfaction.SurveyAnswer(
-                eid, links.get(cid, cid), ms, p["kind"], int(p["score"]),
-                agent or owner_agent, channel, queue or owner_queue, case))
-        return out
-
-    def _case_owners(self, case_ids: set[str]) -> dict[str, tuple[str | None, str | None]]:
-        """A survey about a case without its own agent or queue takes the case's: the
-        latest agent and queue seen on that case's interactions."""
-        owners: dict[str, tuple[str | None, str | None]] = {}
-        ids = sorted(case_ids)
-        for case, agent, queue in self.store.db.all(
-                "SELECT case_id, agent_id, queue FROM timeline WHERE case_id = ANY(%s)"
-                " AND type<>'survey.answered' ORDER BY occurred_ms, event_id", (ids,)):
-            prev = owners.get(case, (None, None))
-            owners[case] = (agent or prev[0], queue or prev[1])
-        return owners
-
-    def _links(self) -> dict[str, str]:
-        """base customer -> the customer it is merged into (streams/identity.py)."""
-        return dict(self.store.db.all("SELECT base, survivor FROM customer_links"))  # type: ignore[arg-type]
-
-    def _rows(self, sql: str, customer_id: str | None) -> list[Any]:
-        if customer_id is None:
-            return self.store.db.all(sql + " ORDER BY event_id")
-        bases = self.store.members(customer_id)
-        return self.store.db.all(sql + " AND customer_id = ANY(%s) ORDER BY event_id", (bases,))
-
-    def purchases(self, customer_id: str | None = None) -> list[value.Purchase]:
-        sql = ("SELECT event_id, customer_id, occurred_ms, payload FROM timeline"
-               " WHERE type='purchase.completed'")
-        rows = self._rows(sql, customer_id)
-        links = self._links()
-        out = []
-        for eid, cid, ms, payload in rows:
-            p = payload
-            out.append(value.Purchase(eid, links.get(cid, cid), ms, Decimal(p["amount"]),
-                                      p["currency"]))
-        return out
-
-    def consent_of(self, customer_id: str) -> list[dict[str, Any]]:
-        """The customer's current consent per channel and purpose, with when and from where
-        (projections/consent.py)."""
-        rows = self.store.db.all(
-            "SELECT event_id, occurred_ms, occurred_at, source, payload FROM timeline"
-            " WHERE type='consent.changed' AND customer_id = ANY(%s)",
-            (self.store.members(customer_id),))
-        return consent.current_consent(
-            {"event_id": eid, "occurred_ms": ms, "occurred_at": at, "source": src,
-             "payload": payload} for eid, ms, at, src, payload in rows)
-
-    # -- the whole base ------------------------------------------------------------------
-    def base_view(self) -> BaseView:
-        version = self.store.db.one(
-            "SELECT COUNT(*), COALESCE(MAX(received_at), 0) FROM timeline")
-        assert version is not None  # an aggregate always gives one row
-        with self._lock:
-            now = self.clock()
-            if self._cache:
-                age = now - self._cache[1]
-                # unchanged data: good until the TTL; changing data: recomputed at most
-                # every few seconds, not on every request under live traffic
-                if (self._cache[0] == tuple(version) and age < self.ttl_s) or \
-                        age < self.min_age_s:
-                    return self._cache[2]
-            view = self._compute(int(now * 1000))
-            self._cache = (tuple(version), now, view)  # type: ignore[assignment]
-            return view
-
-    def _compute(self, now_ms: int) -> BaseView:
-        by_customer: dict[str, list[value.Purchase]] = defaultdict(list)
-        for p in self.purchases():
-            by_customer[p.customer_id].append(p)
-        lifetime = {c: value.lifetime_revenue(ps, self.base, self.rates)
-                    for c, ps in by_customer.items()}
-        revenue = {c: Decimal(v["lifetime_revenue"]) for c, v in lifetime.items()}
-        links = self._links()
-        customers = sorted({links.get(c, c) for (c,) in self.store.db.all(
-            "SELECT DISTINCT customer_id FROM timeline WHERE type NOT LIKE 'case.%'")})
-        facts = {c: value.CustomerValueFacts(
-            max((p.occurred_ms for p in by_customer[c]), default=None),
-            len({p.event_id for p in by_customer[c]}), revenue.get(c, Decimal(0)))
-            for c in customers}
-        rfm = value.rfm(facts, now_ms)
-        return BaseView(now_ms, revenue, lifetime, rfm, self._churn_all(now_ms))
-
-    def _churn_all(self, now_ms: int) -> dict[str, churn.ChurnRisk]:
-        contacts: dict[str, list[int]] = defaultdict(list)
-        purchases: dict[str, list[int]] = defaultdict(list)
-        complaints: dict[str, list[int]] = defaultdict(list)
-        links = self._links()
-        for base, ms, typ in self.store.db.all(
-                "SELECT customer_id, occurred_ms, type FROM timeline"
-                " WHERE type NOT LIKE 'case.%'"):
-            cid = links.get(base, base)
-            if typ == "purchase.completed":
-                purchases[cid].append(ms)
-            else:
-                contacts[cid].append(ms)
-                if typ == "complaint.filed":
-                    complaints[cid].append(ms)
-        surveys: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-        for a in self.surveys():
-            surveys[a.customer_id].append((a.occurred_ms, a.kind, a.score))
-        open_cases: dict[str, int] = defaultdict(int)
-        breached: dict[str, int] = defaultdict(int)
-        breached_ids = self.breached_cases()
-        for case_id, base, status in self.store.db.all(
-                "SELECT case_id, customer_id, status FROM cases"):
-            cid = links.get(base, base)
-            if status != "resolved":
-                open_cases[cid] += 1
-            if case_id in breached_ids and now_ms - 90 * DAY_MS <= now_ms:
-                breached[cid] += 1
-        out = {}
-        for cid in set(contacts) | set(purchases):
-            facts = churn.ChurnFacts(sorted(contacts[cid]), sorted(purchases[cid]),
-                                     sorted(complaints[cid]), surveys[cid],
-                                     open_cases[cid], breached[cid])
-            out[cid] = churn.churn_risk(facts, now_ms)
-        return out
-
-    # -- what the API shows -----------------------------------------------------------------
+    # -- one customer ------------------------------------------------------------------------
     def customer_blocks(self, cid: str) -> dict[str, Any]:
-        view = self.base_view()
-        answers = self.surveys(cid)
-        sat = satisfaction.summarize(answers)
-        windows = {f"{d}d": satisfaction.summarize(answers, now_ms=view.now_ms, window_days=d)
-                   for d in (7, 30, 90)}
-        life = view.lifetime.get(cid) or value.lifetime_revenue([], self.base, self.rates)
-        r = view.rfm.get(cid)
-        risk = view.churn.get(cid) or churn.ChurnRisk(0.0, [])
+        with self.store.db.tx() as c:
+            members = self.store.members(cid, c)
+            with c.pipeline():  # four reads, one round trip
+                scored = c.execute(
+                    "SELECT windows, churn_score, churn_factors, segment, recency_days, r, f,"
+                    " m, purchases, revenue FROM customer_scores WHERE customer_id=%s", (cid,))
+                sat = c.execute("SELECT kind, SUM(responses), SUM(good), SUM(bad), SUM(total)"
+                                " FROM customer_satisfaction WHERE base = ANY(%s)"
+                                " GROUP BY kind", (members,))
+                money = c.execute("SELECT currency, SUM(amount) FROM customer_revenue"
+                                  " WHERE base = ANY(%s) GROUP BY currency", (members,))
+                said = c.execute(
+                    "SELECT channel, purpose, granted, occurred_ms, event_id, occurred_at,"
+                    " source FROM customer_consent WHERE base = ANY(%s)", (members,))
+            row = scored.fetchone()
+            tallies = {k: figures.Tally(int(n), int(g), int(b), int(t))
+                       for k, n, g, b, t in sat.fetchall()}
+            revenue = {cur: (amount, 0, 0) for cur, amount in money.fetchall()}
+            answers = said.fetchall()
+        life = scores.lifetime(revenue, self.base, self.rates)
+        rfm = value.RFM(row[3], row[4], int(row[8]), row[9], row[5], row[6], row[7]) \
+            if row else None
         return {
-            "satisfaction": sat,
-            "satisfaction_windows": windows,
+            "satisfaction": figures.summary(tallies),
+            "satisfaction_windows": _windows(row[0] if row else {}),
             "value": {"lifetime_revenue": life["lifetime_revenue"], "currency": self.base,
                       "by_currency": life["by_currency"],
                       "unconverted": life.get("unconverted", []),
-                      "segment": r.segment if r else value.PROSPECT,
-                      "rfm": _rfm_json(r)},
-            "churn_risk": {"score": risk.score, "factors": risk.factors},
-            "consent": self.consent_of(cid),
+                      "segment": rfm.segment if rfm else value.PROSPECT,
+                      "rfm": _rfm_json(rfm)},
+            "churn_risk": {"score": row[1], "factors": row[2]} if row
+            else {"score": 0.0, "factors": []},
+            "consent": consent.current_consent(
+                {"event_id": eid, "occurred_ms": ms, "occurred_at": at, "source": src,
+                 "payload": {"channel": ch, "purpose": p, "granted": g}}
+                for ch, p, g, ms, eid, at, src in answers),
         }
 
+    # -- the whole base ----------------------------------------------------------------------
     def satisfaction_report(self, group_by: str, window_days: int | None) -> dict[str, Any]:
-        items = satisfaction.by_group(self.surveys(), group_by,  # type: ignore[arg-type]
-                                      now_ms=self.now_ms(), window_days=window_days)
-        return {"group_by": group_by, "window_days": window_days, "items": items}
+        """Answers with ``now - window < occurred <= now`` (all time: ``<= now``) per agent,
+        channel or queue: whole days from the buckets, the two cut days answer by answer."""
+        now = self.now_ms()
+        today = now // DAY_MS
+        lo = now - window_days * DAY_MS if window_days else None
+        first = lo // DAY_MS if lo is not None else None
+        groups: dict[str, dict[str, figures.Tally]] = {}
+        with self.store.db.tx() as c:
+            sql = ("SELECT grp, kind, SUM(responses), SUM(good), SUM(bad), SUM(total) FROM"
+                   " survey_days WHERE dim=%s AND day < %s")
+            args: list[Any] = [group_by, today]
+            if first is not None:
+                sql += " AND day > %s"
+                args.append(first)
+            for g, kind, n, good, bad, total in c.execute(sql + " GROUP BY grp, kind", args):
+                groups.setdefault(g, {})[kind] = figures.Tally(int(n), int(good), int(bad),
+                                                               int(total))
+            one_by_one = (f"SELECT {_GROUP_COLUMN[group_by]}, kind, score FROM"
+                          " customer_surveys WHERE occurred_ms >= %s AND occurred_ms < %s")
+            cut = [(today * DAY_MS, now + 1)]  # [from, to) of the answers read one by one
+            if lo is not None and first is not None:
+                cut.append((lo + 1, (first + 1) * DAY_MS))
+            for start, end in cut:
+                for g, kind, score in c.execute(one_by_one,  # type: ignore[call-overload]
+                                                (start, end)):
+                    groups.setdefault(g or figures.NO_GROUP, {}).setdefault(
+                        kind, figures.Tally()).add(figures.tally(kind, score))
+        return {"group_by": group_by, "window_days": window_days,
+                "items": figures.report_rows(groups)}
 
     def segments_report(self) -> dict[str, Any]:
-        view = self.base_view()
-        return {"currency": self.base,
-                "items": value.segments_report(view.rfm, view.revenue)}
+        found = {seg: (int(n), Decimal(rev)) for seg, n, rev in self.store.db.all(
+            "SELECT segment, COUNT(*), COALESCE(SUM(revenue), 0) FROM customer_scores"
+            " GROUP BY segment")}
+        return {"currency": self.base, "items": [
+            {"segment": s, "customers": found.get(s, (0, Decimal(0)))[0],
+             "revenue": value.money(found.get(s, (0, Decimal(0)))[1])}
+            for s in value.SEGMENTS]}
 
     def pareto_report(self, share: float = 0.2) -> dict[str, Any]:
-        view = self.base_view()
-        revenue = {c: view.revenue.get(c, Decimal(0)) for c in view.rfm}
-        return {"currency": self.base, "share": share, **value.pareto(revenue, share)}
+        """As ``value.pareto`` over every customer's stored revenue: the top ones are read
+        off the revenue index, the count and total in the same snapshot."""
+        with self.store.db.tx() as c:
+            c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            n, total = c.execute("SELECT COUNT(*), COALESCE(SUM(revenue), 0)"
+                                 " FROM customer_scores").fetchone() or (0, Decimal(0))
+            k = int((Decimal(str(share)) * n).to_integral_value(rounding=ROUND_CEILING))
+            ranked = c.execute("SELECT customer_id, revenue FROM customer_scores"
+                               " ORDER BY revenue DESC, customer_id LIMIT %s", (k,)).fetchall()
+        total = Decimal(total)
+        top = sum((Decimal(r) for _, r in ranked), Decimal(0))
+        return {"currency": self.base, "share": share, "customers": int(n),
+                "top_customers": [cid for cid, _ in ranked],
+                "top_share_of_revenue": round(float(top / total), 4) if total else 0.0,
+                "top_revenue": value.money(top), "total_revenue": value.money(total)}
 
     def customers(self, segment: str | None, min_churn_risk: float | None,
-                  ) -> list[dict[str, Any]]:
-        """Customers matching the filters, riskiest first (ties by id)."""
-        view = self.base_view()
-        out = []
-        for cid, r in view.rfm.items():
-            risk = view.churn.get(cid) or churn.ChurnRisk(0.0, [])
-            if segment and r.segment != segment:
-                continue
-            if min_churn_risk is not None and risk.score < min_churn_risk:
-                continue
-            out.append({"id": cid, "segment": r.segment,
-                        "lifetime_revenue": value.money(view.revenue.get(cid, Decimal(0))),
-                        "currency": self.base,
-                        "churn_risk": {"score": risk.score, "factors": risk.factors}})
-        out.sort(key=lambda x: (-x["churn_risk"]["score"], x["id"]))
-        return out
+                  ) -> CustomerList:
+        """Customers matching the filters, riskiest first (ties by id), read by page."""
+        where: list[str] = []
+        args: list[Any] = []
+        if segment:
+            where.append("segment = %s")
+            args.append(segment)
+        if min_churn_risk is not None:
+            where.append("churn_score >= %s")
+            args.append(float(min_churn_risk))
+        return CustomerList(self.store.db, " AND ".join(where) or "TRUE", args, self.base)
+
+
+class CustomerList(Sequence[dict[str, Any]]):
+    """A filtered customer list as a sequence: its length is a count, a slice one page
+    (LIMIT/OFFSET on the risk index), so paging never loads the whole base."""
+
+    def __init__(self, db: Database, where: str, args: list[Any], currency: str) -> None:
+        self.db, self.where, self.args, self.currency = db, where, args, currency
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = int(self.db.scalar(
+                f"SELECT COUNT(*) FROM customer_scores WHERE {self.where}", self.args))
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, int):
+            page = self[i:i + 1] if i >= 0 else self[len(self) + i:len(self) + i + 1]
+            if not page:
+                raise IndexError(i)
+            return page[0]
+        start, stop, step = i.indices(len(self))
+        if step != 1:
+            return list(self[start:stop])[::step]
+        if stop <= start:
+            return []
+        # the page's keys from the index alone (a deep page skips index entries, not rows),
+        # then those rows
+        rows = self.db.all(
+            "SELECT s.customer_id, s.segment, s.revenue, s.churn_score, s.churn_factors FROM"
+            " customer_scores s JOIN (SELECT customer_id FROM customer_scores"
+            f" WHERE {self.where} ORDER BY churn_score DESC, customer_id LIMIT %s OFFSET %s)"
+            " page USING (customer_id) ORDER BY s.churn_score DESC, s.customer_id",
+            [*self.args, stop - start, start])
+        return [{"id": cid, "segment": seg, "lifetime_revenue": value.money(Decimal(rev)),
+                 "currency": self.currency, "churn_risk": {"score": score, "factors": why}}
+                for cid, seg, rev, score, why in rows]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self[0:len(self)])
+
+
+def _windows(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored windows in the order the view always had (JSONB keeps its own)."""
+    out = {}
+    for d in scores.WINDOWS:
+        window = stored.get(f"{d}d") or {}
+        out[f"{d}d"] = {k: {"score": (window.get(k) or {}).get("score"),
+                            "responses": (window.get(k) or {}).get("responses", 0)}
+                        for k in satisfaction.KINDS}
+    return out
 
 
 def _rfm_json(r: value.RFM | None) -> dict[str, Any] | None:

@@ -2,12 +2,15 @@
 
 The DLQ is low-volume, so a plain faust agent is the right tool there; the interactions
 topic is high-volume and is read by the projector's batch loop (streams/projector.py).
+A third task refreshes, every ``FIGURES_EVERY_S``, the customer figures that move with the
+clock rather than with events (adapters/readstore.py ``FigureWriter.refresh``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -16,8 +19,30 @@ from ..adapters.bootstrap import WorkerServices
 from ..adapters.config import Settings
 from ..adapters.journal import GAP_HEADER
 from ..adapters.logging import get_logger
+from .sla import Clock, SystemClock
 
 log = get_logger(__name__)
+
+# how often stale satisfaction windows, churn risks and the base-wide RFM bounds are
+# recomputed; a stored figure is at most this much behind the clock
+FIGURES_EVERY_S = 60.0
+
+
+async def refresh_figures_every(refresh: Callable[[int], dict[str, int]], clock: Clock,
+                                stop: asyncio.Event, every_s: float = FIGURES_EVERY_S,
+                                ) -> None:
+    """Run ``refresh(now_ms)`` at start and then every ``every_s`` of ``clock`` until
+    ``stop``; the refresh itself makes sure one worker at a time does it."""
+    while not stop.is_set():
+        started = clock.now()
+        done = await asyncio.to_thread(refresh, int(started.timestamp() * 1000))
+        if any(done.values()):
+            log.info("figures.refreshed", **done)
+        sleep = asyncio.ensure_future(clock.sleep_until(started + timedelta(seconds=every_s)))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((sleep, stopped), return_when=asyncio.FIRST_COMPLETED)
+        for t in (sleep, stopped):
+            t.cancel()
 
 
 def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Event,
@@ -66,6 +91,11 @@ def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Even
     @app.task
     async def project() -> None:
         await guarded("projector", services.projector.run())
+
+    @app.task
+    async def figures() -> None:
+        await guarded("figures", refresh_figures_every(
+            services.writer.refresh_figures, services.clock or SystemClock(), stop))
 
     @app.task
     async def cases_and_alerts() -> None:

@@ -83,6 +83,10 @@ class Projector:
         self.control: Any = None  # where unmerge and erasure requests wait (adapters/control.py)
         # carries out an erasure's purge: (customer, bases, key ids) -> Erasure
         self.purge: Callable[[str, list[str], list[str]], Any] | None = None
+        # the figures' periodic job (adapters/readstore.py), run once more at the end of a
+        # replay: no stored figure is left past its valid_until, and RFM is scored against
+        # the whole base
+        self.refresh_figures: Callable[[], Any] | None = None
         self.dead_letter = True
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}
@@ -138,6 +142,8 @@ class Projector:
                     # end is only a lower bound and an idle fetch marks the real end
                     break
             await self.flush()
+            if until_end and self.refresh_figures is not None:
+                await self._db_call(self.refresh_figures)
         finally:
             if self._pending is not None:  # cancelled mid-commit: let it land, then stop
                 await asyncio.gather(self._pending, return_exceptions=True)

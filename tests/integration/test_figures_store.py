@@ -1,0 +1,244 @@
+"""The figures the worker keeps (migration 4) through the real broker and database: after a
+run with duplicates on the topic, redeliveries, merges and cases, every aggregate row
+equals a fold of the timeline rows and every score the pure functions over them; a replay,
+a rebuild from the timeline and an erasure leave them so; the periodic refresh keeps every
+stored figure equal to what the clock says."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from contactstream.adapters import bootstrap, erasure, kafka
+from contactstream.adapters.config import Settings
+from contactstream.adapters.database import Database
+from contactstream.adapters.ingest import Ingestor
+from contactstream.adapters.journal import IngestJournal
+from contactstream.adapters.privacy import privacy
+from contactstream.adapters.readstore import (
+    FIGURE_TABLES,
+    TIMELINE_COLUMNS,
+    parse_rates,
+    timeline_entry,
+)
+from contactstream.projections import figures, scores
+from contactstream.streams.sla import ManualClock
+from tests.helpers import dump_tables
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+RATES = parse_rates("", "EUR")
+
+
+def population(n: int = 500, customers: int = 40, seed: int = 8) -> list[dict[str, Any]]:
+    """Customers known first by e-mail alone and later by their id too (merges), surveys
+    about cases whose agent comes from other rows, purchases in three currencies (one
+    without a rate), complaints, consent; event times out of order and some in the future."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        k = rng.randrange(customers)
+        who: dict[str, str] = {"email": f"person{k}@example.com"}
+        if i > n // 3 or k % 3:
+            who["id"] = f"c-{k:03d}"
+        at = NOW - timedelta(seconds=rng.randrange(-2 * 86400, 200 * 86400))
+        e = {"event_id": f"fs-{i}", "occurred_at": at.isoformat(), "source": "gen",
+             "customer": who, "channel": rng.choice(["voice", "email", "chat"]),
+             "agent_id": rng.choice(["agent-1", "agent-2", None]),
+             "queue": rng.choice(["billing", None]),
+             "case_id": rng.choice([None, None, f"case-{rng.randrange(12)}"])}
+        roll = rng.random()
+        if roll < 0.35:
+            kind = rng.choice(["csat", "nps", "ces"])
+            e.update(type="survey.answered", payload={
+                "kind": kind, "score": rng.randint(0 if kind == "nps" else 1,
+                                                   {"csat": 5, "nps": 10, "ces": 7}[kind])})
+        elif roll < 0.55:
+            e.update(type="purchase.completed", payload={
+                "amount": str(Decimal(rng.randrange(100, 90_000)) / 100),
+                "currency": rng.choice(["EUR", "HUF", "XYZ"]), "order_id": f"o{i}"})
+        elif roll < 0.65:
+            e.update(type="complaint.filed", payload={"category": "billing",
+                                                      "priority": "normal", "description": "x"})
+        elif roll < 0.72:
+            e.update(type="consent.changed", payload={
+                "channel": "email", "purpose": "marketing", "granted": rng.random() < 0.5})
+        else:
+            e.update(type="call.started", payload={"direction": "inbound"})
+        out.append(e)
+    return out
+
+
+async def _run(settings: Settings, clock: ManualClock, batches: list[list[dict[str, Any]]],
+               repeat: int = 60) -> bootstrap.WorkerServices:
+    """Ingest each batch, put ``repeat`` already-produced records on the topic once more (a
+    producer's retry), and let the projector read to the end."""
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings, clock=clock)
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        IngestJournal(services.db), privacy(settings, services.db))
+    for batch in batches:
+        assert (await ingestor.publish(batch)).rejected == []
+        for rec in list(IngestJournal(services.db).records())[:repeat]:
+            await services.producer.send_and_wait(rec.topic, rec.value, key=rec.key)
+        await services.projector.run(group=False, until_end=True)
+    return services
+
+
+def _timeline(db: Database) -> list[Any]:
+    return [timeline_entry(r) for r in db.all(f"SELECT {TIMELINE_COLUMNS} FROM timeline")]
+
+
+def _expected_aggregates(db: Database) -> dict[str, set[tuple[Any, ...]]]:
+    """Every aggregate table as one fold of the timeline's rows would have it."""
+    d = figures.fold(_timeline(db))
+    eff = {s.event_id: figures.effective(s, d.owners.get(s.case_id or "")) for s in d.surveys}
+    buckets = figures.bucket_changes((s, eff[s.event_id]) for s in d.surveys)
+    return {
+        "customer_channels": {(b, ch, c.interactions, *c.last) for (b, ch), c in
+                              d.channels.items()},
+        "customer_activity": set(d.activity),
+        "customer_surveys": {(s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
+                              s.agent_id, s.queue, s.case_id, *eff[s.event_id])
+                             for s in d.surveys},
+        "customer_satisfaction": {(b, k, t.responses, t.good, t.bad, t.total)
+                                  for (b, k), t in d.satisfaction.items()},
+        "customer_revenue": {(b, c, m.amount, m.purchases, m.last_ms)
+                             for (b, c), m in d.revenue.items()},
+        "customer_consent": {(b, ch, p, c.granted, c.occurred_ms, c.event_id, c.occurred_at,
+                              c.source) for (b, ch, p), c in d.consent.items()},
+        "case_owners": {(c, *_triple(o.agent), *_triple(o.queue)) for c, o in d.owners.items()},
+        "survey_days": {(*k, t.responses, t.good, t.bad, t.total) for k, t in buckets.items()},
+    }
+
+
+def _triple(x: tuple[int, str, str] | None) -> tuple[Any, Any, Any]:
+    return (x[2], x[0], x[1]) if x else (None, None, None)
+
+
+AGGREGATES = ("customer_channels", "customer_activity", "customer_surveys",
+              "customer_satisfaction", "customer_revenue", "customer_consent", "case_owners",
+              "survey_days")
+
+
+def _stored_aggregates(db: Database) -> dict[str, set[tuple[Any, ...]]]:
+    return {t: set(db.all(f"SELECT * FROM {t}")) for t in AGGREGATES}
+
+
+def _expected_scores(db: Database, at: int) -> dict[str, tuple[Any, ...]]:
+    """Every customer's stored figures as the pure functions give them at ``at``, from the
+    timeline, the links, the cases and the SLA breaches."""
+    d = figures.fold(_timeline(db))
+    links = dict(db.all("SELECT base, survivor FROM customer_links"))  # type: ignore[arg-type]
+    owner = {b: links.get(b, b) for b in d.bases}
+    act: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for b, ms, _, kind in d.activity:
+        act[owner[b]].append((ms, kind))
+    answers: dict[str, list[tuple[str, int, str, int]]] = defaultdict(list)
+    for s in d.surveys:
+        answers[owner[s.base]].append((s.event_id, s.occurred_ms, s.kind, s.score))
+    money: dict[str, dict[str, tuple[Decimal, int, int]]] = defaultdict(dict)
+    for (b, cur), m in d.revenue.items():
+        held = money[owner[b]].get(cur, (Decimal(0), 0, m.last_ms))
+        money[owner[b]][cur] = (held[0] + m.amount, held[1] + m.purchases,
+                                max(held[2], m.last_ms))
+    cases: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    breached = {c for (c,) in db.all("SELECT case_id FROM alerts WHERE kind='sla.breached'")}
+    for case_id, base, status in db.all("SELECT case_id, customer_id, status FROM cases"):
+        cases[links.get(base, base)][0] += status != "resolved"
+        cases[links.get(base, base)][1] += case_id in breached
+    facts = {c: scores.CustomerFacts(a, answers[c], money[c], *cases[c]) for c, a in act.items()}
+    rfm, _ = scores.base_rfm({c: f.value_facts("EUR", RATES) for c, f in facts.items()}, at)
+    out = {}
+    for c, f in facts.items():
+        s = scores.scores(f, at, None, "EUR", RATES)
+        r = rfm[c]
+        out[c] = (s.valid_until, s.windows, s.churn.score, s.churn.factors, s.worth.monetary,
+                  s.worth.frequency, s.worth.last_purchase_ms, r.segment, r.recency_days, r.r,
+                  r.f, r.m)
+    return out
+
+
+def _stored_scores(db: Database) -> dict[str, tuple[Any, ...]]:
+    return {row[0]: tuple(row[1:]) for row in db.all(
+        "SELECT customer_id, valid_until, windows, churn_score, churn_factors, revenue,"
+        " purchases, last_purchase_ms, segment, recency_days, r, f, m FROM customer_scores")}
+
+
+async def test_figures_equal_a_fold_of_the_timeline_and_survive_a_replay(
+        settings: Settings) -> None:
+    events = population()
+    rng = random.Random(3)
+    shuffled = rng.sample(events, len(events))
+    clock = ManualClock(NOW)
+    services = await _run(settings, clock, [shuffled[:300], shuffled[300:] + shuffled[:40]])
+    db = services.db
+    try:
+        assert db.scalar("SELECT COUNT(*) FROM timeline") == len(events)
+        assert db.scalar("SELECT COUNT(*) FROM customer_links WHERE base <> survivor") > 0
+        assert db.scalar("SELECT COUNT(*) FROM case_owners") > 0
+        assert _stored_aggregates(db) == _expected_aggregates(db)
+        assert _stored_scores(db) == _expected_scores(db, NOW_MS)
+        live = dump_tables(db.url, FIGURE_TABLES)
+
+        # a replay from the log with the same clock: the same rows, byte for byte
+        services.writer.reset_projections()
+        services.projector.dead_letter = False
+        await services.projector.run(group=False, until_end=True)
+        assert dump_tables(db.url, FIGURE_TABLES) == live
+
+        # asked to build them from the timeline (an upgrade, an import): the same rows
+        db.execute("INSERT INTO base_figures VALUES ('rebuild', 0, '{}')")
+        assert services.writer.rebuild_figures_if_pending()
+        assert not services.writer.rebuild_figures_if_pending()
+        assert dump_tables(db.url, FIGURE_TABLES) == live
+    finally:
+        await services.close()
+
+
+async def test_an_erasure_moves_the_figures_with_the_rows(settings: Settings) -> None:
+    clock = ManualClock(NOW)
+    services = await _run(settings, clock, [population(300, 20, seed=4)])
+    db = services.db
+    try:
+        survivor = db.scalar("SELECT survivor FROM customer_links WHERE base <> survivor"
+                             " ORDER BY survivor LIMIT 1")
+        bases = [b for (b,) in db.all("SELECT base FROM customer_links WHERE survivor=%s",
+                                      (survivor,))]
+        keys = [k for (k,) in db.all("SELECT DISTINCT key_id FROM timeline WHERE customer_id"
+                                     " = ANY(%s) AND key_id IS NOT NULL", (bases,))]
+        report = dump_tables(db.url, ("survey_days", "case_owners"))
+        revenue = db.scalar("SELECT SUM(revenue) FROM customer_scores")
+        erasure.purge(db, survivor, bases, keys, services.writer.figures)
+        assert db.scalar("SELECT COUNT(*) FROM customer_scores WHERE customer_id = ANY(%s)",
+                         (bases,)) == 0
+        assert _stored_aggregates(db) == _expected_aggregates(db)
+        assert dump_tables(db.url, ("survey_days", "case_owners")) == report
+        services.writer.refresh_figures(NOW_MS)
+        assert _stored_scores(db) == _expected_scores(db, NOW_MS)
+        assert db.scalar("SELECT SUM(revenue) FROM customer_scores") == revenue
+    finally:
+        await services.close()
+
+
+async def test_the_periodic_refresh_keeps_every_figure_as_the_clock_says(
+        settings: Settings) -> None:
+    clock = ManualClock(NOW)
+    services = await _run(settings, clock, [population(300, 25, seed=5)])
+    db = services.db
+    try:
+        for days in (1, 8, 31, 95):
+            later = NOW_MS + days * 86_400_000
+            done = services.writer.refresh_figures(later)
+            assert done["stale"] > 0  # answers left windows, recency moved on
+            # refreshed or not, every stored figure is what the clock says now
+            assert _stored_scores(db) == _expected_scores(db, later), days
+    finally:
+        await services.close()
