@@ -579,7 +579,10 @@ class ReadStoreWriter:
             archive(conn, archived)
             conn.cursor().executemany(
                 "INSERT INTO offsets VALUES (%s,%s,%s,%s) ON CONFLICT (consumer, topic,"
-                " partition) DO UPDATE SET next_offset=excluded.next_offset",
+                " partition) DO UPDATE SET next_offset=excluded.next_offset"
+                # never back: records a restart re-reads from before the stored offset
+                # (the group's auto-reset runs ahead of the seek) change no position
+                " WHERE excluded.next_offset > offsets.next_offset",
                 [(self.consumer, t, p, o) for (t, p), o in offsets.items()])
 
     def _write_projection(self, conn: psycopg.Connection[Any], state: TimelineState,

@@ -14,14 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+import structlog
 
 from ..adapters.bootstrap import WorkerServices
 from ..adapters.config import Settings
-from ..adapters.journal import GAP_HEADER
-from ..adapters.logging import get_logger
+from .ports import GAP_HEADER
 from .sla import Clock, SystemClock
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 # how often stale satisfaction windows, churn risks and the base-wide RFM bounds are
 # recomputed; a stored figure is at most this much behind the clock

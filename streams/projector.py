@@ -17,21 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from ..adapters import kafka
 from ..adapters.avro import DecodeError, EnvelopeCodec
 from ..adapters.config import Settings
-from ..adapters.journal import GAP_HEADER
-from ..adapters.logging import get_logger
-from ..adapters.readstore import ArchivedRecord, ReadStoreWriter
+from ..adapters.readstore import ReadStoreWriter
 from ..adapters.records import RecordCodec
 from ..domain.interactions import validate_envelope
 from ..projections import timeline
 from .identity import IdentityKeeper
+from .ports import GAP_HEADER, ArchivedRecord
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -285,6 +285,7 @@ class Projector:
     async def _erase(self, cmd: dict[str, Any]) -> None:
         """The read-store side of an erasure the API asked for (adapters/erasure.py)."""
         assert self.identity is not None and self.control is not None
+        assert self.purge is not None  # wired with the control store (adapters/bootstrap)
         payload = cmd["payload"] or {}
         try:
             done = await self._db_call(self.purge, cmd["customer_id"],
