@@ -400,9 +400,31 @@ def test_replay_projects_every_record_once(story: Story) -> None:
         story.replay_out, story.replay_out[-500:]
 
 
+# figures that move with the clock are stored with the instant they were computed for; a
+# replay computes them anew at its own instant, so the instants (and the refresh's read
+# position in the alert log, which kept growing after the live run's last refresh) are
+# left out — every figure itself is compared
+CLOCK_COLUMNS = {"customer_scores": ("as_of", "rfm_as_of", "valid_until"),
+                 "base_figures": ("as_of",)}
+
+
+def _clock_free_figures(snap: Snapshot) -> Snapshot:
+    out = dict(snap)
+    for table, columns in CLOCK_COLUMNS.items():
+        rows = []
+        for row in map(json.loads, snap.get(table, [])):
+            if table == "base_figures" and row.get("name") == "alerts":
+                continue
+            for column in columns:
+                row.pop(column, None)
+            rows.append(json.dumps(row, sort_keys=True))
+        out[table] = sorted(rows)
+    return out
+
+
 def test_replay_leaves_every_table_as_it_was(story: Story) -> None:
-    live = _without(story.live, MERGE_HISTORY + OFFSETS)
-    replayed = _without(story.replayed, MERGE_HISTORY + OFFSETS)
+    live = _clock_free_figures(_without(story.live, MERGE_HISTORY + OFFSETS))
+    replayed = _clock_free_figures(_without(story.replayed, MERGE_HISTORY + OFFSETS))
     assert replayed == live, "the replay changed the state:\n" + _diff(live, replayed)
 
 
