@@ -29,6 +29,15 @@ class Up:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> Up:
+        try:
+            return self._start(timeout)
+        except BaseException:  # never leave a half-started tree behind a failed test
+            if self.proc is not None and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            raise
+
+    def _start(self, timeout: float) -> Up:
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
         env.update(CONTACTSTREAM_LOG_FORMAT=self.log_format, CONTACTSTREAM_LOG_LEVEL="info")
         env.update(self.extra_env)
