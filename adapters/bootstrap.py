@@ -40,8 +40,8 @@ def prepare_database(settings: Settings) -> tuple[Settings, EmbeddedPostgres | N
     """Use the configured PostgreSQL, or start the embedded server in the data dir; then
     bring the schema up to date (adapters/migrations)."""
     server = None
+    refuse_sqlite_data_dir(settings.data_dir)  # with an external database too
     if not settings.database_url:
-        refuse_sqlite_data_dir(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         server = EmbeddedPostgres(settings.data_dir / "postgres").start()
         settings = settings.with_(database_url=server.url, embedded_database=True)
