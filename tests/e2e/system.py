@@ -16,6 +16,14 @@ import httpx
 from contactstream.adapters.broker import free_port
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """A `contactstream` command as a new user runs it: no CONTACTSTREAM_ or KAFKA_
+    settings inherited from the test process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}
+    return subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
 class Up:
     def __init__(self, data_dir: Path, *args: str, log_format: str = "json",
                  env: dict[str, str] | None = None) -> None:

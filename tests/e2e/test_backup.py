@@ -4,24 +4,15 @@ stopped `up`, `contactstream restore` into a new data dir with the same master k
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.system import Up
+from tests.e2e.system import Up, cli
 from tests.helpers import envelope, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}
-    return subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", *args],
-                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path) -> None:
@@ -36,7 +27,7 @@ def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path) -> None:
         "interactions_total") == 10 and v)
     assert up.stop() == 0
 
-    made = _cli("backup", str(out), "--data-dir", str(old))
+    made = cli("backup", str(out), "--data-dir", str(old))
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in out.iterdir()) == ["contactstream.dump", "keys.sqlite",
                                                      "tokens.json"]
@@ -44,9 +35,9 @@ def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path) -> None:
 
     new.mkdir()
     shutil.copy2(old / "master.key", new / "master.key")  # kept apart, given back
-    done = _cli("restore", str(out), "--data-dir", str(new))
+    done = cli("restore", str(out), "--data-dir", str(new))
     assert done.returncode == 0, done.stderr
-    assert _cli("restore", str(out), "--data-dir", str(new)).returncode == 2  # not empty
+    assert cli("restore", str(out), "--data-dir", str(new)).returncode == 2  # not empty
 
     up2 = Up(new).start()
     try:

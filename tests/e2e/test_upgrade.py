@@ -3,27 +3,18 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import tarfile
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.system import Up
+from tests.e2e.system import Up, cli
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "sqlite-release-0.1.tar.gz"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}
-    return subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", *args],
-                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_an_old_data_dir_is_refused_then_imported_and_served(tmp_path: Path) -> None:
@@ -41,17 +32,17 @@ def test_an_old_data_dir_is_refused_then_imported_and_served(tmp_path: Path) -> 
             " ORDER BY 2 DESC, 1 LIMIT 3").fetchall()
     assert customers
 
-    refused = _cli("up", "--data-dir", str(data), "--port", "1")
+    refused = cli("up", "--data-dir", str(data), "--port", "1")
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
     assert "import-sqlite" in last and str(data) in last, refused.stderr[-500:]
 
-    imported = _cli("import-sqlite", str(data))
+    imported = cli("import-sqlite", str(data))
     assert imported.returncode == 0, imported.stderr[-2000:]
     assert "timeline" in imported.stdout
     assert (data / "sqlite-imported" / "readstore.sqlite").exists()
     assert (data / "keys.sqlite").exists()  # the forgetting key store stays
-    assert _cli("import-sqlite", str(data)).returncode != 0  # nothing to import twice
+    assert cli("import-sqlite", str(data)).returncode != 0  # nothing to import twice
 
     up = Up(data).start()
     try:
