@@ -19,6 +19,7 @@ from fastavro.schema import parse_schema as _parse_schema
 from fastavro.schema import to_parsing_canonical_form
 from psycopg.types.json import Jsonb
 
+from ..streams.ports import DecodeError as DecodeError  # raised here, defined with the ports
 from .database import Database
 from .logging import get_logger
 
@@ -50,14 +51,6 @@ PAYLOAD_RECORDS: dict[str, str] = {
         "purchase.completed": "PurchaseCompleted", "consent.changed": "ConsentChanged",
     }.items()
 }
-
-
-class DecodeError(Exception):
-    """A record that cannot be decoded; ``reason`` says why in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class SchemaRegistry(Protocol):

@@ -120,7 +120,7 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
             if result.accepted != len(data[i:i + 1000]):
                 raise RuntimeError(f"bench data rejected: {result.rejected[:3]}")
         ingest_rate = n / (time.perf_counter() - t0)
-        baseline = await _baseline(settings, services.projector.codec, n)
+        baseline = await _baseline(settings, services.projector.decoder, n)
         t0 = time.perf_counter()
         progress = await services.projector.run(group=False, until_end=True)
         pipeline = progress.events / (time.perf_counter() - t0)

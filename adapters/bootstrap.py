@@ -10,13 +10,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ..streams.deadletter import DeadLetters
 from ..streams.identity import IdentityKeeper, LinkApp
 from ..streams.outbox import OutboxRelay
 from ..streams.projector import Projector
+from ..streams.requests import RequestWork
 from ..streams.sla import CaseTimers, Clock, Escalations, SlaScheduler, SystemClock
 from . import kafka, migrations
+from .archive import archived
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
@@ -25,12 +28,13 @@ from .config import Settings
 from .control import ControlStore
 from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
 from .erasure import purge
+from .figurestore import FigureWriter
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
 from .logging import get_logger
 from .privacy import Privacy, privacy
-from .readstore import FigureWriter, ReadStore, ReadStoreWriter, archived
+from .readstore import ReadStore, ReadStoreWriter
 from .records import RecordCodec
 
 log = get_logger(__name__)
@@ -83,6 +87,11 @@ def alert_codec(settings: Settings, db: Database) -> RecordCodec:
     return RecordCodec(registry(settings, db), "Alert", f"{settings.alerts_topic}-value")
 
 
+def consumer_factory(settings: Settings, group_id: str | None) -> AIOKafkaConsumer:
+    """A consumer of the configured cluster, in ``group_id`` or without a group."""
+    return kafka.consumer(settings, group_id=group_id)
+
+
 def link_app(settings: Settings) -> LinkApp:
     """Merge and unmerge decisions (CustomerLink aggregates) in their own recorder."""
     return LinkApp(env=eventsourcing_env(settings.database_url))
@@ -106,6 +115,8 @@ class WorkerServices:
     relays: tuple[OutboxRelay, ...] = ()
     webhooks: Any = None
     clock: Clock | None = None  # what the periodic refresh of figures runs on
+    keys: Any = None  # the data-key store (adapters/keystore.py)
+    links: LinkApp | None = None  # the CustomerLink aggregates' recorder
 
     async def close(self) -> None:
         if self.scheduler is not None:
@@ -114,10 +125,10 @@ class WorkerServices:
         self.writer.close()
         if self.cases is not None:
             self.cases.app.close()
-        if self.projector.identity is not None and self.projector.identity.links_app:
-            self.projector.identity.links_app.close()
-        if self.projector.keys is not None:
-            self.projector.keys.close()
+        if self.links is not None:
+            self.links.close()
+        if self.keys is not None:
+            self.keys.close()
         self.db.close()
 
 
@@ -148,18 +159,21 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     kit = privacy(settings, db)
     service = case_service(settings, control, kit, clock)
     webhooks = WebhookDispatcher(control)
-    alert_relay = OutboxRelay("alerts", settings.alerts_topic, settings, producer, control,
+    new_consumer = partial(consumer_factory, settings)
+    embedded = settings.embedded_broker
+    alert_relay = OutboxRelay("alerts", settings.alerts_topic, producer, new_consumer, control,
                               alert_source(control, alert_codec(settings, db)),
-                              on_published=lambda items: webhooks.notify())
+                              on_published=lambda items: webhooks.notify(), archive=embedded)
 
     def alert_raised() -> None:  # from any thread
         loop.call_soon_threadsafe(alert_relay.notify)
 
     scheduler = SlaScheduler(service, control, clock, on_alert=alert_raised)
     case_relay = OutboxRelay(
-        "cases", settings.cases_topic, settings, producer, control,
+        "cases", settings.cases_topic, producer, new_consumer, control,
         case_event_source(service, case_codec(settings, db)),
-        on_published=lambda items: scheduler.changed_all(i.ref for i in items))
+        on_published=lambda items: scheduler.changed_all(i.ref for i in items),
+        archive=embedded)
 
     def rearm(timers: CaseTimers) -> None:  # on the loop
         # only a started scheduler runs timers (the worker's, see streams/app.py): a replay
@@ -175,16 +189,18 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
 
     stage = case_stage(service, Escalations(control, clock, on_alert=alert_raised),
                        cases_changed)
-    projector = Projector(settings, codec(settings, db), producer, writer,
-                          on_assigned=mark_ready, case_codec=case_codec(settings, db),
-                          case_stage=stage)
-    projector.keys = kit.keystore
-    projector.identity = IdentityKeeper(settings.default_region, link_app(settings))
-    projector.control = control
-    projector.purge = partial(purge, db, figures=writer.figures)
-    projector.refresh_figures = writer.refresh_figures
+    links = link_app(settings)
+    identity = IdentityKeeper(settings.default_region, links)
+    projector = Projector(
+        settings, codec(settings, db), writer, new_consumer,
+        dead_letters=DeadLetters(producer, settings.dlq_topic), on_assigned=mark_ready,
+        case_decoder=case_codec(settings, db), case_stage=stage, identity=identity,
+        keys=kit.keystore, erasures=control.erasures,
+        requests=RequestWork(control, identity, writer,
+                             partial(purge, db, figures=writer.figures)),
+        refresh_figures=writer.refresh_figures)
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
-                          (case_relay, alert_relay), webhooks, clock)
+                          (case_relay, alert_relay), webhooks, clock, kit.keystore, links)
 
 
 def worker_ready_file(settings: Settings) -> Path:

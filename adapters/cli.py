@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             pid_file.unlink(missing_ok=True)
     if args.command == "worker":
-        from ..streams.worker import run_worker
+        from .worker import run_worker
         return asyncio.run(run_worker(settings))
     if args.command == "publish":
         from .publish import publish_file

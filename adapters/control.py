@@ -18,9 +18,9 @@ from psycopg.types.json import Jsonb
 
 from ..domain.calendars import BusinessCalendar
 from ..domain.sla import SlaPolicy
-from ..streams.ports import NewAlert
+from ..streams.ports import ArchivedRecord, NewAlert
+from .archive import archive, archived
 from .database import Database
-from .readstore import ArchivedRecord, archive, archived
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
 ALERT_ORDER_LOCK = 0x616C7274

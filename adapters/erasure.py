@@ -26,9 +26,9 @@ import psycopg
 from ..projections.identifiers import erased_pseudonym
 from .crypto import is_token
 from .database import Database
+from .figurestore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
-from .readstore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
 
 log = get_logger(__name__)
 

@@ -19,7 +19,8 @@ from typing import Any, overload
 
 from ..projections import consent, figures, satisfaction, scores, value
 from .database import Database
-from .readstore import DEFAULT_RATES, ReadStore, parse_rates
+from .figurestore import DEFAULT_RATES, parse_rates
+from .readstore import ReadStore
 
 __all__ = ["DEFAULT_RATES", "CustomerList", "Insights", "parse_rates"]
 

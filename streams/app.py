@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import faust
 import structlog
 
-from ..adapters.bootstrap import WorkerServices
-from ..adapters.config import Settings
-from .ports import GAP_HEADER
-from .sla import Clock, SystemClock
+from .outbox import OutboxRelay
+from .ports import GAP_HEADER, FigureJob, StreamSettings
+from .projector import Projector
+from .sla import Clock, SlaScheduler, SystemClock
+from .webhooks import WebhookDispatcher
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +47,35 @@ async def refresh_figures_every(refresh: Callable[[int], dict[str, int]], clock:
             t.cancel()
 
 
-def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Event,
+class AppSettings(StreamSettings, Protocol):
+    @property
+    def topic_prefix(self) -> str: ...
+    @property
+    def bootstrap_servers(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def data_dir(self) -> Path: ...
+
+
+class WorkerTasks(Protocol):
+    """What the worker runs (adapters/bootstrap.py ``WorkerServices`` has it)."""
+
+    @property
+    def projector(self) -> Projector: ...
+    @property
+    def writer(self) -> FigureJob: ...
+    @property
+    def clock(self) -> Clock | None: ...
+    @property
+    def scheduler(self) -> SlaScheduler | None: ...
+    @property
+    def relays(self) -> tuple[OutboxRelay, ...]: ...
+    @property
+    def webhooks(self) -> WebhookDispatcher | None: ...
+
+
+def build_app(settings: AppSettings, services: WorkerTasks, failed: asyncio.Event,
               stop: asyncio.Event) -> faust.App:
     embedded = settings.embedded_broker
     app = faust.App(
@@ -99,7 +129,7 @@ def build_app(settings: Settings, services: WorkerServices, failed: asyncio.Even
 
     @app.task
     async def cases_and_alerts() -> None:
-        if services.scheduler is None:
+        if services.scheduler is None or services.webhooks is None:
             return
         timers = await services.scheduler.start()
         log.info("sla.timers_started", cases=timers)

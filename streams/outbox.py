@@ -20,9 +20,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from ..adapters import kafka
-from ..adapters.config import Settings
-from .ports import ArchivedRecord, Positions
+from .ports import ArchivedRecord, ConsumerFactory, Positions
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +36,17 @@ class OutboxItem:
 
 
 class OutboxRelay:
-    def __init__(self, name: str, topic: str, settings: Settings, producer: AIOKafkaProducer,
-                 control: Positions, source: Callable[[int, int], Sequence[OutboxItem]],
+    def __init__(self, name: str, topic: str, producer: AIOKafkaProducer,
+                 new_consumer: ConsumerFactory, control: Positions,
+                 source: Callable[[int, int], Sequence[OutboxItem]],
                  on_published: Callable[[Sequence[OutboxItem]], None] | None = None,
-                 idle_s: float = 0.2) -> None:
+                 idle_s: float = 0.2, archive: bool = False) -> None:
         self.name = name
         self.topic = topic
-        self.settings = settings
         self.producer = producer
+        self.new_consumer = new_consumer
+        # on the embedded broker the published records are kept with the position
+        self.archive = archive
         self.control = control
         self.source = source
         self.on_published = on_published
@@ -64,7 +65,7 @@ class OutboxRelay:
 
     async def _read_tail(self, partitions: list[int]) -> dict[int, int]:
         """The highest seq already in each partition (its last records)."""
-        consumer = kafka.consumer(self.settings, group_id=None)
+        consumer = self.new_consumer(None)
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -133,7 +134,7 @@ class OutboxRelay:
                                           item.value, headers, stamp))
         last = items[-1].seq
         await asyncio.to_thread(self.control.advance, self.name, last,
-                                archive if self.settings.embedded_broker else [])
+                                archive if self.archive else [])
         self.published += len(sends)
         if self.on_published:
             self.on_published(items)

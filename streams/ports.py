@@ -1,17 +1,24 @@
 """What the stream stages need from the outside, as small interfaces: the adapters
-implement them (adapters/control.py, adapters/caseservice.py, adapters/readstore.py) and
-the composition root (adapters/bootstrap.py) hands them in. SQL, Kafka clients and the
-event store stay in adapters/; streams/ imports none of it.
+implement them (adapters/control.py, adapters/caseservice.py, adapters/readstore.py,
+adapters/avro.py) and the composition root (adapters/bootstrap.py) hands them in. SQL,
+Kafka clients, codecs and the event store stay in adapters/; streams/ imports none of it
+(tests/unit/test_layers.py keeps it so). In-memory fakes of the stores are in
+streams/fakes.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..domain.calendars import BusinessCalendar
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer
+
+    from ..projections.timeline import TimelineState
 
 # header of an empty record that holds an offset the embedded broker's restore could not
 # fill (adapters/journal.py); every consumer skips it
@@ -45,6 +52,104 @@ class NewAlert:
     metric: str | None = None
     due_at: str | None = None
     detail: dict[str, str] | None = None
+
+
+class DecodeError(Exception):
+    """A record that cannot be decoded; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Decoder(Protocol):
+    """A record's value (Confluent wire format) to a dict; raises DecodeError."""
+
+    def decode(self, data: bytes) -> dict[str, Any]: ...
+
+
+class StreamSettings(Protocol):
+    """The settings the stream stages read (adapters/config.py ``Settings`` has them)."""
+
+    @property
+    def interactions_topic(self) -> str: ...
+    @property
+    def cases_topic(self) -> str: ...
+    @property
+    def dlq_topic(self) -> str: ...
+    @property
+    def projector_group(self) -> str: ...
+    @property
+    def default_region(self) -> str: ...
+    @property
+    def embedded_broker(self) -> bool:
+        """Then every record is archived, to restore the broker from."""
+        ...
+
+
+# a Kafka consumer, with a group id or without one (adapters/kafka.py builds it)
+ConsumerFactory = Callable[[str | None], "AIOKafkaConsumer"]
+
+
+@dataclass
+class BatchChanges:
+    """The unit of work of one batch: everything it changes, committed in one transaction
+    with the consumed offsets, or not at all."""
+
+    timeline: TimelineState | None = None
+    archive: Sequence[ArchivedRecord] = ()
+    offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    cases: Sequence[dict[str, Any]] = ()  # the newest state of each case the batch moved
+    identity: Any = None  # merges and unmerges (projections/identity.py IdentityBatch)
+
+
+class ProjectionStore(Protocol):
+    """The read model as the projector writes it (adapters/readstore.py)."""
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        """The next offset to read of each partition of ``topic`` that was committed."""
+        ...
+
+    def known_identifiers(self, idents: Iterable[tuple[str, str]],
+                          ) -> dict[tuple[str, str], tuple[str, bool]]:
+        """(kind, value) -> (customer id, strong) of those already stored."""
+        ...
+
+    def identity_rows(self) -> tuple[list[Any], list[Any], list[Any]]:
+        """The identity graph's persistent parts: edges, separations, bases."""
+        ...
+
+    def commit(self, changes: BatchChanges) -> None:
+        """Write a batch's changes and offsets in one transaction; offsets never go back."""
+        ...
+
+
+class FigureJob(Protocol):
+    """The figures that move with the clock (adapters/figurestore.py): recomputed by the
+    periodic job, one worker at a time."""
+
+    def refresh_figures(self, now: int | None = None) -> dict[str, int]: ...
+
+
+class KeyRing(Protocol):
+    """Which data keys an erasure destroyed (adapters/keystore.py)."""
+
+    def is_destroyed(self, key_id: str) -> bool: ...
+
+
+class IdentityRequests(Protocol):
+    """Unmerges and erasures an admin asked for through the API, waiting for the worker
+    (adapters/control.py ``AdminRequests``)."""
+
+    def pending_unmerges(self) -> list[dict[str, Any]]: ...
+
+    def finish_unmerge(self, seq: int, error: str) -> None: ...
+
+    def pending_erasures(self) -> list[dict[str, Any]]: ...
+
+    def finish_erasure(self, seq: int, result: dict[str, Any]) -> None: ...
+
+    def erasures(self) -> dict[str, list[tuple[int, str]]]: ...
 
 
 class Positions(Protocol):

@@ -17,15 +17,15 @@ import pytest
 from contactstream.adapters import bootstrap, erasure, kafka
 from contactstream.adapters.config import Settings
 from contactstream.adapters.database import Database
-from contactstream.adapters.ingest import Ingestor
-from contactstream.adapters.journal import IngestJournal
-from contactstream.adapters.privacy import privacy
-from contactstream.adapters.readstore import (
+from contactstream.adapters.figurestore import (
     FIGURE_TABLES,
     TIMELINE_COLUMNS,
     parse_rates,
     timeline_entry,
 )
+from contactstream.adapters.ingest import Ingestor
+from contactstream.adapters.journal import IngestJournal
+from contactstream.adapters.privacy import privacy
 from contactstream.projections import figures, scores
 from contactstream.streams.sla import ManualClock
 from tests.helpers import dump_tables

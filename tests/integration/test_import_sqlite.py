@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from contactstream.adapters.figurestore import FIGURE_TABLES
 from contactstream.adapters.import_sqlite import ImportRefused, import_sqlite, summary
-from contactstream.adapters.readstore import FIGURE_TABLES
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "sqlite-release-0.1.tar.gz"
 

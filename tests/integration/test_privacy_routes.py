@@ -18,6 +18,7 @@ from contactstream.adapters.http_privacy import add_privacy_routes, token_finger
 from contactstream.adapters.insights import Insights
 from contactstream.adapters.readstore import ReadStore, ReadStoreWriter
 from contactstream.projections import timeline
+from contactstream.streams.ports import BatchChanges
 from tests.helpers import envelope
 
 TOKENS = {"publisher": "tok-pub", "agent": "tok-agent", "supervisor": "tok-sup",
@@ -71,11 +72,11 @@ async def env(db: Database) -> AsyncIterator[Env]:
         state = timeline.apply(state, ev)
     writer = ReadStoreWriter(db)
     opened_ms = timeline.occurred_ms("2026-11-20T09:00:01+01:00")
-    writer.commit(state, [], {}, case_rows=[{
+    writer.commit(BatchChanges(timeline=state, cases=[{
         "case_id": "case-1", "customer_id": "c-1001", "status": "open", "priority": "high",
         "channel": "web", "queue": "billing", "agent_id": None, "policy": None,
         "occurred_at": "2026-11-20T09:00:01+01:00", "occurred_ms": opened_ms, "version": 1,
-        "data": {"opened_at": "2026-11-20T09:00:01+01:00", "opened_ms": opened_ms}}])
+        "data": {"opened_at": "2026-11-20T09:00:01+01:00", "opened_ms": opened_ms}}]))
     writer.close()
     store = ReadStore(db)
     control = ControlStore(db)

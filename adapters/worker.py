@@ -1,14 +1,15 @@
-"""Run the stream worker until told to stop (``contactstream worker``)."""
+"""The worker process (``contactstream worker``): the composition root's services in the
+faust app (streams/app.py), until told to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 
-from ..adapters import bootstrap, migrations
-from ..adapters.config import Settings
-from ..adapters.logging import get_logger
-from .app import build_app
+from ..streams.app import build_app
+from . import bootstrap, migrations
+from .config import Settings
+from .logging import get_logger
 
 log = get_logger(__name__)
 

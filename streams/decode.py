@@ -1,0 +1,58 @@
+"""One fetched batch, sorted: the interactions decoded and validated, the case events
+kept for their stage, the bad records set aside for the dead-letter topic, the records to
+archive and the next offset of every partition. A pure function of the records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.interactions import validate_envelope
+from .ports import GAP_HEADER, ArchivedRecord, DecodeError, Decoder
+
+
+@dataclass
+class SortedBatch:
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    case_records: list[Any] = field(default_factory=list)
+    dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason)
+    archive: list[ArchivedRecord] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _archived(rec: Any, headers: list[tuple[str, bytes]]) -> ArchivedRecord:
+    return ArchivedRecord(rec.topic, rec.partition, rec.offset, rec.key, rec.value, headers,
+                          rec.timestamp)
+
+
+def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
+               decoder: Decoder, *, archive: bool) -> SortedBatch:
+    """``batch`` as aiokafka's ``getmany`` returns it: TopicPartition -> records. Records
+    that hold a gap the broker's restore could not fill are skipped (offsets still move);
+    ``archive`` keeps a copy of every other record (the embedded broker's restore)."""
+    out = SortedBatch()
+    decode = decoder.decode
+    for tp, records in batch.items():
+        interactions = tp.topic == interactions_topic
+        for rec in records:
+            out.offsets[(tp.topic, tp.partition)] = rec.offset + 1
+            headers = list(rec.headers or ())
+            if any(h[0] == GAP_HEADER for h in headers):
+                continue
+            if archive:
+                out.archive.append(_archived(rec, headers))
+            if not interactions:
+                out.case_records.append(rec)
+                continue
+            try:
+                env = decode(rec.value)
+            except DecodeError as exc:
+                out.dead.append((rec, f"decode: {exc}"))
+                continue
+            errors = validate_envelope(env)
+            if errors:
+                out.dead.append((rec, "invalid: " + "; ".join(errors)))
+                continue
+            out.envelopes.append(env)
+    return out
