@@ -198,7 +198,9 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         keys=kit.keystore, erasures=control.erasures,
         requests=RequestWork(control, identity, writer,
                              partial(purge, db, figures=writer.figures)),
-        refresh_figures=writer.refresh_figures)
+        refresh_figures=writer.refresh_figures,
+        # the embedded broker serves the one worker of `up`: every partition, no group join
+        assign_all=settings.embedded_broker)
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
                           (case_relay, alert_relay), webhooks, clock, kit.keystore, links)
 

@@ -68,7 +68,8 @@ async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
 
 async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Run ``contactstream worker`` as a child (a second core for the projector) and
-    restart it if it dies."""
+    restart it if it dies. ``stop`` is set once the API stopped taking events: the worker,
+    told by SIGTERM, projects what is left in the log, then exits."""
     delay = 0.5
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -84,7 +85,7 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(proc.wait(), 15)
+                    await asyncio.wait_for(proc.wait(), 40)  # its drain: 20 s at most
                 except TimeoutError:
                     proc.kill()
             return
@@ -141,7 +142,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     services = await bootstrap.api_services(settings)
     ready_file = bootstrap.worker_ready_file(settings)
     ready_file.unlink(missing_ok=True)
-    worker = asyncio.create_task(_supervise_worker(settings, stop))
+    stop_worker = asyncio.Event()  # after the API: every 202 is in the log by then
+    worker = asyncio.create_task(_supervise_worker(settings, stop_worker))
 
     async def ready() -> bool:
         return not worker.done() and ready_file.exists() and database_up.is_set()
@@ -155,6 +157,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         await asyncio.sleep(0.05)
     if serving.done():
         stop.set()
+        stop_worker.set()
         await worker
         audit.close()
         await services.close()
@@ -181,6 +184,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
             await demo_task
     server.should_exit = True
     await serving
+    stop_worker.set()
     await worker
     if supervisor is not None:
         await supervisor

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from ..streams.app import build_app
+from ..streams.app import StreamWorker
 from . import bootstrap, migrations
 from .config import Settings
 from .logging import get_logger
@@ -24,16 +24,17 @@ async def run_worker(settings: Settings) -> int:
     failed = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()  # the tasks' own stop comes after the projector drained
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    app = build_app(settings, services, failed, stop)
-    await app.start()
+        loop.add_signal_handler(sig, signalled.set)
+    worker = StreamWorker(settings, services, failed, stop)
+    await worker.start()
     log.info("worker.started", topic=settings.interactions_topic)
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]
+    waiters = [asyncio.create_task(signalled.wait()), asyncio.create_task(failed.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
-    await app.stop()
+    await worker.stop()
     await services.close()
     log.info("worker.stopped", failed=failed.is_set())
     return 1 if failed.is_set() else 0

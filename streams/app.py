@@ -1,9 +1,10 @@
-"""The faust worker: the projector as a faust task, and a faust agent on the DLQ.
+"""The stream worker: a faust app with an agent on the DLQ, and beside it the projector,
+the SLA timers, the outbox relays, the webhook deliveries and the figures refresh.
 
 The DLQ is low-volume, so a plain faust agent is the right tool there; the interactions
 topic is high-volume and is read by the projector's batch loop (streams/projector.py).
-A third task refreshes, every ``FIGURES_EVERY_S``, the customer figures that move with the
-clock rather than with events (adapters/readstore.py ``FigureWriter.refresh``).
+One task refreshes, every ``FIGURES_EVERY_S``, the customer figures that move with the
+clock rather than with events (adapters/figurestore.py ``FigureWriter.refresh``).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class WorkerTasks(Protocol):
     def webhooks(self) -> WebhookDispatcher | None: ...
 
 
-def build_app(settings: AppSettings, services: WorkerTasks, failed: asyncio.Event,
-              stop: asyncio.Event) -> faust.App:
+def build_app(settings: AppSettings) -> faust.App:
+    """The faust app: the agent on the dead-letter topic."""
     embedded = settings.embedded_broker
     app = faust.App(
         f"{settings.topic_prefix}-worker",
@@ -109,32 +110,63 @@ def build_app(settings: AppSettings, services: WorkerTasks, failed: asyncio.Even
             log.warning("dlq.record", partition=event.message.partition,
                         offset=event.message.offset, reason=str(reason)[:60])
 
-    async def guarded(name: str, coro: Coroutine[Any, Any, Any]) -> None:
+    return app
+
+
+class StreamWorker:
+    """The worker's tasks (projector, figures refresh, SLA timers, outbox relays, webhook
+    deliveries) beside the faust app (the DLQ agent). The tasks start at once: the
+    faust app's own group join on the embedded broker takes ~5 s, which the projector, the
+    timers and the relays need not wait for."""
+
+    def __init__(self, settings: AppSettings, services: WorkerTasks, failed: asyncio.Event,
+                 stop: asyncio.Event) -> None:
+        self.services = services
+        self.failed = failed
+        self.stop_event = stop
+        self.app = build_app(settings)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.projecting: asyncio.Task[None] | None = None
+
+    async def _guarded(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
         try:
             await coro
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("worker.task_crashed", task=name)
-            failed.set()  # the process exits non-zero and `up` restarts it
+            self.failed.set()  # the process exits non-zero and `up` restarts it
 
-    @app.task
-    async def project() -> None:
-        await guarded("projector", services.projector.run())
-
-    @app.task
-    async def figures() -> None:
-        await guarded("figures", refresh_figures_every(
-            services.writer.refresh_figures, services.clock or SystemClock(), stop))
-
-    @app.task
-    async def cases_and_alerts() -> None:
+    async def _cases_and_alerts(self) -> None:
+        services = self.services
         if services.scheduler is None or services.webhooks is None:
             return
         timers = await services.scheduler.start()
         log.info("sla.timers_started", cases=timers)
         await asyncio.gather(
-            *(guarded(f"outbox.{r.name}", r.run(stop)) for r in services.relays),
-            guarded("webhooks", services.webhooks.run(stop)))
+            *(self._guarded(f"outbox.{r.name}", r.run(self.stop_event)) for r in services.relays),
+            self._guarded("webhooks", services.webhooks.run(self.stop_event)))
 
-    return app
+    async def start(self) -> None:
+        services = self.services
+        self.projecting = asyncio.create_task(
+            self._guarded("projector", services.projector.run()))
+        self.tasks = [self.projecting, asyncio.create_task(self._guarded(
+            "figures", refresh_figures_every(services.writer.refresh_figures,
+                                             services.clock or SystemClock(),
+                                             self.stop_event))),
+                      asyncio.create_task(self._cases_and_alerts())]
+        await self.app.start()
+
+    async def stop(self, drain_s: float = 20.0) -> None:
+        """Let the projector read on to the end of the log (a clean stop leaves nothing
+        acknowledged unprojected), then stop everything."""
+        if self.projecting is not None and not self.failed.is_set():
+            self.services.projector.drain()
+            done, _ = await asyncio.wait([self.projecting], timeout=drain_s)
+            log.info("worker.drained", complete=bool(done))
+        self.stop_event.set()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.app.stop()

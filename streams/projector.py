@@ -72,7 +72,8 @@ class Projector:
                  identity: IdentityKeeper | None = None, keys: KeyRing | None = None,
                  requests: RequestWork | None = None,
                  erasures: Callable[[], Mapping[str, Sequence[tuple[int, str]]]] | None = None,
-                 refresh_figures: Callable[[], Any] | None = None) -> None:
+                 refresh_figures: Callable[[], Any] | None = None,
+                 assign_all: bool = False) -> None:
         self.settings = settings
         self.decoder = decoder
         self.store = store
@@ -96,6 +97,10 @@ class Projector:
         self.refresh_figures = refresh_figures
         self.dead_letters = dead_letters
         self.dead_letter = dead_letters is not None  # a replay turns it off
+        # one worker reads every partition, assigned without a group join (the embedded
+        # broker's join takes ~4 s each time): the single worker of `up`
+        self.assign_all = assign_all
+        self._draining = False
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: Mapping[tuple[str, int], int] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -126,17 +131,20 @@ class Projector:
             await self._db_call(self.identity.load, self.store)
         self.consumer = self.new_consumer(self.settings.projector_group if group else None)
         await self.consumer.start()
-        if group:
+        if group and not self.assign_all:
             self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
-        else:
+        else:  # the group id, if any, only receives the offsets (lag monitoring)
             tps = self._all_partitions()
             self.consumer.assign(tps)
             await self.seek_stored(tps)
+        refresh_at_end = until_end
         try:
             end: dict[TopicPartition, int] = {}
             if until_end:
                 end = await self._end_offsets()
             while True:
+                if self._draining and not until_end:
+                    until_end, end = True, await self._end_offsets()
                 batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
                 if self.requests is not None:
                     await self.requests.run(self._db_call, self.flush)
@@ -150,7 +158,7 @@ class Projector:
                     # end is only a lower bound and an idle fetch marks the real end
                     break
             await self.flush()
-            if until_end and self.refresh_figures is not None:
+            if refresh_at_end and self.refresh_figures is not None:
                 await self._db_call(self.refresh_figures)
         finally:
             if self._pending is not None:  # cancelled mid-commit: let it land, then stop
@@ -159,6 +167,11 @@ class Projector:
             await self.consumer.stop()
         return self.progress
 
+    def drain(self) -> None:
+        """Read on to the end of the log as it is now (every record acknowledged before
+        this call), commit, and return from ``run``: a clean stop leaves nothing behind."""
+        self._draining = True
+
     def _all_partitions(self) -> list[TopicPartition]:
         assert self.consumer is not None
         return [TopicPartition(t, p) for t in self.topics
@@ -166,7 +179,7 @@ class Projector:
 
     async def _end_offsets(self) -> dict[TopicPartition, int]:
         assert self.consumer is not None
-        return dict(await self.consumer.end_offsets(self._all_partitions()))
+        return dict(await self.consumer.end_offsets(list(self.consumer.assignment())))
 
     async def _reached(self, end: dict[TopicPartition, int]) -> bool:
         assert self.consumer is not None
