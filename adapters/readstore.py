@@ -44,8 +44,28 @@ def _payload_json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def write_identity(conn: psycopg.Connection[Any], batch: Any,
-                   displays: dict[tuple[str, str], str]) -> None:
+# the earliest event's form of an identifier wins (migration 5); a row of before it
+# (display_ms NULL) keeps what it shows
+KEEP_EARLIEST_DISPLAY = (
+    " display=CASE WHEN identifiers.display IS NULL OR (excluded.display_ms,"
+    " excluded.display_event) < (identifiers.display_ms, identifiers.display_event)"
+    " THEN excluded.display ELSE identifiers.display END,"
+    " display_ms=CASE WHEN identifiers.display IS NULL OR (excluded.display_ms,"
+    " excluded.display_event) < (identifiers.display_ms, identifiers.display_event)"
+    " THEN excluded.display_ms ELSE identifiers.display_ms END,"
+    " display_event=CASE WHEN identifiers.display IS NULL OR (excluded.display_ms,"
+    " excluded.display_event) < (identifiers.display_ms, identifiers.display_event)"
+    " THEN excluded.display_event ELSE identifiers.display_event END")
+Displays = dict[tuple[str, str], tuple[int, str, str]]
+
+
+def _display(displays: Displays, ident: tuple[str, str]) -> tuple[Any, Any, Any]:
+    """(display, display_ms, display_event) of an identifier, NULLs if the batch has none."""
+    seen = displays.get(ident)
+    return (seen[2], seen[0], seen[1]) if seen else (None, None, None)
+
+
+def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays) -> None:
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
     batch's transaction."""
     cur = conn.cursor()
@@ -64,11 +84,11 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any,
         "INSERT INTO customer_links VALUES (%s,%s) ON CONFLICT (base) DO UPDATE SET"
         " survivor=excluded.survivor", list(batch.links.items()))
     cur.executemany(
-        "INSERT INTO identifiers (kind, value, customer_id, strong, display) VALUES"
-        " (%s,%s,%s,TRUE,%s) ON CONFLICT (kind, value) DO UPDATE SET"
-        " customer_id=excluded.customer_id,"
-        " display=COALESCE(identifiers.display, excluded.display)",
-        [(k, v, cid, displays.get((k, v))) for (k, v), cid in batch.identifiers.items()])
+        "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
+        " display_event) VALUES (%s,%s,%s,TRUE,%s,%s,%s) ON CONFLICT (kind, value) DO UPDATE"
+        " SET customer_id=excluded.customer_id," + KEEP_EARLIEST_DISPLAY,
+        [(k, v, cid, *_display(displays, (k, v)))
+         for (k, v), cid in batch.identifiers.items()])
 
 
 class ReadStoreWriter:
@@ -147,11 +167,23 @@ class ReadStoreWriter:
         """Returns the entries the timeline did not hold yet: only they add to figures."""
         cur = conn.cursor()
         cur.executemany(
-            "INSERT INTO identifiers VALUES (%s,%s,%s,%s,%s) ON CONFLICT (kind, value)"
+            "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
+            " display_event) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (kind, value)"
             " DO UPDATE SET customer_id=excluded.customer_id, strong=TRUE"
             " WHERE excluded.strong AND NOT identifiers.strong",
-            [(k, v, cid, bool(strong), state.displays.get((k, v)))
+            [(k, v, cid, bool(strong), *_display(state.displays, (k, v)))
              for (k, v), (cid, strong) in state.new_identifiers.items()])
+        # an identifier already stored shows the earliest form any batch brought
+        older = [(k, v, shown, ms, ev) for (k, v), (ms, ev, shown) in state.displays.items()
+                 if (k, v) not in state.new_identifiers]
+        if older:
+            cur.execute(
+                "UPDATE identifiers AS i SET display=u.d, display_ms=u.ms, display_event=u.ev"
+                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int8[], %s::text[])"
+                " AS u(k, v, d, ms, ev) WHERE i.kind=u.k AND i.value=u.v"
+                " AND (i.display IS NULL OR (i.display_ms IS NOT NULL"
+                " AND (u.ms, u.ev) < (i.display_ms, i.display_event)))",
+                [list(c) for c in zip(*older, strict=True)])
         columns = list(zip(*[
             (e.event_id, e.customer_id, e.occurred_ms, e.occurred_at, e.received_at, e.type,
              e.channel, e.source, e.agent_id, e.queue, e.case_id, _payload_json(e.payload),

@@ -43,8 +43,9 @@ class TimelineState:
     entries: list[TimelineEntry] = field(default_factory=list)
     # customer id -> (occurred_ms, event_id, name): the newest name wins, whatever the order
     names: dict[str, tuple[int, str, str]] = field(default_factory=dict)
-    # identifier -> what the customer view shows (a token when the envelope was encrypted)
-    displays: dict[tuple[str, str], str] = field(default_factory=dict)
+    # identifier -> (occurred_ms, event id, what the customer view shows: a token when the
+    # envelope was encrypted); the earliest event's form wins, whatever the arrival order
+    displays: dict[tuple[str, str], tuple[int, str, str]] = field(default_factory=dict)
     # data keys destroyed by an erasure: their events go to a pseudonym, stripped
     destroyed: frozenset[str] = frozenset()
     # event id -> its base customer, when the identity graph resolved it (streams/identity)
@@ -74,10 +75,13 @@ def apply(state: TimelineState, envelope: dict[str, Any]) -> TimelineState:
     if key_id and key_id in state.destroyed:
         return _erased(state, envelope, key_id)
     idents = envelope_identifiers(envelope, state.region)
+    at = occurred_ms(envelope["occurred_at"])
     for kind, value in idents:
         shown = customer.get(kind)
-        if kind != "id" and isinstance(shown, str) and (kind, value) not in state.displays:
-            state.displays[(kind, value)] = shown
+        if kind != "id" and isinstance(shown, str):
+            seen = state.displays.get((kind, value))
+            if seen is None or (at, envelope["event_id"]) < seen[:2]:
+                state.displays[(kind, value)] = (at, envelope["event_id"], shown)
     assigned = state.assigned.get(envelope["event_id"])
     cid = assigned or resolve_customer(state, idents)
     strong = idents[0][0] == "id"
@@ -87,7 +91,6 @@ def apply(state: TimelineState, envelope: dict[str, Any]) -> TimelineState:
         # the first system-derived customer. Merging customers is identity's job (issue 4).
         if owner is None or (strong and not owner[1] and ident[0] != "id"):
             state.known[ident] = state.new_identifiers[ident] = (cid, strong)
-    at = occurred_ms(envelope["occurred_at"])
     name = customer.get("name")
     if name:
         prev = state.names.get(cid)

@@ -29,11 +29,8 @@ import httpx
 import psycopg
 import pytest
 
-from contactstream.adapters.config import from_env
 from contactstream.adapters.database import EmbeddedPostgres
 from contactstream.adapters.demo import DemoPopulation
-from contactstream.adapters.privacy import Privacy, privacy
-from contactstream.projections.identifiers import normalize
 from tests.e2e.system import Up
 from tests.helpers import eventually
 
@@ -206,22 +203,19 @@ def _snapshot(data: Path) -> tuple[Snapshot, dict[str, int]]:
     """Every row of every table and every sequence's position, read through the data dir's
     own embedded server, every row of the key store; and the settledness lags."""
     out: Snapshot = {}
-    kit = privacy(from_env(data_dir=data, embedded_database=True), None)  # type: ignore[arg-type]
-    try:
-        with EmbeddedPostgres(data / "postgres") as pg:
-            with psycopg.connect(pg.url) as conn:
-                tables = [t for (t,) in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-                for table in tables:
-                    out[table] = sorted(r[0] for r in conn.execute(
-                        f'SELECT row_to_json(x)::text FROM "{table}" x'))
-                for name, value in conn.execute(
-                        "SELECT sequencename, last_value FROM pg_sequences"):
-                    out[f"<sequence>{name}"] = [str(value)]
-            out["identifiers"] = _identifiers_opened(out["identifiers"], kit)
-            lags = _lags(pg.url)
-    finally:
-        kit.keystore.close()
+    # identifiers included as stored: each shows its earliest event's token, whatever
+    # the arrival order (projections/timeline.py `displays`)
+    with EmbeddedPostgres(data / "postgres") as pg:
+        with psycopg.connect(pg.url) as conn:
+            tables = [t for (t,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in tables:
+                out[table] = sorted(r[0] for r in conn.execute(
+                    f'SELECT row_to_json(x)::text FROM "{table}" x'))
+            for name, value in conn.execute(
+                    "SELECT sequencename, last_value FROM pg_sequences"):
+                out[f"<sequence>{name}"] = [str(value)]
+        lags = _lags(pg.url)
     keys = sqlite3.connect(f"file:{data / 'keys.sqlite'}?mode=ro", uri=True)
     try:
         for (table,) in keys.execute("SELECT name FROM sqlite_master WHERE type='table'"):
@@ -230,27 +224,6 @@ def _snapshot(data: Path) -> tuple[Snapshot, dict[str, int]]:
     finally:
         keys.close()
     return out, lags
-
-
-def _identifiers_opened(rows: list[str], kit: Privacy) -> list[str]:
-    """The identifiers table with `display` as the customer view shows it (opened and
-    normalized, adapters/readstore.py ReadStore.customer), not as the token stored.
-
-    The token is the raw identifier of whichever event first reached the projector
-    (projections/timeline.py `displays`, kept by COALESCE in adapters/readstore.py), each
-    event encrypted on its own: the replay's arrival order across partitions differs from
-    the live one, so it may keep another event's token of the same identifier (another
-    nonce, or another spelling such as " Anna@Example.com "). The rest of the row is
-    compared as stored."""
-    out = []
-    for text in rows:
-        row = json.loads(text)
-        if row["display"] is not None:
-            shown = kit.open(row["display"])
-            row["display"] = "opened:" + (normalize(row["kind"], shown)
-                                          if shown is not None else "<unreadable>")
-        out.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
-    return sorted(out)
 
 
 def _diff(before: Snapshot, after: Snapshot, limit: int = 3) -> str:

@@ -106,3 +106,14 @@ def test_any_order_and_any_duplicates_give_the_same_timeline(events: list[dict])
         if cid not in newest or key > newest[cid][0]:
             newest[cid] = (key, ev["customer"]["name"])
     assert names == {cid: n for cid, (_, n) in newest.items()}
+
+
+def test_an_identifier_shows_its_earliest_events_form_whatever_the_arrival_order() -> None:
+    early = envelope(1, occurred_at="2026-11-20T09:00:00+00:00",
+                     customer={"id": "c-1", "email": " Anna@Example.com "})
+    late = envelope(2, occurred_at="2026-11-21T09:00:00+00:00",
+                    customer={"id": "c-1", "email": "anna@example.com"})
+    shown = {tuple(fold(order).displays[("email", "anna@example.com")])
+             for order in ([early, late], [late, early])}
+    assert shown == {(timeline.occurred_ms(early["occurred_at"]), early["event_id"],
+                      " Anna@Example.com ")}
