@@ -217,7 +217,9 @@ class EnvelopeCodec:
         schemaless_writer(out, self.schema, record)
         return out.getvalue()
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None:
+            raise DecodeError("tombstone: a record without a value")
         if len(data) < _HEADER_SIZE or data[0] != 0:
             raise DecodeError("not Confluent wire format")
         schema_id = _HEADER.unpack_from(data)[1]
@@ -232,9 +234,11 @@ class EnvelopeCodec:
                 record = schemaless_reader(body, self.schema, None)
             else:
                 record = schemaless_reader(body, writer, self.schema)
-            return _to_json_shape(cast(dict[str, Any], record))
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on bad bytes
             raise DecodeError(f"avro: {type(exc).__name__}: {exc}") from exc
+        if body.tell() != len(data):
+            raise DecodeError(f"trailing bytes: {len(data) - body.tell()} after the Avro body")
+        return _to_json_shape(cast(dict[str, Any], record))
 
     def _writer(self, schema_id: int) -> dict[str, Any] | None:
         try:

@@ -27,7 +27,9 @@ class RecordCodec:
         schemaless_writer(buf, self.schema, record)
         return buf.getvalue()
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None:
+            raise DecodeError("tombstone: a record without a value")
         if len(data) < 5 or data[0] != 0:
             raise DecodeError("not Confluent wire format")
         sid = _HEADER.unpack_from(data)[1]
@@ -37,8 +39,13 @@ class RecordCodec:
             except KeyError as exc:
                 raise DecodeError(f"unknown schema id {sid}") from exc
         writer = self._writers[sid]
+        body = BytesIO(data)
+        body.seek(5)
         try:
-            return schemaless_reader(BytesIO(data[5:]), writer or self.schema,  # type: ignore
-                                     self.schema if writer else None)
+            record = schemaless_reader(body, writer or self.schema,  # type: ignore
+                                       self.schema if writer else None)
         except Exception as exc:  # noqa: BLE001
             raise DecodeError(f"avro: {exc}") from exc
+        if body.tell() != len(data):
+            raise DecodeError(f"trailing bytes: {len(data) - body.tell()} after the Avro body")
+        return record  # type: ignore[no-any-return]

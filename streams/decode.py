@@ -26,11 +26,21 @@ def _archived(rec: Any, headers: list[tuple[str, bytes]]) -> ArchivedRecord:
                           rec.timestamp)
 
 
+def is_gap(rec: Any, headers: list[tuple[str, bytes]], *, embedded: bool) -> bool:
+    """A placeholder the embedded broker's restore wrote for an offset it could not fill
+    (adapters/journal.py): empty, without key, the gap header alone. Only those are
+    skipped; a record of anyone else that carries the header is dead-lettered."""
+    return (embedded and not rec.value and rec.key is None
+            and headers == [(GAP_HEADER, b"1")])
+
+
 def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
                decoder: Decoder, *, archive: bool) -> SortedBatch:
     """``batch`` as aiokafka's ``getmany`` returns it: TopicPartition -> records. Records
     that hold a gap the broker's restore could not fill are skipped (offsets still move);
-    ``archive`` keeps a copy of every other record (the embedded broker's restore)."""
+    ``archive`` (the embedded broker) keeps a copy of every other record for its restore.
+    A tombstone (no value), bytes that are not one Avro record, or an invalid envelope
+    goes to the dead letters with the reason."""
     out = SortedBatch()
     decode = decoder.decode
     for tp, records in batch.items():
@@ -38,12 +48,16 @@ def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
         for rec in records:
             out.offsets[(tp.topic, tp.partition)] = rec.offset + 1
             headers = list(rec.headers or ())
-            if any(h[0] == GAP_HEADER for h in headers):
+            if is_gap(rec, headers, embedded=archive):
                 continue
             if archive:
                 out.archive.append(_archived(rec, headers))
             if not interactions:
                 out.case_records.append(rec)
+                continue
+            if any(h[0] == GAP_HEADER for h in headers):
+                out.dead.append((rec, f"reserved header: {GAP_HEADER} is the embedded"
+                                      " broker's own placeholder mark"))
                 continue
             try:
                 env = decode(rec.value)

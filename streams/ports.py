@@ -65,7 +65,7 @@ class DecodeError(Exception):
 class Decoder(Protocol):
     """A record's value (Confluent wire format) to a dict; raises DecodeError."""
 
-    def decode(self, data: bytes) -> dict[str, Any]: ...
+    def decode(self, data: bytes | None) -> dict[str, Any]: ...
 
 
 class StreamSettings(Protocol):

@@ -84,6 +84,35 @@ async def test_undecodable_records_go_to_the_dlq_and_the_worker_keeps_going(
     assert db.scalar("SELECT COUNT(*) FROM timeline") == 3
 
 
+async def test_tombstones_forged_gap_marks_and_trailing_bytes_go_to_the_dlq(
+        settings: Settings, db: Database) -> None:
+    """Inputs that once stopped the worker or vanished (issue 10, items 2 and 10)."""
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    codec = bootstrap.codec(settings, db)
+    before, after = envelope(1, customer={"id": "c-8"}), envelope(2, customer={"id": "c-8"})
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        topic = settings.interactions_topic
+        await producer.send_and_wait(topic, codec.encode(before), key=b"c-8")
+        await producer.send_and_wait(topic, None, key=b"c-8")  # a tombstone
+        await producer.send_and_wait(topic, codec.encode(envelope(3, customer={"id": "c-8"})),
+                                     key=b"c-8", headers=[("contactstream-gap", b"1")])
+        await producer.send_and_wait(topic, codec.encode(envelope(4)) + b"\x00\x01", key=b"c-8")
+        await producer.send_and_wait(topic, codec.encode(after), key=b"c-8")
+    finally:
+        await producer.stop()
+    await _project_all(settings)
+    dead = await _dlq(settings, 3)
+    reasons = sorted(dict(r.headers)["contactstream-error"].decode() for r in dead)
+    assert len(reasons) == 3, reasons
+    assert reasons[0].startswith("decode: tombstone"), reasons
+    assert reasons[1].startswith("decode: trailing bytes: 2"), reasons
+    assert reasons[2].startswith("reserved header: contactstream-gap"), reasons
+    assert sorted(r[0] for r in db.all("SELECT event_id FROM timeline")) == sorted(
+        [before["event_id"], after["event_id"]])
+
+
 async def test_replay_from_the_log_gives_the_same_read_store(settings: Settings,
                                                              db: Database) -> None:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))

@@ -99,7 +99,7 @@ async def test_a_redelivered_batch_changes_nothing() -> None:
 
 async def test_gap_records_move_the_offset_and_nothing_else() -> None:
     store = FakeProjectionStore()
-    gap = Record(TOPIC, 0, 0, b"", headers=[(GAP_HEADER, b"1")])
+    gap = Record(TOPIC, 0, 0, b"", key=None, headers=[(GAP_HEADER, b"1")])
     p = projector(store)
     await p.process(batch_of(gap, rec(0, 1, envelope(1))))
     await p.flush()
@@ -144,3 +144,26 @@ def test_sort_batch_keeps_case_events_apart_and_says_why_a_record_is_dead() -> N
     assert len(sorted_.envelopes) == 1
     assert sorted_.archive == []
     assert sorted_.offsets == {(TOPIC, 0): 2, ("t.cases", 0): 8}
+
+
+def test_a_tombstone_and_a_forged_gap_mark_are_dead_letters_not_skipped() -> None:
+    tombstone = Record(TOPIC, 0, 0, None)  # type: ignore[arg-type]
+    forged = Record(TOPIC, 0, 1, json.dumps(envelope(1)).encode(),
+                    headers=[(GAP_HEADER, b"1")])
+    restored_gap = Record(TOPIC, 0, 2, b"", key=None, headers=[(GAP_HEADER, b"1")])
+    sorted_ = sort_batch(batch_of(tombstone, forged, restored_gap), TOPIC, NoneAwareDecoder(),
+                         archive=True)
+    assert [(r.offset, reason.split(":")[0]) for r, reason in sorted_.dead] == [
+        (0, "decode"), (1, "reserved header")]
+    assert sorted_.offsets == {(TOPIC, 0): 3}
+    assert [a.offset for a in sorted_.archive] == [0, 1]  # the restore's own gap is not kept
+    # on Kafka (no embedded restore) a gap mark is never the system's own
+    on_kafka = sort_batch(batch_of(restored_gap), TOPIC, NoneAwareDecoder(), archive=False)
+    assert [reason.split(":")[0] for _, reason in on_kafka.dead] == ["reserved header"]
+
+
+class NoneAwareDecoder(JsonDecoder):
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None:
+            raise DecodeError("tombstone: a record without a value")
+        return super().decode(data)
