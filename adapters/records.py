@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -48,4 +48,4 @@ class RecordCodec:
             raise DecodeError(f"avro: {exc}") from exc
         if body.tell() != len(data):
             raise DecodeError(f"trailing bytes: {len(data) - body.tell()} after the Avro body")
-        return record  # type: ignore[no-any-return]
+        return cast(dict[str, Any], record)
