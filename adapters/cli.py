@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from . import config
+from . import config, datadir
 from .database import DatabaseError
+from .datadir import DataDirBusy
 from .logging import configure
 
 
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except DatabaseError as exc:  # a refused or unusable database: one line, no traceback
+    except (DatabaseError, DataDirBusy) as exc:  # one line, no traceback
         print(f"contactstream {args.command}: {exc}", file=sys.stderr)
         return 2
 
@@ -72,16 +74,15 @@ def _run(args: argparse.Namespace) -> int:
     configure(settings.log_format, settings.log_level)
     if args.command == "up":
         from .runner import up
-        (settings.data_dir).mkdir(parents=True, exist_ok=True)
-        pid_file = settings.data_dir / "up.pid"
-        pid_file.write_text(str(os.getpid()))
-        try:
+        with datadir.exclusive(settings.data_dir, "up"):
             return asyncio.run(up(settings, demo=args.demo))
-        finally:
-            pid_file.unlink(missing_ok=True)
     if args.command == "worker":
         from .worker import run_worker
-        return asyncio.run(run_worker(settings))
+        if not settings.embedded_broker:  # on Kafka many workers share the partitions
+            return asyncio.run(run_worker(settings))
+        # the embedded broker's one worker reads every partition: a second one would clash
+        with datadir.exclusive(settings.data_dir, "worker", datadir.WORKER):
+            return asyncio.run(run_worker(settings))
     if args.command == "publish":
         from .publish import publish_file
         token = args.token or os.environ.get("CONTACTSTREAM_TOKEN")
@@ -94,15 +95,24 @@ def _run(args: argparse.Namespace) -> int:
         return publish_file(args.file, url, token)
     if args.command == "replay":
         from .replay import replay
-        return asyncio.run(replay(settings))
+        with datadir.exclusive(settings.data_dir, "replay"):
+            return asyncio.run(replay(settings))
     if args.command == "import-sqlite":
         from .import_sqlite import run_import
-        return run_import(Path(args.dir), settings)
+        if not Path(args.dir).is_dir():
+            return run_import(Path(args.dir), settings)  # it says what is wrong
+        with datadir.exclusive(Path(args.dir), "import-sqlite"):
+            return run_import(Path(args.dir), settings)
     if args.command in ("backup", "restore"):
         from . import backup
-        if args.command == "backup":
-            return backup.backup(settings, Path(args.out))
-        return backup.restore(settings, Path(args.src))
+        # the embedded database is started from the data dir: only while nothing else runs
+        # there; an external one is dumped online
+        guard = (datadir.exclusive(settings.data_dir, args.command)
+                 if not settings.database_url else nullcontext())
+        with guard:
+            if args.command == "backup":
+                return backup.backup(settings, Path(args.out))
+            return backup.restore(settings, Path(args.src))
     if args.command == "bench":
         views = None if not args.views else {
             "events": args.views, "customers": args.customers or max(1, args.views // 10),

@@ -33,6 +33,8 @@ class Settings:
     default_region: str = "HU"
     max_batch: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
+    # live alert streams (SSE) one token may hold open at once; one more is answered 429
+    max_streams_per_token: int = 10
     consumer_group: str = ""  # default: PREFIX-projector
     fetch_max_wait_ms: int = 50
     # base64 of 32 bytes; empty: a key file in the data dir (embedded default only)
@@ -120,6 +122,7 @@ def from_env(**overrides: object) -> Settings:
         master_key=_env("CONTACTSTREAM_MASTER_KEY", ""),
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
         demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),
+        max_streams_per_token=int(_env("CONTACTSTREAM_MAX_STREAMS_PER_TOKEN", "10")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from eventsourcing.persistence import IntegrityError
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from ..domain.calendars import BusinessCalendar, CalendarError
@@ -125,10 +127,36 @@ def _sse(row: dict[str, Any]) -> str:
     return f"id: {row['seq']}\nevent: {row['kind']}\ndata: {data}\n\n"
 
 
+class StreamSlots:
+    """How many alert streams each token holds open; a slot is given back once, whichever
+    of the stream's end or the response's background task comes first."""
+
+    def __init__(self, per_token: int) -> None:
+        self.per_token = per_token
+        self.held: Counter[str] = Counter()
+
+    def take(self, token: str) -> Callable[[], None]:
+        if self.held[token] >= self.per_token:
+            raise ApiError(429, "too_many_streams",
+                           f"this token already holds {self.per_token} alert streams open"
+                           " (CONTACTSTREAM_MAX_STREAMS_PER_TOKEN); close one first",
+                           {"Retry-After": "5"})
+        self.held[token] += 1
+        given_back = False
+
+        def release() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self.held[token] -= 1
+        return release
+
+
 def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cases: CaseService,
                     control: ControlStore, store: ReadStore,
-                    now: Callable[[], datetime]) -> None:
+                    now: Callable[[], datetime], max_streams_per_token: int = 10) -> None:
     """Register the case, SLA, alert, webhook and service-report routes on `app`."""
+    slots = StreamSlots(max_streams_per_token)
 
     # -- cases -----------------------------------------------------------------------------
     @app.get("/v1/cases", tags=["cases"], summary="Cases, newest first")
@@ -311,32 +339,45 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
                            _: str = Depends(role("supervise"))) -> StreamingResponse:
         kinds = _kinds(kind)
         last_id = request.headers.get("last-event-id", "").strip()
-        if last_id.isdigit():
-            start = int(last_id)
-        else:
-            start = await asyncio.to_thread(control.last_alert_seq)
+        release = slots.take(request.state.token_id)
+        try:
+            start = (int(last_id) if last_id.isdigit()
+                     else await asyncio.to_thread(control.last_alert_seq))
+        except BaseException:
+            release()
+            raise
 
         async def events() -> AsyncIterator[str]:
-            position = start
-            yield "retry: 1000\n: connected\n\n"
-            quiet_since = time.monotonic()
-            while not await request.is_disconnected():
-                rows = await asyncio.to_thread(control.alerts, after=position, limit=100)
-                for row in rows:
-                    position = row["seq"]
-                    if not kinds or row["kind"] in kinds:
-                        yield _sse(row)
-                        quiet_since = time.monotonic()
-                if len(rows) == 100:
-                    continue
-                if time.monotonic() - quiet_since >= SSE_KEEPALIVE_S:
-                    yield ": keep-alive\n\n"
-                    quiet_since = time.monotonic()
-                await asyncio.sleep(SSE_POLL_S)
+            try:
+                async for chunk in _alert_events(request, start, kinds):
+                    yield chunk
+            finally:
+                release()
 
         return StreamingResponse(events(), media_type="text/event-stream",
+                                 background=BackgroundTask(release),
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+    async def _alert_events(request: Request, start: int, kinds: list[str],
+                            ) -> AsyncIterator[str]:
+        """The stream's body: alerts after ``start`` as they are added, keep-alives."""
+        position = start
+        yield "retry: 1000\n: connected\n\n"
+        quiet_since = time.monotonic()
+        while not await request.is_disconnected():
+            rows = await asyncio.to_thread(control.alerts, after=position, limit=100)
+            for row in rows:
+                position = row["seq"]
+                if not kinds or row["kind"] in kinds:
+                    yield _sse(row)
+                    quiet_since = time.monotonic()
+            if len(rows) == 100:
+                continue
+            if time.monotonic() - quiet_since >= SSE_KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(SSE_POLL_S)
 
     # -- webhooks ---------------------------------------------------------------------------
     @app.put("/v1/webhooks/{name}", tags=["alerts"], summary="Register or replace a webhook",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from tqdm import tqdm
@@ -15,21 +14,8 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 
-def running_pid(settings: Settings) -> int | None:
-    pid_file = settings.data_dir / "up.pid"
-    try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
 async def replay(settings: Settings) -> int:
-    pid = running_pid(settings)
-    if pid is not None:
-        print(f"replay: contactstream up is running (pid {pid}); stop it first", file=sys.stderr)
-        return 2
+    """The caller holds the data dir (adapters/datadir.py): no `up` runs there."""
     settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
     try:
         return await _replay(settings)

@@ -107,7 +107,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
                      insights=services.insights, database_up=database_up)
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
-                    lambda: datetime.now(UTC))
+                    lambda: datetime.now(UTC), settings.max_streams_per_token)
     metrics.watch(services.control)
     add_erasure_route(app, services.store, services.control, services.insights)
     links = bootstrap.link_app(settings)

@@ -16,10 +16,11 @@ import httpx
 from contactstream.adapters.broker import free_port
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A `contactstream` command as a new user runs it: no CONTACTSTREAM_ or KAFKA_
-    settings inherited from the test process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}
+    settings inherited from the test process (only those given in ``env``)."""
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", *args],
                           capture_output=True, text=True, timeout=120, env=env)
 

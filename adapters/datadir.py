@@ -1,0 +1,51 @@
+"""Who owns a data dir: an exclusive lock (flock) on ``DATA_DIR/lock``, held for the life
+of the process that runs the embedded broker, database and journal there (``up``) or
+that would clash with it (``replay``, ``backup``/``restore`` of the embedded database,
+``import-sqlite``); and ``DATA_DIR/worker.lock``, held by the one worker of the embedded
+broker. The kernel releases a lock when its holder dies, even by SIGKILL."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+OWNER = "lock"
+WORKER = "worker.lock"
+
+
+class DataDirBusy(RuntimeError):
+    """Another process holds the data dir."""
+
+
+@contextmanager
+def exclusive(data_dir: Path, command: str, name: str = OWNER) -> Iterator[None]:
+    """Hold ``DATA_DIR/name`` for the block; DataDirBusy names the holder if it is taken."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise DataDirBusy(
+            f"{data_dir} is in use by {holder or 'another contactstream process'}: stop it"
+            " first, or give this command another data dir") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`contactstream {command}` (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def holder(data_dir: Path, name: str = OWNER) -> str | None:
+    """Who holds the lock now, or None if nobody does."""
+    try:
+        with exclusive(data_dir, "probe", name):
+            return None
+    except DataDirBusy as exc:
+        return str(exc)

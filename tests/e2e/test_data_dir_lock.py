@@ -1,0 +1,56 @@
+"""One owner per data dir (issue 10, item 3): a second `up`, a `replay`, a `backup` of the
+embedded database, or a second worker of the embedded broker is refused in one line
+while `up` runs, and the running system loses nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.system import Up, cli
+from tests.helpers import envelope, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_second_owner_of_the_data_dir_is_refused_and_the_first_goes_on(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    up = Up(data).start()
+    failures = []
+    try:
+        second = Up(data)
+        try:
+            second.start(timeout=30)
+            failures.append("a second up on the same data dir started")
+        except RuntimeError as exc:  # it exited: the message is in its log
+            assert "exited 2" in str(exc), exc
+            assert f"{data} is in use by `contactstream up` (pid {up.proc.pid})" in \
+                second.logs(), second.logs()[-1000:]
+        for command in (["replay", "--data-dir", str(data)],
+                        ["backup", str(tmp_path / "b"), "--data-dir", str(data)]):
+            done = cli(*command)
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert "is in use by `contactstream up`" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+        # a worker of the embedded broker started by hand next to up's own
+        env = {"CONTACTSTREAM_EMBEDDED_BROKER": "1", "CONTACTSTREAM_DATA_DIR": str(data),
+               "CONTACTSTREAM_DATABASE_URL": up.database_url}
+        worker = cli("worker", env=env)
+        assert worker.returncode == 2, worker.stderr
+        assert "is in use by `contactstream worker`" in worker.stderr, worker.stderr
+        # the first one still takes and serves events
+        events = [envelope(i, customer={"id": "c-lock"}) for i in range(3)]
+        with up.client("publisher") as pub:
+            assert pub.post("/v1/events", json=events).json()["accepted"] == 3
+        eventually(lambda: len(up.get("/v1/customers/c-lock/timeline").json()
+                               .get("items", [])) >= 3)
+    finally:
+        code = up.stop()
+    assert not failures, failures
+    assert code == 0, up.logs()[-2000:]
+    # once it stopped, the data dir is free again
+    assert cli("replay", "--data-dir", str(data)).returncode == 0
+    assert os.path.exists(data / "lock")
