@@ -155,8 +155,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     from .outbox_sources import alert_source, case_event_source
 
     loop = asyncio.get_running_loop()
-    control = ControlStore(db)
     kit = privacy(settings, db)
+    control = ControlStore(db, kit.secrets)
     service = case_service(settings, control, kit, clock)
     webhooks = WebhookDispatcher(control)
     new_consumer = partial(consumer_factory, settings)
@@ -238,7 +238,9 @@ async def api_services(settings: Settings) -> ApiServices:
     kit = privacy(settings, db)
     ingestor = Ingestor(settings, producer, codec(settings, db), journal, kit)
     store = ReadStore(db, kit)
-    control = ControlStore(db)
+    control = ControlStore(db, kit.secrets)
+    if sealed := await asyncio.to_thread(control.seal_webhook_secrets):
+        log.info("webhooks.secrets_sealed", webhooks=sealed)
     insights = Insights(store, settings.base_currency,
                         parse_rates(settings.fx_rates, settings.base_currency))
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,

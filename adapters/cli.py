@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # every file and folder contactstream (and its children: broker, database) creates is
+    # its owner's alone: the data dir holds keys, tokens and personal data
+    os.umask(0o077)
     try:
         return _run(args)
     except (DatabaseError, DataDirBusy) as exc:  # one line, no traceback

@@ -20,6 +20,7 @@ from ..domain.calendars import BusinessCalendar
 from ..domain.sla import SlaPolicy
 from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
+from .crypto import SECRET_TOKEN, SecretBox
 from .database import Database
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
@@ -32,8 +33,11 @@ ALERT_COLUMNS = ("seq", "id", "kind", "case_id", "customer_id", "metric", "due_a
 class _Session:
     """One database shared by the parts below, and the thread's batch transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, secrets: SecretBox | None = None) -> None:
         self.db = db
+        # seals webhook secrets under the master key; the composition root always gives
+        # one (only tests of other parts go without)
+        self.secrets = secrets
         self._local = threading.local()
 
     @contextmanager
@@ -95,6 +99,8 @@ class SupervisorSettings(_Session):
                 for name, body in self._all("SELECT name, body FROM calendars")}
 
     def put_webhook(self, name: str, body: dict[str, Any]) -> None:
+        if self.secrets is not None and isinstance(body.get("secret"), str):
+            body = {**body, "secret": self.secrets.seal(name, body["secret"])}
         with self._tx() as conn:
             conn.execute("INSERT INTO webhooks VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET"
                          " body=excluded.body", (name, Jsonb(body)))
@@ -103,7 +109,29 @@ class SupervisorSettings(_Session):
                          " FROM alerts)) ON CONFLICT DO NOTHING", (f"webhook:{name}",))
 
     def webhooks(self) -> dict[str, dict[str, Any]]:
-        return dict(self._all("SELECT name, body FROM webhooks ORDER BY name"))
+        """Every webhook with its secret opened."""
+        hooks = dict(self._all("SELECT name, body FROM webhooks ORDER BY name"))
+        if self.secrets is not None:
+            for name, body in hooks.items():
+                if isinstance(body.get("secret"), str):
+                    body["secret"] = self.secrets.open(name, body["secret"])
+        return hooks
+
+    def seal_webhook_secrets(self) -> int:
+        """Seal the secrets stored in the clear by a release before sealing; how many."""
+        if self.secrets is None:
+            return 0
+        sealed = 0
+        with self._tx() as conn:
+            for name, body in conn.execute("SELECT name, body FROM webhooks FOR UPDATE"
+                                           ).fetchall():
+                secret = body.get("secret")
+                if isinstance(secret, str) and not secret.startswith(SECRET_TOKEN):
+                    body["secret"] = self.secrets.seal(name, secret)
+                    conn.execute("UPDATE webhooks SET body=%s WHERE name=%s",
+                                 (Jsonb(body), name))
+                    sealed += 1
+        return sealed
 
     def record_webhook_failure(self, name: str, seq: int, error: str, at: str) -> None:
         self._write("INSERT INTO webhook_failures VALUES (%s,%s,%s,%s) ON CONFLICT"

@@ -33,6 +33,9 @@ NONCE_BYTES = 12
 # HKDF info labels: one derived key per purpose, never the master key itself.
 WRAPPING_INFO = b"contactstream/v1/key-wrapping"
 HASHING_INFO = b"contactstream/v1/identifier-hashing"
+SECRETS_INFO = b"contactstream/v1/configuration-secrets"
+# a secret of the configuration (a webhook's signing secret) sealed by SecretBox
+SECRET_TOKEN = "encs1:"
 
 # Token prefixes: enc1 holds a string, enc1j the JSON text of any value (extra payload keys).
 TOKEN = "enc1:"
@@ -104,6 +107,32 @@ def derive_key(master_key: bytes, info: bytes) -> bytes:
     """A 32-byte key for one purpose (HKDF-SHA256, ``info`` names the purpose)."""
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(
         master_key)
+
+
+class SecretBox:
+    """Secrets the configuration holds (webhook signing secrets), sealed with AES-GCM
+    under a key derived from the master key, bound to the name they belong to: the
+    database, its dumps and replicas hold no secret in the clear."""
+
+    def __init__(self, master_key: bytes) -> None:
+        self._aead = AESGCM(derive_key(master_key, SECRETS_INFO))
+
+    def seal(self, name: str, secret: str) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        return SECRET_TOKEN + _b64(nonce + self._aead.encrypt(nonce, secret.encode(),
+                                                               name.encode()))
+
+    def open(self, name: str, value: str) -> str:
+        """The secret; a value stored in the clear (before sealing existed) as it is."""
+        if not value.startswith(SECRET_TOKEN):
+            return value
+        raw = _unb64(value[len(SECRET_TOKEN):])
+        try:
+            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
+                                      name.encode()).decode()
+        except InvalidTag:
+            raise CryptoError(f"the secret of {name!r} does not open with this master"
+                              " key") from None
 
 
 def wrapping_key(master_key: bytes) -> bytes:

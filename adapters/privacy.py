@@ -8,7 +8,14 @@ from typing import Any
 
 from ..projections.identifiers import customer_key, normalize
 from .config import Settings
-from .crypto import FieldCipher, encrypt_envelope, hashing_key, identifier_hash, is_token
+from .crypto import (
+    FieldCipher,
+    SecretBox,
+    encrypt_envelope,
+    hashing_key,
+    identifier_hash,
+    is_token,
+)
 from .crypto import load_master_key as _load_master_key
 from .database import Database
 from .keystore import DataKeyStore, ForgettingKeyStore, PostgresKeyStore
@@ -20,6 +27,7 @@ class Privacy:
     cipher: FieldCipher
     hash_key: bytes
     region: str
+    secrets: SecretBox | None = None  # the configuration's secrets (webhooks)
 
     def encrypt_batch(self, envelopes: list[dict[str, Any]],
                       ) -> list[tuple[dict[str, Any], bytes]]:
@@ -93,4 +101,5 @@ def privacy(settings: Settings, db: Database) -> Privacy:
         store = PostgresKeyStore(db, master)
     else:
         raise ValueError(f"CONTACTSTREAM_KEY_STORE must be file or postgres, not {kind!r}")
-    return Privacy(store, FieldCipher(store), hashing_key(master), settings.default_region)
+    return Privacy(store, FieldCipher(store), hashing_key(master), settings.default_region,
+                   SecretBox(master))

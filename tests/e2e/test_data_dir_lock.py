@@ -54,3 +54,24 @@ def test_a_second_owner_of_the_data_dir_is_refused_and_the_first_goes_on(
     # once it stopped, the data dir is free again
     assert cli("replay", "--data-dir", str(data)).returncode == 0
     assert os.path.exists(data / "lock")
+
+
+def test_the_data_dir_and_its_files_are_private(tmp_path: Path) -> None:
+    """Issue 10, item 11: the data dir 0700 (0710 for the embedded database's own group when
+    run as root), every file in it 0600."""
+    data = tmp_path / "data"
+    up = Up(data).start()
+    try:
+        with up.client("publisher") as pub:
+            assert pub.post("/v1/events", json=[envelope(1)]).status_code == 202
+        mode = data.stat().st_mode & 0o777
+        assert mode == (0o710 if os.geteuid() == 0 else 0o700), oct(mode)
+        files = [p for p in data.iterdir() if p.is_file() and p.name != up.log_path.name]
+        assert {p.name for p in files} >= {"tokens.json", "keys.sqlite", "lock", "broker.log",
+                                           "worker.ready", "worker.lock"}
+        loose = {p.name: oct(p.stat().st_mode & 0o777) for p in files
+                 if p.stat().st_mode & 0o077}
+        assert loose == {}, loose
+    finally:
+        code = up.stop()
+    assert code == 0, up.logs()[-2000:]

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from contactstream.adapters.control import ControlStore, NewAlert
+from contactstream.adapters.crypto import CryptoError, SecretBox
 from contactstream.adapters.database import Database
 from contactstream.streams.webhooks import DELIVERIES, WebhookDispatcher, sign
 
@@ -80,9 +82,11 @@ def counter(outcome: str) -> float:
 
 async def test_a_500_is_retried_and_the_signed_alert_arrives(
         db: Database, receiver: Callable[[Callable[[int], int]], Receiver]) -> None:
-    control = ControlStore(db)
+    control = ControlStore(db, SecretBox(os.urandom(32)))
     rec = receiver(lambda n: 500 if n == 1 else 200)
     control.put_webhook("ops", {"url": rec.url, "secret": SECRET, "kinds": ["sla.breached"]})
+    stored = db.scalar("SELECT body::text FROM webhooks WHERE name='ops'")
+    assert SECRET not in stored and '"secret": "encs1:' in stored  # sealed at rest
     seq = control.add_alert(alert(1))
     retried = counter("retried")
     dispatcher = WebhookDispatcher(control, backoff_s=0.05)
@@ -159,3 +163,18 @@ async def test_a_4xx_is_not_retried_and_a_new_webhook_is_picked_up(
         await asyncio.wait_for(task, 5)
     assert len(gone.requests) == 1
     assert control.db.scalar("SELECT error FROM webhook_failures").startswith("HTTP 410")
+
+
+def test_secrets_stored_in_the_clear_are_sealed_and_still_sign(db: Database) -> None:
+    """A webhook registered before secrets were sealed (issue 10, item 11)."""
+    ControlStore(db).put_webhook("old", {"url": "http://127.0.0.1:9/", "secret": SECRET,
+                                         "kinds": []})
+    assert SECRET in db.scalar("SELECT body::text FROM webhooks WHERE name='old'")
+    master = os.urandom(32)
+    control = ControlStore(db, SecretBox(master))
+    assert control.seal_webhook_secrets() == 1
+    assert control.seal_webhook_secrets() == 0
+    assert SECRET not in db.scalar("SELECT body::text FROM webhooks WHERE name='old'")
+    assert control.webhooks()["old"]["secret"] == SECRET
+    with pytest.raises(CryptoError, match="does not open"):
+        ControlStore(db, SecretBox(os.urandom(32))).webhooks()
