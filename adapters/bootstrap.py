@@ -258,12 +258,18 @@ async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker |
                                   embedded_broker=True)
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     if settings.embedded_broker:
-        db = database(settings, max_size=2)
-        producer = kafka.producer(settings)
-        await producer.start()
-        try:
-            await restore(producer, [IngestJournal(db).records(), archived(db)])
-        finally:
-            await producer.stop()
-            db.close()
+        await restore_broker(settings)
     return settings, broker
+
+
+async def restore_broker(settings: Settings) -> None:
+    """Everything the database holds of the embedded broker's log, back at its offsets
+    (adapters/journal.py): at start, and after the broker died under `up`."""
+    db = database(settings, max_size=2)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        await restore(producer, [IngestJournal(db).records(), archived(db)])
+    finally:
+        await producer.stop()
+        db.close()

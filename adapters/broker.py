@@ -79,6 +79,10 @@ class EmbeddedBroker:
         log.info("broker.started", bootstrap=self.bootstrap_servers, pid=self.proc.pid)
         return self
 
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

@@ -89,7 +89,8 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                ready: Callable[[], Awaitable[bool]] | None = None,
                max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024,
                insights: Insights | None = None,
-               database_up: Callable[[], bool] | None = None) -> FastAPI:
+               database_up: Callable[[], bool] | None = None,
+               kafka_up: Callable[[], bool] | None = None) -> FastAPI:
     app = FastAPI(title="contactstream", version="1.0",
                   description="Omnichannel contact-centre backend: ingest, customer view.")
     insights = insights or Insights(store)
@@ -137,6 +138,17 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
             if request.url.path.startswith("/v1/") and not database_up():
                 return _error(503, "database_unavailable", "the database is restarting;"
                               " retry", {"Retry-After": "1"})
+            return await call_next(request)
+
+    if kafka_up is not None:
+        @app.middleware("http")
+        async def _while_kafka_down(request: Request, call_next: Any) -> Any:
+            # the embedded broker is being restarted, or no bootstrap server answers
+            # (adapters/runner.py): ingest is refused at once, reads go on
+            if request.url.path == "/v1/events" and request.method == "POST" \
+                    and not kafka_up():
+                return _error(503, "broker_unavailable", "Kafka is not reachable; nothing"
+                              " was accepted, retry", {"Retry-After": "1"})
             return await call_next(request)
 
     @app.exception_handler(RequestValidationError)

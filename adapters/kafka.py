@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -83,3 +84,16 @@ def _configs(settings: Settings, topic: str) -> dict[str, str]:
 def all_topics(settings: Settings) -> list[str]:
     return [settings.interactions_topic, settings.dlq_topic, settings.cases_topic,
             settings.alerts_topic]
+
+
+def reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection (readiness, not health)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)),
+                                          timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

@@ -15,10 +15,10 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from . import bootstrap, metrics
+from . import bootstrap, kafka, metrics
 from .audit import AuditLog
 from .auth import write_tokens
-from .broker import die_with_parent
+from .broker import EmbeddedBroker, die_with_parent
 from .config import Settings
 from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
@@ -66,18 +66,71 @@ async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
         log.info("database.restarted")
 
 
-async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
+                            up: asyncio.Event, worker_pid: Callable[[], int | None]) -> None:
+    """Restart the embedded broker whenever it dies, on the same port, and restore its
+    log from the database; ``up`` is clear meanwhile (ingest and /readyz answer 503 at
+    once). The worker is stopped with it and started again once the log is back, so
+    nothing it publishes can land in the empty broker before the restore."""
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+        if broker.alive or stop.is_set():
+            continue
+        up.clear()
+        log.error("broker.exited", code=broker.proc.returncode if broker.proc else None)
+        if (pid := worker_pid()) is not None:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # at-least-once: it resumes from its offsets
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(broker.start)
+                await kafka.ensure_topics(settings, kafka.all_topics(settings))
+                await bootstrap.restore_broker(settings)
+                break
+            except Exception as exc:  # noqa: BLE001 - keep trying; the log says why
+                log.error("broker.restart_failed", error=type(exc).__name__,
+                          detail=str(exc)[:120])
+                broker.stop()
+                await asyncio.sleep(1)
+        up.set()
+        log.info("broker.restarted", bootstrap=broker.bootstrap_servers)
+
+
+async def _watch_kafka(settings: Settings, stop: asyncio.Event, up: asyncio.Event,
+                       every_s: float = 1.0) -> None:
+    """An external cluster: ``up`` is clear while no bootstrap server accepts a
+    connection (/readyz 503, ingest 503 at once)."""
+    while not stop.is_set():
+        reachable = await asyncio.to_thread(kafka.reachable, settings.bootstrap_servers)
+        if reachable != up.is_set():
+            log.warning("kafka.reachable" if reachable else "kafka.unreachable",
+                        bootstrap=settings.bootstrap_servers)
+            (up.set if reachable else up.clear)()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def _supervise_worker(settings: Settings, stop: asyncio.Event,
+                            proceed: asyncio.Event | None = None,
+                            running: list[int] | None = None) -> None:
     """Run ``contactstream worker`` as a child (a second core for the projector) and
     restart it if it dies. ``stop`` is set once the API stopped taking events: the worker,
     told by SIGTERM, projects what is left in the log, then exits."""
     delay = 0.5
     loop = asyncio.get_running_loop()
     while not stop.is_set():
+        if proceed is not None and not proceed.is_set():  # the broker is being restored
+            await asyncio.wait([asyncio.ensure_future(proceed.wait()),
+                                asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            continue
         started = loop.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "contactstream.adapters.cli", "worker",
             env=_child_env(settings), stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent)
+        if running is not None:
+            running[:] = [proc.pid]
         waiter = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -90,6 +143,8 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
                     proc.kill()
             return
         stopper.cancel()
+        if running is not None:
+            running.clear()
         bootstrap.worker_ready_file(settings).unlink(missing_ok=True)
         log.warning("worker.exited", code=proc.returncode, restart_in_s=delay)
         await asyncio.sleep(delay)
@@ -100,12 +155,14 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
 def build_api(settings: Settings, services: bootstrap.ApiServices,
               ready: Callable[[], Awaitable[bool]] | None = None,
               database_up: Callable[[], bool] | None = None,
+              kafka_up: Callable[[], bool] | None = None,
               ) -> tuple[FastAPI, Any, AuditLog]:
     """The whole HTTP API over one set of API services; the link app (merge history) and
     the audit log it opens are the caller's to close."""
     app = create_app(services.ingestor, services.store, services.tokens, ready,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
-                     insights=services.insights, database_up=database_up)
+                     insights=services.insights, database_up=database_up,
+                     kafka_up=kafka_up)
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
                     lambda: datetime.now(UTC), settings.max_streams_per_token)
     metrics.watch(services.control)
@@ -143,12 +200,22 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     ready_file = bootstrap.worker_ready_file(settings)
     ready_file.unlink(missing_ok=True)
     stop_worker = asyncio.Event()  # after the API: every 202 is in the log by then
-    worker = asyncio.create_task(_supervise_worker(settings, stop_worker))
+    kafka_up = asyncio.Event()
+    kafka_up.set()
+    worker_pids: list[int] = []
+    worker = asyncio.create_task(_supervise_worker(
+        settings, stop_worker, kafka_up if broker else None, worker_pids))
+    kafka_watch = asyncio.create_task(
+        _supervise_broker(broker, settings, stop, kafka_up,
+                          lambda: worker_pids[0] if worker_pids else None)
+        if broker is not None else _watch_kafka(settings, stop, kafka_up))
 
     async def ready() -> bool:
-        return not worker.done() and ready_file.exists() and database_up.is_set()
+        return (not worker.done() and ready_file.exists() and database_up.is_set()
+                and kafka_up.is_set())
 
-    app, links, audit = build_api(settings, services, ready, database_up.is_set)
+    app, links, audit = build_api(settings, services, ready, database_up.is_set,
+                                  kafka_up.is_set)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
@@ -159,6 +226,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         stop.set()
         stop_worker.set()
         await worker
+        await kafka_watch
         audit.close()
         await services.close()
         links.close()
@@ -186,6 +254,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     await serving
     stop_worker.set()
     await worker
+    await kafka_watch
     if supervisor is not None:
         await supervisor
     audit.close()

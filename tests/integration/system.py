@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,8 +17,9 @@ from contactstream.adapters.http import create_app
 class System:
     """The API and the projector in this process, on the real broker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, kafka_up: Callable[[], bool] | None = None) -> None:
         self.settings = settings
+        self.kafka_up = kafka_up  # what `up` knows of the broker (adapters/runner.py)
 
     async def __aenter__(self) -> System:
         s = self.settings
@@ -26,7 +28,8 @@ class System:
         await kafka.ensure_topics(s, kafka.all_topics(s))
         self.api = await bootstrap.api_services(s)
         self.worker = await bootstrap.worker_services(s)
-        self.app = create_app(self.api.ingestor, self.api.store, self.api.tokens)
+        self.app = create_app(self.api.ingestor, self.api.store, self.api.tokens,
+                              kafka_up=self.kafka_up)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
                                         base_url="http://test")
         self.task = asyncio.create_task(self.worker.projector.run())

@@ -130,3 +130,25 @@ async def test_roles_401_and_403(settings: Settings) -> None:
         for path in ("/v1/events", "/v1/customers/lookup", "/v1/customers/{customer_id}",
                      "/v1/customers/{customer_id}/timeline"):
             assert path in spec["paths"]
+
+
+async def test_while_the_broker_is_down_ingest_is_503_at_once_and_reads_go_on(
+        settings: Settings) -> None:
+    """Issue 10, item 4: `up` marks the broker down while it restarts it."""
+    up = [True]
+    async with System(settings, kafka_up=lambda: up[0]) as sys:
+        assert (await sys.post([envelope(1, customer={"id": "c-k"})])).status_code == 202
+        await sys.wait_events(1)
+        journaled = sys.api.db.scalar("SELECT COUNT(*) FROM ingest_journal")
+        up[0] = False
+        refused = await sys.post([envelope(2, customer={"id": "c-k"})])
+        assert refused.status_code == 503
+        # refused before any produce (not after a produce timed out): nothing journaled
+        assert refused.json()["error"] == {
+            "code": "broker_unavailable",
+            "message": "Kafka is not reachable; nothing was accepted, retry"}
+        assert refused.headers["retry-after"] == "1"
+        assert sys.api.db.scalar("SELECT COUNT(*) FROM ingest_journal") == journaled
+        assert (await sys.get("/v1/customers/c-k")).status_code == 200
+        up[0] = True
+        assert (await sys.post([envelope(2, customer={"id": "c-k"})])).json()["accepted"] == 1
