@@ -247,7 +247,8 @@ async def api_services(settings: Settings) -> ApiServices:
                        journal, insights, case_service(settings, control, kit), control, db)
 
 
-async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker | None]:
+async def prepare_broker(settings: Settings, *, window: bool = True,
+                         ) -> tuple[Settings, EmbeddedBroker | None]:
     """Use the configured cluster, or start the embedded broker and restore into it
     everything the data dir holds (adapters/journal.py)."""
     broker = None
@@ -258,18 +259,30 @@ async def prepare_broker(settings: Settings) -> tuple[Settings, EmbeddedBroker |
                                   embedded_broker=True)
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     if settings.embedded_broker:
-        await restore_broker(settings)
+        await restore_broker(settings, window=window)
     return settings, broker
 
 
-async def restore_broker(settings: Settings) -> None:
+async def restore_broker(settings: Settings, window: bool = True) -> None:
     """Everything the database holds of the embedded broker's log, back at its offsets
-    (adapters/journal.py): at start, and after the broker died under `up`."""
+    (adapters/journal.py): at start, and after the broker died under `up`. ``window``:
+    what the projector has passed on the interactions and cases topics comes back as
+    packed placeholders (a replay, reading from the start, restores it all)."""
     db = database(settings, max_size=2)
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        await restore(producer, [IngestJournal(db).records(), archived(db)])
+        passed = passed_offsets(db, settings) if window else {}
+        await restore(producer, [IngestJournal(db).records(), archived(db)], passed)
     finally:
         await producer.stop()
         db.close()
+
+
+def passed_offsets(db: Database, settings: Settings) -> dict[tuple[str, int], int]:
+    """The projector's stored next offsets of the topics only it reads on the embedded
+    broker (the DLQ and the alerts stay whole: people and other systems read them)."""
+    rows = db.all("SELECT topic, partition, next_offset FROM offsets WHERE consumer=%s"
+                  " AND topic = ANY(%s)", ("projector", [settings.interactions_topic,
+                                                         settings.cases_topic]))
+    return {(t, int(p)): int(o) for t, p, o in rows}

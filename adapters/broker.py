@@ -79,6 +79,24 @@ class EmbeddedBroker:
         log.info("broker.started", bootstrap=self.bootstrap_servers, pid=self.proc.pid)
         return self
 
+    def rss_kb(self) -> int | None:
+        """The broker's resident memory (Linux /proc), None where it cannot be read."""
+        if self.proc is None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def kill(self) -> None:
+        """At once: its log is in the database (a compaction, adapters/runner.py)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -33,6 +33,8 @@ class Settings:
     default_region: str = "HU"
     max_batch: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
+    # the embedded broker is restarted on a window of its log past this memory (0: never)
+    broker_max_mb: int = 512
     # live alert streams (SSE) one token may hold open at once; one more is answered 429
     max_streams_per_token: int = 10
     consumer_group: str = ""  # default: PREFIX-projector
@@ -123,6 +125,7 @@ def from_env(**overrides: object) -> Settings:
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
         demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),
         max_streams_per_token=int(_env("CONTACTSTREAM_MAX_STREAMS_PER_TOKEN", "10")),
+        broker_max_mb=int(_env("CONTACTSTREAM_BROKER_MAX_MB", "512")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

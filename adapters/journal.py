@@ -15,7 +15,7 @@ placeholder record marked by the header ``contactstream-gap`` so later offsets s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -91,17 +91,34 @@ class IngestJournal:
                 yield ArchivedRecord(t, p, o, k, v, [], ts)
 
 async def restore(producer: AIOKafkaProducer, sources: Iterable[Iterable[ArchivedRecord]],
-                  ) -> dict[str, int]:
-    """Produce every saved record back at its old offset; returns records per topic."""
+                  passed: Mapping[tuple[str, int], int] | None = None) -> dict[str, int]:
+    """Produce every saved record back at its old offset; returns records per topic.
+
+    ``passed``: (topic, partition) -> the offset below which every reader of the embedded
+    broker is done (the projector's stored offsets): those records come back as packed
+    placeholders (~40 bytes in the broker instead of the record, ~650 for an event), so
+    the broker's memory holds a window of the log, not all of it. A partition's last
+    record always comes back whole (the relays read it to know what they published)."""
+    cut = dict(passed or {})
     by_position: dict[tuple[str, int], dict[int, ArchivedRecord]] = {}
+    tops: dict[tuple[str, int], int] = {}
     for source in sources:
         for rec in source:
-            by_position.setdefault((rec.topic, rec.partition), {}).setdefault(rec.offset, rec)
+            tp = (rec.topic, rec.partition)
+            tops[tp] = max(tops.get(tp, -1), rec.offset)
+            if rec.offset < cut.get(tp, 0) - 1:  # the one before the cut may be the last
+                continue
+            by_position.setdefault(tp, {}).setdefault(rec.offset, rec)
     restored: dict[str, int] = {}
-    gaps = 0
-    for (topic, partition), records in sorted(by_position.items()):
+    gaps = packed = 0
+    for (topic, partition), top in sorted(tops.items()):
+        records = by_position.get((topic, partition), {})
+        start = min(cut.get((topic, partition), 0), top)  # the last record comes back whole
+        if start > 0:
+            await _placeholders(producer, topic, partition, 0, start)
+            packed += start
         futures = []
-        for offset in range(max(records) + 1):
+        for offset in range(start, top + 1):
             found = records.get(offset)
             if found is None:
                 gaps += 1
@@ -119,5 +136,23 @@ async def restore(producer: AIOKafkaProducer, sources: Iterable[Iterable[Archive
                     f"restore of {topic}[{partition}] put offset {expected} at {meta.offset};"
                     " the broker was not empty")
         restored[topic] = restored.get(topic, 0) + len(records)
-    log.info("broker.restored", records=restored, gaps=gaps)
+    log.info("broker.restored", records=restored, gaps=gaps, packed=packed)
     return restored
+
+
+async def _placeholders(producer: AIOKafkaProducer, topic: str, partition: int, first: int,
+                        end: int) -> None:
+    """Placeholders for offsets first..end-1, many to a batch (no per-record round trip)."""
+    offset = first
+    while offset < end:
+        batch = producer.create_batch()
+        count = 0
+        while offset + count < end and batch.append(
+                key=None, value=b"", timestamp=None, headers=[(GAP_HEADER, b"1")]) is not None:
+            count += 1
+        batch.close()
+        meta = await (await producer.send_batch(batch, topic, partition=partition))
+        if meta.offset != offset:
+            raise RuntimeError(f"restore of {topic}[{partition}] put placeholders from"
+                               f" {offset} at {meta.offset}; the broker was not empty")
+        offset += count

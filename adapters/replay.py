@@ -25,7 +25,7 @@ async def replay(settings: Settings) -> int:
 
 
 async def _replay(settings: Settings) -> int:
-    settings, broker = await bootstrap.prepare_broker(settings)
+    settings, broker = await bootstrap.prepare_broker(settings, window=False)  # from offset 0
     services = await bootstrap.worker_services(settings)
     try:
         services.writer.reset_projections()

@@ -67,33 +67,63 @@ async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
 
 
 async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
-                            up: asyncio.Event, worker_pid: Callable[[], int | None]) -> None:
+                            up: asyncio.Event, worker_pid: Callable[[], int | None],
+                            check_every_s: float = 10.0) -> None:
     """Restart the embedded broker whenever it dies, on the same port, and restore its
     log from the database; ``up`` is clear meanwhile (ingest and /readyz answer 503 at
     once). The worker is stopped with it and started again once the log is back, so
-    nothing it publishes can land in the empty broker before the restore."""
+    nothing it publishes can land in the empty broker before the restore.
+
+    Its memory is kept to a window of the log: when it passes
+    ``CONTACTSTREAM_BROKER_MAX_MB`` it is restarted the same way on purpose, and what the
+    projector has passed comes back as packed placeholders (adapters/journal.py)."""
+    limit_kb = settings.broker_max_mb * 1024
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     while not stop.is_set():
         await asyncio.sleep(0.1)
-        if broker.alive or stop.is_set():
+        if stop.is_set():
+            break
+        if not broker.alive:
+            log.error("broker.exited", code=broker.proc.returncode if broker.proc else None)
+        elif limit_kb and loop.time() - checked >= check_every_s:
+            checked = loop.time()
+            rss = broker.rss_kb()
+            if rss is None or rss < limit_kb:
+                continue
+            log.warning("broker.compacting", rss_mb=rss // 1024,
+                        limit_mb=settings.broker_max_mb)
+        else:
             continue
-        up.clear()
-        log.error("broker.exited", code=broker.proc.returncode if broker.proc else None)
-        if (pid := worker_pid()) is not None:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)  # at-least-once: it resumes from its offsets
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(broker.start)
-                await kafka.ensure_topics(settings, kafka.all_topics(settings))
-                await bootstrap.restore_broker(settings)
-                break
-            except Exception as exc:  # noqa: BLE001 - keep trying; the log says why
-                log.error("broker.restart_failed", error=type(exc).__name__,
-                          detail=str(exc)[:120])
-                broker.stop()
-                await asyncio.sleep(1)
-        up.set()
-        log.info("broker.restarted", bootstrap=broker.bootstrap_servers)
+        await _restart_broker(broker, settings, stop, up, worker_pid)
+        rss = broker.rss_kb()
+        if rss is not None and limit_kb and rss > limit_kb // 2:
+            # the window itself is large (the projector is far behind): allow it to grow
+            # by half the limit before the next compaction, not one every check
+            limit_kb = rss + settings.broker_max_mb * 512
+        log.info("broker.restarted", bootstrap=broker.bootstrap_servers,
+                 rss_mb=(rss or 0) // 1024)
+
+
+async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
+                          up: asyncio.Event, worker_pid: Callable[[], int | None]) -> None:
+    up.clear()
+    if (pid := worker_pid()) is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # at-least-once: it resumes from its offsets
+    broker.kill()  # a compaction's broker is still alive: its log is in the database
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(broker.start)
+            await kafka.ensure_topics(settings, kafka.all_topics(settings))
+            await bootstrap.restore_broker(settings)
+            break
+        except Exception as exc:  # noqa: BLE001 - keep trying; the log says why
+            log.error("broker.restart_failed", error=type(exc).__name__,
+                      detail=str(exc)[:120])
+            broker.stop()
+            await asyncio.sleep(1)
+    up.set()
 
 
 async def _watch_kafka(settings: Settings, stop: asyncio.Event, up: asyncio.Event,

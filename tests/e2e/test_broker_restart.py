@@ -75,3 +75,36 @@ def test_a_killed_broker_is_restarted_restored_and_nothing_acknowledged_is_lost(
     assert "broker.exited" in logs and "broker.restarted" in logs
     # aiokafka's connection errors are held back: not ~150 lines a second
     assert logs.count("Unable connect to node") < 20, logs.count("Unable connect to node")
+
+
+def test_past_its_memory_limit_the_broker_restarts_on_a_window_of_its_log(
+        tmp_path: Path) -> None:
+    """Issue 10, item 5: what the projector passed comes back packed; nothing is lost."""
+    up = Up(tmp_path / "data", env={"CONTACTSTREAM_BROKER_MAX_MB": "1"}).start()
+    try:
+        first = [envelope(i, customer={"id": f"c-w{i % 9}"}, event_id=f"w-{i}")
+                 for i in range(200)]
+        with up.client("publisher") as pub:
+            assert pub.post("/v1/events", json=first).json()["accepted"] == 200
+        eventually(lambda: "broker.compacting" in up.logs(), timeout=30)
+        restored = eventually(lambda: [line for line in up.logs().splitlines()
+                                       if '"packed"' in line and "broker.restored" in line
+                                       and '"packed": 0' not in line], timeout=30)
+        assert restored
+        eventually(lambda: httpx.get(f"{up.url}/readyz", timeout=5).status_code == 200,
+                   timeout=60)
+        more = [envelope(i, customer={"id": f"c-w{i % 9}"}, event_id=f"w-{i}")
+                for i in range(200, 260)]
+        with up.client("publisher") as pub:
+            accepted = eventually(lambda: (r := pub.post("/v1/events", json=more))
+                                  .status_code == 202 and r.json(), timeout=30)
+            assert accepted["accepted"] + accepted["duplicates"] == 60
+            again = eventually(lambda: (r := pub.post("/v1/events", json=first[:10]))
+                               .status_code == 202 and r.json(), timeout=30)
+        assert (again["accepted"], again["duplicates"]) == (0, 10)
+        eventually(lambda: sum(up.get(f"/v1/customers/c-w{k}").json()
+                               .get("interactions_total", 0) for k in range(9)) == 260,
+                   timeout=60)
+    finally:
+        code = up.stop()
+    assert code == 0, up.logs()[-2000:]

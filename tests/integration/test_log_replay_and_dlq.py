@@ -170,3 +170,54 @@ async def test_restore_puts_every_record_back_at_its_offset(tmp_path: Path, db: 
         assert len(after["timeline"]) == 300
         assert set(before["timeline"]) <= set(after["timeline"])
     await asyncio.sleep(0)
+
+
+async def test_a_windowed_restore_packs_what_the_projector_passed(tmp_path: Path, db: Database,
+                                                                  database_url: str) -> None:
+    """Issue 10, item 5: records every reader has passed come back as placeholders; the
+    rest, and each partition's last record, whole; the projector goes on where it was."""
+    with EmbeddedBroker() as first:
+        s = Settings(data_dir=tmp_path, bootstrap_servers=first.bootstrap_servers,
+                     embedded_broker=True, partitions=3, topic_prefix="win",
+                     database_url=database_url)
+        await kafka.ensure_topics(s, kafka.all_topics(s))
+        producer = kafka.producer(s)
+        await producer.start()
+        from contactstream.adapters.ingest import Ingestor
+        ingestor = Ingestor(s, producer, bootstrap.codec(s, db), IngestJournal(db),
+                            privacy(s, db))
+        events = [envelope(i, customer={"id": f"c-{i % 7}"}, event_id=f"w-{i}")
+                  for i in range(300)]
+        assert (await ingestor.publish(events[:200])).accepted == 200
+        await _project_all(s)
+        assert (await ingestor.publish(events[200:])).accepted == 100  # not yet projected
+        await producer.stop()
+    with EmbeddedBroker() as second:
+        s2 = s.with_(bootstrap_servers=second.bootstrap_servers)
+        await kafka.ensure_topics(s2, kafka.all_topics(s2))
+        passed = bootstrap.passed_offsets(db, s2)
+        assert sum(o for (t, _), o in passed.items() if t == s2.interactions_topic) == 200
+        await bootstrap.restore_broker(s2)
+        consumer = AIOKafkaConsumer(s2.interactions_topic, group_id=None,
+                                    bootstrap_servers=s2.bootstrap_servers,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        seen: dict[int, list] = {}
+        try:
+            for _ in range(100):
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, recs in batch.items():
+                    seen.setdefault(tp.partition, []).extend(recs)
+                if sum(len(v) for v in seen.values()) >= 300 and not batch:
+                    break
+        finally:
+            await consumer.stop()
+        for partition, recs in seen.items():
+            cut = passed.get((s2.interactions_topic, partition), 0)
+            last = recs[-1].offset
+            assert [r.offset for r in recs] == list(range(last + 1))
+            for r in recs:
+                packed = r.value == b"" and dict(r.headers).get("contactstream-gap") == b"1"
+                assert packed == (r.offset < min(cut, last)), (partition, r.offset, cut)
+        await _project_all(s2)
+        assert db.scalar("SELECT COUNT(*) FROM timeline WHERE event_id LIKE 'w-%'") == 300
