@@ -27,6 +27,8 @@ from contactstream.adapters.http_cases import add_case_routes
 from contactstream.adapters.readstore import ReadStore
 from tests.helpers import envelope
 
+pytestmark = pytest.mark.integration
+
 TOKENS = {"publisher": "tok-pub", "agent": "tok-agent", "supervisor": "tok-sup",
           "admin": "tok-admin"}
 SUP = {"Authorization": "Bearer tok-sup"}

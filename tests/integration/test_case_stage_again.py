@@ -9,6 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.caseservice import CaseService, case_app
 from contactstream.adapters.config import Settings
@@ -17,6 +19,8 @@ from contactstream.adapters.database import Database
 from contactstream.domain.sla import SlaPolicy
 from contactstream.streams.casework import case_stage
 from contactstream.streams.sla import Escalations, ManualClock
+
+pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 

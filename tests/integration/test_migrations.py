@@ -12,6 +12,8 @@ import pytest
 from contactstream.adapters import migrations
 from contactstream.adapters.database import EmbeddedPostgres, create_database, with_database
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def empty_url(pg_server: EmbeddedPostgres) -> Iterator[str]:

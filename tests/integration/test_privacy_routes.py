@@ -20,6 +20,8 @@ from contactstream.adapters.readstore import ReadStore, ReadStoreWriter
 from contactstream.projections import timeline
 from tests.helpers import envelope
 
+pytestmark = pytest.mark.integration
+
 TOKENS = {"publisher": "tok-pub", "agent": "tok-agent", "supervisor": "tok-sup",
           "admin": "tok-admin"}
 HEADERS = {r: {"Authorization": f"Bearer {t}"} for r, t in TOKENS.items()}

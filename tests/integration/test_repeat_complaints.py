@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contactstream.adapters.control import ControlStore
 from contactstream.adapters.database import Database
 from contactstream.streams.sla import Escalations, ManualClock
+
+pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

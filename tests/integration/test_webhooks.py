@@ -17,6 +17,8 @@ from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
 from contactstream.streams.webhooks import DELIVERIES, WebhookDispatcher, sign
 
+pytestmark = pytest.mark.integration
+
 SECRET = "s3cret-ä"
 
 
