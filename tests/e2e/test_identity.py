@@ -26,9 +26,8 @@ def _env(type_: str, customer: dict[str, str], channel: str, minute: int,
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    system = Up(tmp_path_factory.mktemp("identity") / "data").start()
-    yield system
-    assert system.stop() == 0
+    with Up(tmp_path_factory.mktemp("identity") / "data").start() as system:
+        yield system
 
 
 def _publish(up: Up, *events: dict[str, Any]) -> None:
