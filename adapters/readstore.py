@@ -464,7 +464,7 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
     open_cases: dict[str, int] = {}
     breaches: dict[str, list[int]] = {}  # when each case first breached (its deadline)
     for b, is_open, breached_ms in conn.execute(
-            "SELECT c.customer_id, c.status <> 'resolved', (SELECT (EXTRACT(EPOCH FROM"
+            "SELECT c.customer_id, c.status <> 'resolved', (SELECT floor(EXTRACT(EPOCH FROM"
             " MIN(COALESCE(a.due_at, a.at)::timestamptz)) * 1000)::bigint FROM alerts a"
             " WHERE a.case_id = c.case_id AND a.kind = 'sla.breached') FROM cases c"
             " WHERE c.customer_id = ANY(%s)", (bases,)).fetchall():
