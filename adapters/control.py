@@ -168,15 +168,17 @@ class CaseMemory(_Session):
         self._write("INSERT INTO case_routes VALUES (%s,%s) ON CONFLICT DO NOTHING",
                     (event_id, case_id))
 
-    def record_complaint(self, event_id: str, customer_id: str, occurred_ms: int) -> None:
-        self._write("INSERT INTO complaints VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
-                    (event_id, customer_id, occurred_ms))
+    def record_complaint(self, event_id: str, customer_id: str, occurred_ms: int,
+                         case_id: str | None = None) -> None:
+        self._write("INSERT INTO complaints (event_id, customer_id, occurred_ms, case_id)"
+                    " VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    (event_id, customer_id, occurred_ms, case_id))
 
     def complaints_between(self, customer_id: str, start_ms: int, end_ms: int,
-                           ) -> list[tuple[int, str]]:
-        """(occurred_ms, event_id) of the customer's complaints in (start, end]."""
-        return [(int(ms), ev) for ms, ev in self._all(
-            "SELECT occurred_ms, event_id FROM complaints WHERE customer_id=%s AND"
+                           ) -> list[tuple[int, str, str | None]]:
+        """(occurred_ms, event_id, case_id) of the customer's complaints in (start, end]."""
+        return [(int(ms), ev, case) for ms, ev, case in self._all(
+            "SELECT occurred_ms, event_id, case_id FROM complaints WHERE customer_id=%s AND"
             " occurred_ms > %s AND occurred_ms <= %s ORDER BY occurred_ms, event_id",
             (customer_id, start_ms, end_ms))]
 

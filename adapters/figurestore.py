@@ -385,16 +385,18 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
         mine = revenue.setdefault(owner[b], {})
         held = mine.get(cur, (Decimal(0), 0, last))
         mine[cur] = (held[0] + amount, held[1] + int(n), max(held[2], last))
-    cases: dict[str, list[int]] = {}
-    for b, is_open, breached in conn.execute(
-            "SELECT c.customer_id, c.status <> 'resolved', EXISTS (SELECT 1 FROM alerts a"
+    open_cases: dict[str, int] = {}
+    breaches: dict[str, list[int]] = {}  # when each case first breached (its deadline)
+    for b, is_open, breached_ms in conn.execute(
+            "SELECT c.customer_id, c.status <> 'resolved', (SELECT floor(EXTRACT(EPOCH FROM"
+            " MIN(COALESCE(a.due_at, a.at)::timestamptz)) * 1000)::bigint FROM alerts a"
             " WHERE a.case_id = c.case_id AND a.kind = 'sla.breached') FROM cases c"
             " WHERE c.customer_id = ANY(%s)", (bases,)).fetchall():
-        held2 = cases.setdefault(owner[b], [0, 0])
-        held2[0] += bool(is_open)
-        held2[1] += bool(breached)
+        open_cases[owner[b]] = open_cases.get(owner[b], 0) + bool(is_open)
+        if breached_ms is not None:
+            breaches.setdefault(owner[b], []).append(int(breached_ms))
     return {c: scores.CustomerFacts(acts, surveys.get(c, []), revenue.get(c, {}),
-                                    *cases.get(c, [0, 0]))
+                                    open_cases.get(c, 0), breaches.get(c, []))
             for c, acts in activity.items()}
 
 

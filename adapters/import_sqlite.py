@@ -119,7 +119,11 @@ COPIES: tuple[Copy, ...] = (
     _same("webhooks", "control.webhooks", "name", "body"),
     _same("webhook_failures", "control.webhook_failures", "webhook", "alert_seq", "error", "at"),
     _same("case_index", "control.case_index", "customer_id", "channel", "case_id"),
-    _same("complaints", "control.complaints", "event_id", "customer_id", "occurred_ms"),
+    # the case each complaint's envelope named, from the timeline (as migration 6 does)
+    Copy("control.complaints", "complaints", ("event_id", "customer_id", "occurred_ms",
+                                              "case_id"),
+         "SELECT c.event_id, c.customer_id, c.occurred_ms, t.case_id FROM control.complaints"
+         " AS c LEFT JOIN readstore.timeline AS t ON t.event_id = c.event_id"),
     _same("alerts", "control.alerts", "seq", "id", "kind", "case_id", "customer_id", "metric",
           "due_at", "at", "level", "detail"),
     _same("positions", "control.positions", "name", "position"),

@@ -59,7 +59,8 @@ def customer(rng: random.Random, churner: bool) -> tuple[ChurnFacts, bool]:
     contacts = sorted(set(contacts) - set(purchases))
     return ChurnFacts(contacts, purchases, sorted(complaints), surveys,
                       open_cases=int(rng.random() < (0.25 if churner else 0.08)),
-                      breached_cases=int(rng.random() < (0.12 if churner else 0.02))), quiet
+                      breached_ms=[NOW - rng.randint(1, 60) * DAY_MS]
+                      if rng.random() < (0.12 if churner else 0.02) else []), quiet
 
 
 def prf(scores: list[float], labels: list[bool], threshold: float) -> tuple[float, float, float]:

@@ -11,7 +11,8 @@ decides alone; a factor is listed only when its contribution is positive, strong
 - falling frequency: contacts and purchases in the last 90 days against the 90 before,
   when there were at least 3 before: 2.0 x the fractional drop.
 - complaints in the last 30 days: 1.5 x log2(1 + n), n capped at 7.
-- open cases 0.5 each, breached cases 1.0 each, each count capped at 3.
+- open cases 0.5 each; cases breached in the last 90 days (a case counts from its first
+  SLA breach, for 90 days) 1.0 each; each count capped at 3.
 - falling satisfaction: CSAT and NPS answers on a 0-1 scale ((csat-1)/4, nps/10); the
   mean of the last 90 days below the mean before by more than 0.1: 3.0 x the drop. A
   detractor (NPS 0-6) or CSAT 1-2 in the last 90 days: +1.0. CES is left out because
@@ -28,6 +29,7 @@ from statistics import median
 DAY_MS = 86_400_000
 BIAS = -3.0
 DEFAULT_RHYTHM_DAYS = 30.0
+BREACH_DAYS = 90  # how long a case's SLA breach weighs on the risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,7 @@ class ChurnFacts:
     complaint_ms: Sequence[int] = ()
     surveys: Sequence[tuple[int, str, int]] = ()  # (occurred_ms, kind, score)
     open_cases: int = 0
-    breached_cases: int = 0
+    breached_ms: Sequence[int] = ()  # when each case first breached its SLA (its deadline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +81,10 @@ def _cases(facts: ChurnFacts, now_ms: int) -> list[Signal]:
     if facts.open_cases:
         out.append((0.5 * min(facts.open_cases, 3), f"{facts.open_cases} unresolved case"
                     + "s" * (facts.open_cases > 1)))
-    if facts.breached_cases:
-        out.append((1.0 * min(facts.breached_cases, 3), f"{facts.breached_cases} case"
-                    + "s" * (facts.breached_cases > 1) + " past its SLA"))
+    breached = sum(1 for t in facts.breached_ms if now_ms - BREACH_DAYS * DAY_MS < t)
+    if breached:
+        out.append((1.0 * min(breached, 3), f"{breached} case"
+                    + "s" * (breached > 1) + " past its SLA"))
     return out
 
 
@@ -113,7 +116,7 @@ def churn_risk(facts: ChurnFacts, now_ms: int) -> ChurnRisk:
     past = ChurnFacts(facts.contact_ms, facts.purchase_ms,
                       [t for t in facts.complaint_ms if t <= now_ms],
                       [a for a in facts.surveys if a[0] <= now_ms],
-                      facts.open_cases, facts.breached_cases)
+                      facts.open_cases, [t for t in facts.breached_ms if t <= now_ms])
     signals = [*_recency(active, now_ms), *_frequency(active, now_ms),
                *_cases(past, now_ms), *_satisfaction(past.surveys, now_ms)]
     signals = sorted((s for s in signals if s[0] > 0), key=lambda s: -s[0])

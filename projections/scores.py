@@ -4,8 +4,9 @@ windows, churn risk, RFM recency. Pure functions of the customer's aggregates
 
 The worker stores them with that instant and with ``valid_until``, the next instant at
 which the same facts would give different figures (an answer leaving a window, an event
-leaving the 90 days of the frequency signal, the recency factor's text or the rounded
-score moving); a periodic job recomputes the rows whose ``valid_until`` has passed.
+leaving the 90 days of the frequency signal, a breached case its 90 days, the recency
+factor's text or the rounded score moving); a periodic job recomputes the rows whose
+``valid_until`` has passed.
 
 RFM scores are quintiles across the base: a periodic job scores every buyer
 (``value.rfm``) and keeps the quintile bounds (``Bounds``); a customer touched between two
@@ -36,7 +37,7 @@ class CustomerFacts:
     surveys: Sequence[tuple[str, int, str, int]] = ()  # (event_id, occurred_ms, kind, score)
     revenue: Mapping[str, tuple[Decimal, int, int]] = field(default_factory=dict)
     open_cases: int = 0
-    breached_cases: int = 0
+    breached_ms: Sequence[int] = ()  # when each case first breached its SLA
 
     def answers(self) -> list[satisfaction.SurveyAnswer]:
         return [satisfaction.SurveyAnswer(e, "", ms, k, s) for e, ms, k, s in self.surveys]
@@ -48,7 +49,7 @@ class CustomerFacts:
             sorted(t for t, k in self.activity if k == PURCHASE),
             sorted(t for t, k in self.activity if k == COMPLAINT),
             [(ms, k, s) for _, ms, k, s in sorted(self.surveys)],
-            self.open_cases, self.breached_cases)
+            self.open_cases, sorted(self.breached_ms))
 
     def value_facts(self, base: str, rates: Mapping[str, Decimal]) -> value.CustomerValueFacts:
         life = lifetime(self.revenue, base, rates)
@@ -157,11 +158,12 @@ def next_change(facts: CustomerFacts, as_of: int, cf: churn.ChurnFacts | None = 
     """The first instant after ``as_of`` at which the windows or the churn risk of these
     facts can differ from theirs at ``as_of`` (None: not by the clock alone)."""
     best: int | None = None
-    for ms, kind in (*((ms, "s") for _, ms, _, _ in facts.surveys), *facts.activity):
+    for ms, kind in (*((ms, "s") for _, ms, _, _ in facts.surveys), *facts.activity,
+                     *((ms, "b") for ms in facts.breached_ms)):
         # an answer enters every window and leaves each in turn; an interaction counts in
-        # the frequency signal's two 90 days, a complaint 30 days
-        steps = _SURVEY_STEPS if kind == "s" else _COMPLAINT_STEPS if kind == COMPLAINT \
-            else _ACTIVITY_STEPS
+        # the frequency signal's two 90 days, a complaint 30 days, a breach its 90 days
+        steps = _SURVEY_STEPS if kind == "s" else _BREACH_STEPS if kind == "b" else \
+            _COMPLAINT_STEPS if kind == COMPLAINT else _ACTIVITY_STEPS
         for step in steps:
             t = ms + step
             if t > as_of:
@@ -177,6 +179,7 @@ def next_change(facts: CustomerFacts, as_of: int, cf: churn.ChurnFacts | None = 
 _SURVEY_STEPS = (0, *(d * DAY_MS for d in WINDOWS))
 _ACTIVITY_STEPS = (0, 90 * DAY_MS, 180 * DAY_MS)
 _COMPLAINT_STEPS = (0, 30 * DAY_MS, 90 * DAY_MS, 180 * DAY_MS)
+_BREACH_STEPS = (0, churn.BREACH_DAYS * DAY_MS)
 
 
 def _recency_changes(cf: churn.ChurnFacts, as_of: int) -> list[int]:
@@ -216,7 +219,7 @@ def _other_weights(cf: churn.ChurnFacts, active: list[int], now: int) -> list[fl
     past = churn.ChurnFacts(cf.contact_ms, cf.purchase_ms,
                             [t for t in cf.complaint_ms if t <= now],
                             [a for a in cf.surveys if a[0] <= now],
-                            cf.open_cases, cf.breached_cases)
+                            cf.open_cases, [t for t in cf.breached_ms if t <= now])
     signals = [*churn._frequency(active, now), *churn._cases(past, now),  # noqa: SLF001
                *churn._satisfaction(past.surveys, now)]  # noqa: SLF001
     return [w for w, _ in signals if w > 0]

@@ -280,7 +280,7 @@ class Escalations:
 
     def _complaint(self, customer_id: str, env: dict[str, Any]) -> None:
         at_ms = int(parse_occurred_at(env["occurred_at"]).timestamp() * 1000)
-        self.control.record_complaint(env["event_id"], customer_id, at_ms)
+        self.control.record_complaint(env["event_id"], customer_id, at_ms, env.get("case_id"))
         window = int(REPEAT_WINDOW.total_seconds() * 1000)
         # the complaints whose trailing window this one may complete (late ones included)
         around = self.control.complaints_between(customer_id, at_ms - window, at_ms + window)
@@ -288,18 +288,21 @@ class Escalations:
         # third, and any further one, of a streak). That is a property of the set of
         # complaints, not of their order of arrival: a late complaint can only add
         # escalations (its own, or of a later one it now makes the third), never change one.
-        times = [ms for ms, _ in around]
-        start = bisect.bisect_left(around, (at_ms, env["event_id"]))
+        times = [ms for ms, _, _ in around]
+        start = bisect.bisect_left([(ms, eid) for ms, eid, _ in around],
+                                   (at_ms, env["event_id"]))
         for j in range(start, len(around)):
             if j - start + 1 > REPEAT_COUNT:
                 break  # later ones had two others in their window before this one came
-            ms, eid = around[j]
+            # each alert names the case of the complaint it is about (that complaint's,
+            # not the one that came in now and made it the third)
+            ms, eid, case_id = around[j]
             trailing = around[bisect.bisect_right(times, ms - window):j + 1]
             if len(trailing) >= REPEAT_COUNT:
                 self._add(NewAlert(
                     id=f"escalation.repeat_complaint:{customer_id}:{eid}",
                     kind="escalation.repeat_complaint", at=self.clock.now().isoformat(),
-                    level="critical", case_id=env.get("case_id"), customer_id=customer_id,
+                    level="critical", case_id=case_id, customer_id=customer_id,
                     detail={"complaints_in_30_days": str(len(trailing)),
                             "first_complaint_event": trailing[0][1]}))
 

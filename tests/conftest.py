@@ -25,6 +25,26 @@ from contactstream.adapters.logging import configure
 configure("console", "warning")
 _counter = itertools.count()
 TEMPLATE = "contactstream_template"
+# each layer runs alone by its marker (`pytest -m integration`, `-m e2e`, and the unit
+# tests as `-m "not integration and not e2e"`): a test's folder and its marker must agree
+LAYER_MARKERS = {"unit": set(), "integration": {"integration"}, "e2e": {"e2e"}}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    wrong = set()
+    for item in items:
+        layer = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else ""
+        if layer in LAYER_MARKERS:
+            marks = {m.name for m in item.iter_markers()} & {"integration", "e2e"}
+            if marks != LAYER_MARKERS[layer]:
+                wrong.add(f"{item.path.relative_to(here.parent)} (marked {sorted(marks)})")
+    if wrong:
+        raise pytest.UsageError(
+            "a test's marker must name its layer (pytestmark = pytest.mark.integration in"
+            " tests/integration, pytest.mark.e2e in tests/e2e, neither in tests/unit): "
+            + ", ".join(sorted(wrong)))
 
 
 @pytest.fixture(scope="session")

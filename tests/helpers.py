@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -20,6 +21,38 @@ def eventually(check: Callable[[], T], timeout: float = 20.0, every: float = 0.0
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+class Background(threading.Thread):
+    """A thread whose failure fails the test. An assert (or any error) in a plain thread
+    only prints a warning and ends the thread, and the test goes on as if nothing
+    happened; here what ``target`` raises is kept, and ``check`` and ``join`` raise it
+    again in the test."""
+
+    def __init__(self, target: Callable[..., object], *args: Any, daemon: bool = False) -> None:
+        super().__init__(target=target, args=args, name=getattr(target, "__name__", None),
+                         daemon=daemon)
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except BaseException as exc:  # kept for the test, which raises it again
+            self.failure = exc
+
+    def check(self) -> None:
+        """Raise what the thread raised, if it failed (it may still be running)."""
+        if self.failure is not None:
+            raise AssertionError(f"thread {self.name} failed: {self.failure!r}") \
+                from self.failure
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end, then raise what it raised; a thread still running
+        after ``timeout`` is a failure too."""
+        super().join(timeout)
+        self.check()
+        if self.is_alive():
+            raise AssertionError(f"thread {self.name} still running after {timeout} s")
 
 
 def envelope(i: int = 0, **over: object) -> dict:

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -36,6 +38,29 @@ class Up:
         self.log_path = data_dir.parent / f"up-{self.port}.log"
         self.log_format = log_format
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Up:
+        """``with Up(...).start() as up:`` stops `up` at the end of the block."""
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, failure: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Stops `up`; a stop that fails (an exit code other than 0, or an error) fails the
+        test. When the block failed too, its failure stands and the stop's is added to it
+        as a note: both are reported, neither hides the other (as an assert in a
+        ``finally`` would hide the block's)."""
+        try:
+            code = self.stop()
+            problem = None if code == 0 else f"up exited {code} when stopped"
+        except Exception as exc:  # reported with the block's failure
+            if failure is None:
+                raise
+            problem = "stopping up failed: " + "".join(traceback.format_exception(exc))
+        if problem is None:
+            return
+        if failure is None:
+            raise AssertionError(f"{problem}; the log ends: {self.logs()[-3000:]}")
+        failure.add_note(f"and then {problem}; the log ends: {self.logs()[-3000:]}")
 
     def start(self, timeout: float = 60) -> Up:
         try:

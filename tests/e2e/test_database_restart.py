@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -24,8 +23,7 @@ def _postmaster_pid(data: Path) -> int:
 def test_a_killed_database_is_restarted_and_nothing_acknowledged_is_lost(
         tmp_path: Path) -> None:
     data = tmp_path / "data"
-    up = Up(data).start()
-    try:
+    with Up(data).start() as up:
         with up.client("publisher") as pub:
             first = [envelope(i, customer={"id": "c-db"}, event_id=f"db-{i}") for i in range(50)]
             assert pub.post("/v1/events", json=first).json()["accepted"] == 50
@@ -38,11 +36,12 @@ def test_a_killed_database_is_restarted_and_nothing_acknowledged_is_lost(
                           .status_code == 503 and r, timeout=10)
         assert down.json()["status"] != "ready"
         with up.client("publisher") as pub:
-            started = time.monotonic()
+            # a request that waits for the database instead of refusing fails on the
+            # client's timeout (an answer in time, not a measured duration, is the check)
+            pub.timeout = httpx.Timeout(10)
             refused = eventually(lambda: (r := pub.post("/v1/events", json=[envelope(
                 99, customer={"id": "c-db"}, event_id="db-during")])).status_code == 503 and r,
                 timeout=10)
-            assert time.monotonic() - started < 10
         assert refused.json()["error"]["code"] == "database_unavailable"
         assert refused.headers.get("retry-after") == "1"
 
@@ -58,6 +57,4 @@ def test_a_killed_database_is_restarted_and_nothing_acknowledged_is_lost(
         assert accepted["accepted"] + accepted["duplicates"] == 30
         eventually(lambda: up.get("/v1/customers/c-db").json().get("interactions_total") == 80,
                    timeout=60)
-    finally:
-        assert up.stop() == 0
     assert "database.exited" in up.logs() and "database.restarted" in up.logs()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.system import Up
-from tests.helpers import envelope, eventually
+from tests.helpers import Background, envelope, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def _publish_until_killed(up: Up, accepted: set[str], stop: threading.Event) -> 
             except httpx.HTTPError:
                 return
             if resp.status_code == 202:
-                assert resp.json()["accepted"] == 100
+                assert resp.json()["accepted"] == 100, resp.json()
                 accepted.update(e["event_id"] for e in batch)
 
 
@@ -59,20 +59,28 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data = tmp_path / "data"
     up = Up(data).start()
     accepted: set[str] = set()
-    with up.client("publisher") as pub:
-        for start in range(0, 2000, 500):
-            resp = pub.post("/v1/events", json=_batch(start, 500))
-            assert resp.status_code == 202
-            accepted.update(e["event_id"] for e in _batch(start, 500))
-    # part of it projected, the rest still in flight: then a publisher is cut off mid-stream
     stop = threading.Event()
-    writer = threading.Thread(target=_publish_until_killed, args=(up, accepted, stop))
-    writer.start()
-    eventually(lambda: len(accepted) > 2200, timeout=60)  # the stream is flowing
-    time.sleep(0.3)
-    up.kill9()
-    stop.set()
-    writer.join()
+    writer = Background(_publish_until_killed, up, accepted, stop)
+    try:
+        with up.client("publisher") as pub:
+            for start in range(0, 2000, 500):
+                resp = pub.post("/v1/events", json=_batch(start, 500))
+                assert resp.status_code == 202
+                accepted.update(e["event_id"] for e in _batch(start, 500))
+        # part of it projected, the rest still in flight: then a publisher is cut off
+        # mid-stream
+        writer.start()
+
+        def flowing() -> bool:
+            writer.check()  # a writer that failed fails the test now, not after a timeout
+            return len(accepted) > 2200
+
+        eventually(flowing, timeout=60)
+        time.sleep(0.3)
+    finally:
+        up.kill9()  # the crash this test is about (and no tree left behind by a failure)
+        stop.set()
+    writer.join(60)  # what the writer raised (say, a 202 with a wrong count), raised here
     assert len(accepted) > 2000
 
     up2 = Up(data).start()
@@ -86,16 +94,13 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
             assert pub.post("/v1/events", json=_batch(50_000, 300)).json()["accepted"] == 300
         accepted.update(e["event_id"] for e in _batch(50_000, 300))
         up2.kill9()
-        up3 = Up(data).start()
-        try:
+        with Up(data).start() as up3:
             ids = eventually(lambda: (got := _all_ids(up3)) and accepted <= set(got) and got,
                              timeout=60)
             assert len(ids) == len(set(ids))
             with up3.client("publisher") as pub:
                 again = pub.post("/v1/events", json=_batch(0, 100)).json()
             assert again == {"accepted": 0, "duplicates": 100, "rejected": []}
-        finally:
-            up3.stop()
     finally:
         if up2.proc and up2.proc.poll() is None:
             up2.stop()

@@ -127,8 +127,7 @@ def _tokens(records: list[bytes], key_ids: set[str]) -> list[str]:
 
 def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    up = Up(data).start()
-    try:
+    with Up(data).start() as up:
         with up.client("publisher") as pub:
             assert pub.post("/v1/events", json=_events()).json()["accepted"] == 19
         eventually(lambda: up.get("/v1/customers/c-erase").json().get(
@@ -150,7 +149,8 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
             assert up.get("/v1/customers/c-erase/export", role=role).status_code == 403
         export = up.get("/v1/customers/c-erase/export", role="admin").json()
         texts = json.dumps(export, ensure_ascii=False)
-        assert all(t in texts for t in TEXTS) and PERSON["name"] in texts
+        assert all(t in texts for t in TEXTS)
+        assert PERSON["name"] in texts
         assert len(export["timeline"]) >= 7
         # every read above is in the access log, with who and what, and no personal data
         audit = up.get("/v1/audit", role="admin", customer_id="c-erase").json()["items"]
@@ -159,7 +159,7 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
         sat_before = up.get("/v1/reports/satisfaction", role="supervisor", group_by="agent",
                             window_days=0).json()
         svc_before = up.get("/v1/reports/service", role="supervisor", window_days=30).json()
-        svc_before.pop("from"), svc_before.pop("to")
+        del svc_before["from"], svc_before["to"]  # the window's ends move with the clock
 
         # nothing is stored in plain text even before the erasure (encrypted at ingest)
         records = asyncio.run(_all_records(_broker(up)))
@@ -197,7 +197,7 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
         sat_after = up.get("/v1/reports/satisfaction", role="supervisor", group_by="agent",
                            window_days=0).json()
         svc_after = up.get("/v1/reports/service", role="supervisor", window_days=30).json()
-        svc_after.pop("from"), svc_after.pop("to")
+        del svc_after["from"], svc_after["to"]
         assert sat_after == sat_before
         assert svc_after == svc_before
 
@@ -208,7 +208,5 @@ def test_erasure_leaves_nothing_readable_and_keeps_the_figures(tmp_path: Path) -
             assert pub.post("/v1/events", json=again).json()["accepted"] == 1
         fresh = eventually(lambda: (v := up.get("/v1/customers/c-erase").json()).get(
             "interactions_total") == 1 and v)
-        assert fresh["name"] == PERSON["name"] and fresh["open_cases"] == [] or \
-            len(fresh["open_cases"]) == 1  # the new chat opens its own case
-    finally:
-        assert up.stop() == 0
+        assert fresh["name"] == PERSON["name"]
+        assert len(fresh["open_cases"]) == 1  # the new chat opens its own case

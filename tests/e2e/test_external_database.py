@@ -25,11 +25,10 @@ def test_a_fresh_data_dir_on_the_same_database_sees_everything(
            "CONTACTSTREAM_TOKENS_FILE": str(tmp_path / "secrets" / "tokens.json")}
     (tmp_path / "secrets").mkdir()
     first = tmp_path / "first"
-    up = Up(first, env=env).start()
     events = [envelope(i, customer={"id": f"c-x{i % 3}", "name": f"Tóth Anna {i % 3}",
                                     "phone": f"+3630123456{i % 3}"}, event_id=f"ext-{i}")
               for i in range(30)]
-    try:
+    with Up(first, env=env).start() as up:
         with up.client("publisher") as pub:
             assert pub.post("/v1/events", json=events).json()["accepted"] == 30
         view = eventually(lambda: (v := up.get("/v1/customers/c-x1").json()).get(
@@ -38,8 +37,6 @@ def test_a_fresh_data_dir_on_the_same_database_sees_everything(
                            and len(items) == 30 and items)
         alerts = eventually(lambda: (items := up.get(
             "/v1/alerts", role="supervisor", limit=100).json()["items"]) and items)
-    finally:
-        assert up.stop() == 0
     # nothing of the system's state was written to the data dir: no key store, no key
     # file, no tokens (they are the deployment's), only the broker's log and runtime files
     left = sorted(p.name for p in first.iterdir())
@@ -47,8 +44,7 @@ def test_a_fresh_data_dir_on_the_same_database_sees_everything(
     shutil.rmtree(first)
 
     second = tmp_path / "second"
-    up2 = Up(second, env=env).start()
-    try:
+    with Up(second, env=env).start() as up2:
         again = up2.get("/v1/customers/c-x1").json()
         assert again["name"] == view["name"] == "Tóth Anna 1"
         assert again["identifiers"] == view["identifiers"]
@@ -60,5 +56,3 @@ def test_a_fresh_data_dir_on_the_same_database_sees_everything(
             [a["id"] for a in alerts]
         with up2.client("publisher") as pub:  # the journal is in the database too
             assert pub.post("/v1/events", json=events[:3]).json()["duplicates"] == 3
-    finally:
-        assert up2.stop() == 0

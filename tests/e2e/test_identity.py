@@ -26,9 +26,8 @@ def _env(type_: str, customer: dict[str, str], channel: str, minute: int,
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    system = Up(tmp_path_factory.mktemp("identity") / "data").start()
-    yield system
-    assert system.stop() == 0
+    with Up(tmp_path_factory.mktemp("identity") / "data").start() as system:
+        yield system
 
 
 def _publish(up: Up, *events: dict[str, Any]) -> None:
@@ -63,7 +62,7 @@ def test_call_email_and_web_become_one_customer_then_an_unmerge_restores_both(up
     )
     one = eventually(lambda: (ids := {_id(up, phone=PHONE), _id(up, email=EMAIL),
                                       _id(up, visitor_id=VISITOR)}) and len(ids) == 1
-                     and ids.pop())
+                     and next(iter(ids)))
     view = up.get(f"/v1/customers/{one}").json()
     assert view["interaction_counts"] == {"voice": 2, "email": 1, "web": 2}
     assert view["name"] == "Kiss Katalin"

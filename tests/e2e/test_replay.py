@@ -23,18 +23,17 @@ def _dump(data: Path) -> dict[str, list[str]]:
 
 def test_replay_after_a_stop_equals_the_live_projection(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    up = Up(data).start()
     events = [envelope(i, customer={"id": f"c-{i % 4}", "email": f"r{i % 4}@példa.hu",
                                     "name": f"Ügyfél {i % 4}"}, event_id=f"rp-{i}")
               for i in range(400)]
-    with up.client("publisher") as pub:
-        assert pub.post("/v1/events", json=events).json()["accepted"] == 400
-    eventually(lambda: sum(up.get(f"/v1/customers/c-{i}").json().get("interactions_total", 0)
-                           for i in range(4)) == 400)
-    # settled: every complaint's case event has come back through cases.v1 too (else the
-    # replay would project records the live run had not read yet)
-    eventually(lambda: len(up.get("/v1/cases", limit=500).json()["items"]) == 400)
-    assert up.stop() == 0
+    with Up(data).start() as up:
+        with up.client("publisher") as pub:
+            assert pub.post("/v1/events", json=events).json()["accepted"] == 400
+        eventually(lambda: sum(up.get(f"/v1/customers/c-{i}").json().get(
+            "interactions_total", 0) for i in range(4)) == 400)
+        # settled: every complaint's case event has come back through cases.v1 too (else
+        # the replay would project records the live run had not read yet)
+        eventually(lambda: len(up.get("/v1/cases", limit=500).json()["items"]) == 400)
     live = _dump(data)
     run = subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", "replay",
                           "--data-dir", str(data)], capture_output=True, text=True, timeout=120)

@@ -18,7 +18,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import pytest
 from contactstream.adapters.database import EmbeddedPostgres
 from contactstream.adapters.demo import DemoPopulation
 from tests.e2e.system import Up
-from tests.helpers import eventually
+from tests.helpers import Background, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -267,11 +266,12 @@ def _run_the_demo(data: Path, story: Story) -> None:
     stopped once the worker has caught up with the feed (the live feed goes on)."""
     up = Up(data, "--demo", env=DEMO_ENV)
     put: list[int] = []
-    putter = threading.Thread(target=_put_policy_as_soon_as_the_api_answers, args=(up, put))
+    # a daemon: when `up` does not start, the start's failure is the test's, and the thread
+    # gives up on its own
+    putter = Background(_put_policy_as_soon_as_the_api_answers, up, put, daemon=True)
     putter.start()
-    try:
-        up.start(timeout=90)
-        putter.join(60)
+    with up.start(timeout=90):
+        putter.join(60)  # what the thread raised, raised here
         assert put == [200], f"policy PUT: {put}"
         url = up.database_url
         cases = eventually(lambda: _new_cases(url, 12), timeout=60)
@@ -279,21 +279,16 @@ def _run_the_demo(data: Path, story: Story) -> None:
         eventually(lambda: _scalar(url, "SELECT COUNT(*) FROM timeline WHERE type NOT LIKE"
                                    " 'case.%'") > _history_events() + 100, timeout=120, every=0.5)
         eventually(lambda: _lags(url)["unprojected_partitions"] == 0, timeout=30)
-    finally:
-        assert up.stop() == 0, up.logs()[-3000:]
 
 
 def _settle(data: Path, story: Story) -> None:
     """`up` without the demo until settled; the customer views as they are then."""
-    up = Up(data).start(timeout=90)
-    try:
+    with Up(data).start(timeout=90) as up:
         eventually(lambda: _settled(up.database_url), timeout=90, every=0.5)
         story.customers = _sample_customers(up.database_url,
                                             sorted({c for c, _, _ in story.worked}))
         story.views_before = _views(up, story.customers)
         story.identity_before = _views(up, story.customers, "/identity", "supervisor")
-    finally:
-        assert up.stop() == 0, up.logs()[-3000:]
 
 
 def _replay(data: Path) -> subprocess.CompletedProcess[str]:
@@ -304,12 +299,9 @@ def _replay(data: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _restart(data: Path, story: Story) -> None:
-    up = Up(data).start(timeout=90)
-    try:
+    with Up(data).start(timeout=90) as up:
         story.views_after = _views(up, story.customers)
         story.identity_after = _views(up, story.customers, "/identity", "supervisor")
-    finally:
-        assert up.stop() == 0, up.logs()[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,10 @@ def test_an_old_data_dir_is_refused_then_imported_and_served(tmp_path: Path) -> 
     assert (data / "keys.sqlite").exists()  # the forgetting key store stays
     assert cli("import-sqlite", str(data)).returncode != 0  # nothing to import twice
 
-    up = Up(data).start()
-    try:
+    with Up(data).start() as up:
         for cid, events in customers:
             view = up.get(f"/v1/customers/{cid}")
             assert view.status_code == 200, view.text
             body = view.json()
             assert body["interactions_total"] == events
             assert body["name"]  # decrypted with the old data dir's keys
-    finally:
-        assert up.stop() == 0

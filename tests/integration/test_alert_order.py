@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from contactstream.adapters.control import ControlStore
 from contactstream.adapters.database import Database
 from contactstream.streams.ports import NewAlert
+
+pytestmark = pytest.mark.integration
 
 
 def _alert(i: int) -> NewAlert:

@@ -12,6 +12,8 @@ import pytest
 from contactstream.adapters.audit import MAX_BATCH, AuditLog
 from contactstream.adapters.database import Database
 
+pytestmark = pytest.mark.integration
+
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 

@@ -27,6 +27,8 @@ from contactstream.adapters.http_cases import add_case_routes
 from contactstream.adapters.readstore import ReadStore
 from tests.helpers import envelope
 
+pytestmark = pytest.mark.integration
+
 TOKENS = {"publisher": "tok-pub", "agent": "tok-agent", "supervisor": "tok-sup",
           "admin": "tok-admin"}
 SUP = {"Authorization": "Bearer tok-sup"}
@@ -418,10 +420,9 @@ async def test_the_alert_stream_sends_alerts_appended_after_connecting(
                 async for line in lines:  # connected: from here on, new alerts only
                     if line == ": connected":
                         break
-                t0 = time.monotonic()
                 seq = breach(env, "case-new")
                 event = await next_event(lines)
-            assert time.monotonic() - t0 < 1.0
+            # the first event after connecting is the new alert (not the old one before it)
             assert event["id"] == str(seq) and event["event"] == "sla.breached"
             data = json.loads(event["data"])
             assert data["case_id"] == "case-new" and data["seq"] == seq

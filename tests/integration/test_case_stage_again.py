@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError
 
 from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.caseservice import CaseService, case_app
@@ -17,6 +22,8 @@ from contactstream.adapters.database import Database
 from contactstream.domain.sla import SlaPolicy
 from contactstream.streams.casework import case_stage
 from contactstream.streams.sla import Escalations, ManualClock
+
+pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 
@@ -91,3 +98,72 @@ async def test_no_timer_runs_before_the_scheduler_is_started(settings: Settings,
         assert kinds == ["sla.breached", "sla.breached", "sla.warning", "sla.warning"]
     finally:
         await services.close()
+
+
+def test_a_batch_an_agent_changed_a_case_of_is_redone_one_by_one(
+        db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker saves a batch's cases from its cache at their last saved version; an
+    agent's command on one of them in between fails the batch's save (IntegrityError),
+    nothing of the batch is kept, and the case stage redoes it interaction by interaction
+    from the store: the agent's change and the batch's both stand, every new case and
+    escalation is there once, and the alert relay is told once."""
+    control = ControlStore(db)
+    worker = CaseService(case_app(database_url), control)
+    api = CaseService(case_app(database_url), ControlStore(db))  # the API process's
+    told: list[int] = []
+    changed: dict[str, int] = {}  # case -> the version its timers were computed from
+    stage = case_stage(worker, Escalations(control, ManualClock(T0),
+                                           on_alert=lambda: told.append(1)),
+                       lambda timers: changed.update((t.id, t.version) for t in timers))
+    conflicts: list[IntegrityError] = []
+    batch = worker.batch
+
+    @contextmanager
+    def watched() -> Iterator[None]:
+        try:
+            with batch():
+                yield
+        except IntegrityError as exc:
+            conflicts.append(exc)
+            raise
+
+    monkeypatch.setattr(worker, "batch", watched)
+
+    first = env("complaint.filed", 0, category="billing", priority="high", description="d")
+    stage([("c-1", first)])
+    case_id = control.open_case_for("c-1", "email")
+    assert case_id is not None and worker.stored(case_id).version == 1
+    assert conflicts == [] and told == []
+
+    api.command(case_id, "assign", {"agent_id": "agent-9"})  # version 2, not in the cache
+    reply = env("email.sent", 5, agent_id="a-2", subject="s", body="b")
+    more = [env("complaint.filed", m, category="billing", priority="high", description="d")
+            for m in (10, 20)]  # with the first, three in 30 days: an escalation
+    changed.clear()
+    stage([("c-1", e) for e in (reply, *more)])
+
+    assert len(conflicts) == 1  # the batch's save failed, and the stage went on
+    case = worker.stored(case_id)
+    assert case.version == 3
+    assert case.agent_id == "agent-9"  # the agent's change stands ...
+    assert case.first_response_at is not None  # ... and so does the batch's reply
+    assert control.case_route(reply["event_id"]) == (True, case_id)
+    opened = [control.case_route(e["event_id"]) for e in more]
+    assert [handled for handled, _ in opened] == [True, True]
+    assert len({c for _, c in opened} | {case_id}) == 3
+    assert stored_events(db) == 5  # 3 opens, the assignment, the first response
+    # the timers of every case touched, from the cases as stored (not a stale copy)
+    assert changed == {case_id: 3, **{c: 1 for _, c in opened if c is not None}}
+    alerts = [a["id"] for a in control.alerts(limit=10)]
+    assert alerts == [f"escalation.repeat_complaint:c-1:{more[-1]['event_id']}"]
+    assert told == [1]
+
+    # the next batch on the same case saves without a conflict: no stale copy was kept
+    changed.clear()
+    again = env("email.sent", 30, agent_id="a-2", subject="s", body="b")
+    again["case_id"] = case_id  # the index has moved on to the newest complaint's case
+    stage([("c-1", again)])
+    assert len(conflicts) == 1
+    assert worker.stored(case_id).version == 4 and changed == {case_id: 4}
+    worker.app.close()
+    api.app.close()

@@ -16,6 +16,7 @@ import pytest
 
 from contactstream.adapters import bootstrap, erasure, kafka
 from contactstream.adapters.config import Settings
+from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
 from contactstream.adapters.figurestore import (
     FIGURE_TABLES,
@@ -149,12 +150,19 @@ def _expected_scores(db: Database, at: int) -> dict[str, tuple[Any, ...]]:
         held = money[owner[b]].get(cur, (Decimal(0), 0, m.last_ms))
         money[owner[b]][cur] = (held[0] + m.amount, held[1] + m.purchases,
                                 max(held[2], m.last_ms))
-    cases: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    breached = {c for (c,) in db.all("SELECT case_id FROM alerts WHERE kind='sla.breached'")}
+    open_cases: dict[str, int] = defaultdict(int)
+    breaches: dict[str, list[int]] = defaultdict(list)
+    first_breach: dict[str, int] = {}  # case -> its first breach's deadline
+    for case_id, due in db.all("SELECT case_id, COALESCE(due_at, at) FROM alerts"
+                               " WHERE kind='sla.breached'"):
+        ms = int(datetime.fromisoformat(due).timestamp() * 1000)
+        first_breach[case_id] = min(ms, first_breach.get(case_id, ms))
     for case_id, base, status in db.all("SELECT case_id, customer_id, status FROM cases"):
-        cases[links.get(base, base)][0] += status != "resolved"
-        cases[links.get(base, base)][1] += case_id in breached
-    facts = {c: scores.CustomerFacts(a, answers[c], money[c], *cases[c]) for c, a in act.items()}
+        open_cases[links.get(base, base)] += status != "resolved"
+        if case_id in first_breach:
+            breaches[links.get(base, base)].append(first_breach[case_id])
+    facts = {c: scores.CustomerFacts(a, answers[c], money[c], open_cases[c], breaches[c])
+             for c, a in act.items()}
     rfm, _ = scores.base_rfm({c: f.value_facts("EUR", RATES) for c, f in facts.items()}, at)
     out = {}
     for c, f in facts.items():
@@ -240,5 +248,46 @@ async def test_the_periodic_refresh_keeps_every_figure_as_the_clock_says(
             assert done["stale"] > 0  # answers left windows, recency moved on
             # refreshed or not, every stored figure is what the clock says now
             assert _stored_scores(db) == _expected_scores(db, later), days
+    finally:
+        await services.close()
+
+
+async def test_a_breached_case_weighs_on_churn_for_90_days(settings: Settings) -> None:
+    """A case breached 100 days ago no longer counts; one breached 85 days ago counts until
+    its 90 days are over, and the periodic refresh takes it out then."""
+    clock = ManualClock(NOW)
+    calls = [{"event_id": f"br-{who}-{i}", "type": "call.started", "source": "pbx",
+              "occurred_at": (NOW - timedelta(days=3 + 7 * i)).isoformat(),
+              "customer": {"id": who}, "channel": "voice", "agent_id": None, "queue": None,
+              "case_id": None, "payload": {"direction": "inbound"}}
+             for who in ("c-long-ago", "c-lately") for i in range(10)]
+    services = await _run(settings, clock, [calls], repeat=0)
+    db = services.db
+    try:
+        control = ControlStore(db)
+        for who, days in (("c-long-ago", 100), ("c-lately", 85)):
+            due = NOW - timedelta(days=days, microseconds=400)  # ms: the stored figure's floor
+            db.execute("INSERT INTO cases VALUES (%s,%s,'resolved','high','voice',NULL,NULL,"
+                       "'p',%s,%s,NULL,NULL,3,%s)", (
+                           f"case-{who}", who, (due - timedelta(hours=1)).isoformat(),
+                           int(due.timestamp() * 1000) - 3_600_000, int(due.timestamp() * 1000)))
+            assert control.add_alert(NewAlert(
+                id=f"case-{who}:first_response#1:sla.breached", kind="sla.breached",
+                at=(due + timedelta(seconds=1)).isoformat(), level="critical",
+                case_id=f"case-{who}", customer_id=who, metric="first_response",
+                due_at=due.isoformat())) is not None
+
+        def factors(who: str) -> list[str]:
+            return db.scalar("SELECT churn_factors FROM customer_scores WHERE customer_id=%s",
+                             (who,))
+
+        assert services.writer.refresh_figures(NOW_MS)["breached"] == 2
+        assert "1 case past its SLA" not in factors("c-long-ago")
+        assert "1 case past its SLA" in factors("c-lately")
+        assert _stored_scores(db) == _expected_scores(db, NOW_MS)
+        later = NOW_MS + 5 * 86_400_000 + 1  # c-lately's breach is 90 days old
+        services.writer.refresh_figures(later)
+        assert "1 case past its SLA" not in factors("c-lately")
+        assert _stored_scores(db) == _expected_scores(db, later)
     finally:
         await services.close()

@@ -26,6 +26,8 @@ import pytest
 from contactstream.adapters.figurestore import FIGURE_TABLES
 from contactstream.adapters.import_sqlite import ImportRefused, import_sqlite, summary
 
+pytestmark = pytest.mark.integration
+
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "sqlite-release-0.1.tar.gz"
 
 # where each PostgreSQL table's rows were in the old data dir

@@ -12,6 +12,8 @@ from psycopg import sql
 from contactstream.adapters.database import Database
 from contactstream.adapters.journal import Accepted, IngestJournal
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:

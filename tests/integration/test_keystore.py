@@ -29,6 +29,8 @@ from contactstream.adapters.keystore import (
     PostgresKeyStore,
 )
 
+pytestmark = pytest.mark.integration
+
 CUSTOMER_KEY = "c-secret-customer-4711"
 KINDS = ["forgetting", "postgres"]
 

@@ -21,6 +21,8 @@ from contactstream.projections import timeline
 from contactstream.streams.ports import BatchChanges
 from tests.helpers import envelope
 
+pytestmark = pytest.mark.integration
+
 TOKENS = {"publisher": "tok-pub", "agent": "tok-agent", "supervisor": "tok-sup",
           "admin": "tok-admin"}
 HEADERS = {r: {"Authorization": f"Bearer {t}"} for r, t in TOKENS.items()}

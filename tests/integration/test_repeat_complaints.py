@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,20 +13,27 @@ from contactstream.adapters.control import ControlStore
 from contactstream.adapters.database import Database
 from contactstream.streams.sla import Escalations, ManualClock
 
+pytestmark = pytest.mark.integration
+
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def escalated(db: Database, days: list[float]) -> set[str]:
-    """The complaints that escalate when these arrive in this order, on an empty store."""
+def escalations(db: Database, days: list[tuple[int, float]]) -> dict[str, str | None]:
+    """The complaints that escalate when these arrive in this order, on an empty store,
+    each with the case its alert names. Complaint ``i`` is about case ``case-<i>``."""
     db.execute("TRUNCATE complaints, alerts")
     control = ControlStore(db)
     esc = Escalations(control, ManualClock(START))
     for i, day in days:
         esc.handle("c-1", {"event_id": f"cmp-{i}", "type": "complaint.filed",
                            "occurred_at": (START + timedelta(days=day)).isoformat(),
-                           "case_id": None, "payload": {}})
-    return {a["id"].rsplit(":", 1)[1] for a in control.alerts(limit=1000)
+                           "case_id": f"case-{i}", "payload": {}})
+    return {a["id"].rsplit(":", 1)[1]: a["case_id"] for a in control.alerts(limit=1000)
             if a["kind"] == "escalation.repeat_complaint"}
+
+
+def escalated(db: Database, days: list[tuple[int, float]]) -> set[str]:
+    return set(escalations(db, days))
 
 
 def test_the_third_complaint_in_30_days_and_every_further_one_escalate(db: Database) -> None:
@@ -37,7 +45,15 @@ def test_the_third_complaint_in_30_days_and_every_further_one_escalate(db: Datab
 def test_a_late_complaint_gives_the_same_alerts_as_in_order(db: Database) -> None:
     days = [0, 1, 2, 0.5]  # the fourth (at day 0.5) arrives last
     in_order = sorted(enumerate(days), key=lambda x: x[1])
-    assert escalated(db, list(enumerate(days))) == escalated(db, in_order) == {"cmp-1", "cmp-2"}
+    assert escalations(db, list(enumerate(days))) == escalations(db, in_order) == {
+        "cmp-1": "case-1", "cmp-2": "case-2"}
+
+
+def test_an_escalation_names_the_case_of_the_complaint_it_is_about(db: Database) -> None:
+    # the complaint of day 5 arrives last: it makes the one of day 10 the third in its 30
+    # days, and that one's alert is about that one's case, not the late complaint's
+    assert escalations(db, [(0, 0), (1, 10), (2, 5)]) == {"cmp-1": "case-1"}
+    assert escalations(db, [(0, 0), (2, 5), (1, 10)]) == {"cmp-1": "case-1"}  # in order
 
 
 # the store is emptied at the start of every example (escalated)
@@ -49,5 +65,6 @@ def test_any_arrival_order_gives_the_same_escalations(db: Database, days: list[i
     events = list(enumerate(days))
     shuffled = events[:]
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    assert escalated(db, events) == escalated(db, shuffled) == escalated(db, list(itertools.chain(
-        shuffled, shuffled)))  # and duplicates change nothing
+    # the same complaints escalate, each alert naming the same case, whatever the order
+    assert escalations(db, events) == escalations(db, shuffled) == escalations(
+        db, list(itertools.chain(shuffled, shuffled)))  # and duplicates change nothing

@@ -19,6 +19,8 @@ from contactstream.adapters.avro import (
 )
 from contactstream.adapters.database import Database
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:

@@ -18,6 +18,8 @@ from contactstream.domain.calendars import BusinessCalendar
 from contactstream.domain.sla import SlaPolicy
 from contactstream.streams.sla import Escalations, ManualClock, SlaScheduler
 
+pytestmark = pytest.mark.integration
+
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
 

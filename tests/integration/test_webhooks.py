@@ -19,6 +19,8 @@ from contactstream.adapters.crypto import CryptoError, SecretBox
 from contactstream.adapters.database import Database
 from contactstream.streams.webhooks import DELIVERIES, WebhookDispatcher, sign
 
+pytestmark = pytest.mark.integration
+
 SECRET = "s3cret-ä"
 
 

@@ -55,8 +55,20 @@ def test_falling_and_low_satisfaction_are_factors() -> None:
 
 
 def test_cases_raise_the_risk() -> None:
-    risk = churn_risk(ChurnFacts(contact_ms=weekly(3), open_cases=1, breached_cases=1), NOW)
+    risk = churn_risk(ChurnFacts(contact_ms=weekly(3), open_cases=1,
+                                 breached_ms=[NOW - 5 * DAY_MS]), NOW)
     assert risk.factors == ["1 case past its SLA", "1 unresolved case"]
+
+
+def test_a_breached_case_counts_for_90_days() -> None:
+    def factors(*days_ago: float) -> list[str]:
+        facts = ChurnFacts(contact_ms=weekly(3),
+                           breached_ms=[NOW - int(d * DAY_MS) for d in days_ago])
+        return churn_risk(facts, NOW).factors
+
+    assert factors(10, 89.9) == ["2 cases past its SLA"]
+    assert factors(90) == factors(100) == factors(-1) == []  # too old; not yet breached
+    assert factors(100, 400, 30) == ["1 case past its SLA"]
 
 
 def test_no_history_is_the_base_rate_and_the_future_is_ignored() -> None:
@@ -71,6 +83,7 @@ def test_no_history_is_the_base_rate_and_the_future_is_ignored() -> None:
 def test_the_score_is_a_probability(days: list[int], complaints: list[int], open_: int,
                                     breached: int) -> None:
     facts = ChurnFacts(sorted(NOW + d * DAY_MS for d in days), (),
-                       [NOW + d * DAY_MS for d in complaints], (), open_, breached)
+                       [NOW + d * DAY_MS for d in complaints], (), open_,
+                       [NOW - d * DAY_MS for d in range(breached)])
     risk = churn_risk(facts, NOW)
     assert 0.0 <= risk.score <= 1.0 and (risk.score > 0.05) == bool(risk.factors)

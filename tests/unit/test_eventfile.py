@@ -14,6 +14,7 @@ import pytest
 
 from contactstream.adapters.demo import DemoPopulation, synthetic_events
 from contactstream.adapters.eventfile import count_lines, read_events
+from contactstream.domain.interactions import validate_envelope
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 FLAT = ["event_id", "type", "occurred_at", "source", "channel", "agent_id", "queue", "case_id"]
@@ -164,10 +165,6 @@ def test_dash_reads_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_csv_rows_of_demo_envelopes_validate(tmp_path: Path) -> None:
-    interactions = pytest.importorskip("contactstream.domain.interactions")
-    validate = getattr(interactions, "validate_envelope", None)
-    if validate is None:
-        pytest.skip("validate_envelope not there yet")
     write_csv(tmp_path / "events.csv", sample())
     for line, env in parsed(tmp_path / "events.csv"):
-        assert isinstance(env, dict) and validate(env) == [], (line, env)
+        assert isinstance(env, dict) and validate_envelope(env) == [], (line, env)

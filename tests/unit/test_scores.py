@@ -23,7 +23,8 @@ def facts(draw: st.DrawFn) -> CustomerFacts:
     surveys = [(f"e{i}", t, k, s) for i, (t, k, s) in enumerate(draw(st.lists(
         st.tuples(instants, st.sampled_from(["csat", "nps", "ces"]), st.integers(0, 10)),
         max_size=6)))]
-    return CustomerFacts(activity, surveys, {}, draw(st.integers(0, 3)), draw(st.integers(0, 2)))
+    breaches = draw(st.lists(instants, max_size=3))  # when each breached case first breached
+    return CustomerFacts(activity, surveys, {}, draw(st.integers(0, 3)), breaches)
 
 
 def _shown(f: CustomerFacts, at: int) -> tuple:
@@ -62,14 +63,25 @@ def test_valid_until_follows_the_recency_factor_and_the_windows() -> None:
     assert _shown(CustomerFacts(weekly), step - 2) == _shown(CustomerFacts(weekly), late)
 
 
+def test_valid_until_is_when_a_breach_leaves_its_90_days() -> None:
+    weekly = [(NOW - (3 + 7 * i) * DAY_MS, "c") for i in range(10)]
+    breached = NOW - 85 * DAY_MS
+    f = CustomerFacts(weekly, breached_ms=[breached])
+    assert "1 case past its SLA" in _shown(f, NOW)[0].factors
+    step = scores.next_change(f, NOW)
+    assert step == breached + 90 * DAY_MS  # before the activity's 90 days move on
+    assert "1 case past its SLA" not in _shown(f, step)[0].factors
+
+
 def test_churn_from_aggregates_is_churn_of_the_rows() -> None:
     f = CustomerFacts([(NOW - 40 * DAY_MS, "c"), (NOW - 20 * DAY_MS, "x"),
                        (NOW - 10 * DAY_MS, "p")],
                       [("b", NOW - 5 * DAY_MS, "csat", 1), ("a", NOW - 100 * DAY_MS, "nps", 10)],
-                      open_cases=1, breached_cases=1)
+                      open_cases=1, breached_ms=[NOW - 95 * DAY_MS, NOW - 3 * DAY_MS])
     raw = churn.ChurnFacts([NOW - 40 * DAY_MS, NOW - 20 * DAY_MS], [NOW - 10 * DAY_MS],
                            [NOW - 20 * DAY_MS],
-                           [(NOW - 100 * DAY_MS, "nps", 10), (NOW - 5 * DAY_MS, "csat", 1)], 1, 1)
+                           [(NOW - 100 * DAY_MS, "nps", 10), (NOW - 5 * DAY_MS, "csat", 1)], 1,
+                           [NOW - 95 * DAY_MS, NOW - 3 * DAY_MS])
     assert scores.scores(f, NOW, None, "EUR", {}).churn == churn.churn_risk(raw, NOW)
 
 
