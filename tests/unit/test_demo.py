@@ -247,3 +247,11 @@ def test_every_generated_envelope_validates(history: list[dict],
     live = itertools.islice(population.live(rate_per_s=50), 5_000)
     for env in itertools.chain(history, live, synthetic_events(5_000, now=NOW)):
         assert validate(env) == [], env
+        # as ingest screens them: nothing refused, no identifier dropped (issue 10)
+        assert interactions.screen_envelope(env, phone_ok) == ([], [], env), env
+
+
+def phone_ok(phone: str) -> bool:
+    from contactstream.projections.identifiers import possible_phone
+
+    return possible_phone(phone, "HU")
