@@ -258,3 +258,45 @@ async def test_customer_ids_that_cannot_be_read_by_id_are_refused(settings: Sett
                           5: "customer.id: must not contain control characters"}
         await sys.wait_events(1)
         assert (await sys.get("/v1/customers/c-1001")).status_code == 200
+
+
+async def test_an_unexpected_error_keeps_the_connection_over_real_http(
+        settings: Settings, monkeypatch: Any) -> None:
+    """Over uvicorn, as `up` serves it: a JSON 500, then the next request on the same
+    keep-alive connection is answered (a raised error made the server close it)."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    async with FullSystem(settings) as sys:
+        def broken(*_: Any, **__: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(sys.api.store, "resolve", broken)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(sys.app, log_level="critical", lifespan="off"))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.02)
+            reader, writer = await asyncio.open_connection(*sock.getsockname())
+            token = sys.tokens["agent"]
+            answers = []
+            for path in ("/v1/customers/c-1001", "/healthz"):
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer"
+                             f" {token}\r\n\r\n".encode())
+                await writer.drain()
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
+                answers.append((head.split(" ")[1], await reader.readexactly(length), head))
+            writer.close()
+            (s1, b1, h1), (s2, b2, _) = answers
+            assert s1 == "500" and "application/json" in h1.lower()
+            assert json.loads(b1) == {"error": {"code": "internal",
+                                                "message": "an unexpected error; it was logged"}}
+            assert s2 == "200" and json.loads(b2) == {"status": "ok"}
+        finally:
+            server.should_exit = True
+            await serving
