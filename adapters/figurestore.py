@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..projections import figures, scores
+from ..projections import figures, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
 from .database import Database
@@ -90,6 +90,8 @@ class FigureWriter:
     def add(self, conn: psycopg.Connection[Any], entries: Iterable[TimelineEntry],
             ) -> figures.Delta:
         d = figures.fold(entries)
+        for event_id, why in d.skipped:
+            log.warning("figures.row_skipped", event_id=event_id, reason=why)
         old = _owners(conn, set(d.owners))
         owners = {**old, **{c: o.merged(old.get(c)) for c, o in d.owners.items()}}
         changed = sorted(c for c in d.owners if owners[c] != old.get(c))
@@ -382,6 +384,9 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
     for b, cur, amount, n, last in conn.execute(
             "SELECT base, currency, amount, purchases, last_ms FROM customer_revenue"
             " WHERE base = ANY(%s)", (bases,)).fetchall():
+        if not value.countable(amount):  # a total stored before amounts had a limit
+            log.warning("figures.total_skipped", currency=cur)
+            continue
         mine = revenue.setdefault(owner[b], {})
         held = mine.get(cur, (Decimal(0), 0, last))
         mine[cur] = (held[0] + amount, held[1] + int(n), max(held[2], last))

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.interactions import CHANNELS, EVENT_TYPES
 from ..projections.identifiers import derived_customer_id, normalize
@@ -32,6 +33,8 @@ from .readstore import ReadStore
 log = get_logger(__name__)
 
 EVENTS = Counter("contactstream_ingest_events_total", "Envelopes posted", ["outcome"])
+MAX_BIGINT = 2**63 - 1  # what a number in a path or cursor may be: PostgreSQL's bigint
+JSON_TYPES = ("application/json",)  # and application/*+json
 
 
 class ApiError(Exception):
@@ -45,6 +48,69 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
            ) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
+
+
+class UnexpectedErrors:
+    """An exception no handler took becomes the contract's JSON 500, logged with its
+    traceback, instead of the server's plain-text 500 and a dropped connection. Pure ASGI:
+    streamed responses pass untouched (one that fails after it started can only end)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            route = scope.get("route")
+            log.error("http.unexpected_error", method=scope.get("method"),
+                      route=getattr(route, "path", None), error=type(exc).__name__,
+                      exc_info=exc)
+            if started:
+                raise
+            response = _error(500, "internal", "an unexpected error; it was logged")
+            await response(scope, receive, send)
+
+
+def check_json_type(content_type: str | None) -> None:
+    """415 unless the body is declared JSON (``application/json`` or ``application/*+json``)
+    and, when a charset is named, UTF-8 (RFC 8259)."""
+    mime, _, params = (content_type or "").partition(";")
+    mime = mime.strip().lower()
+    if not (mime in JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))):
+        raise ApiError(415, "unsupported_media_type",
+                       "send JSON with Content-Type: application/json")
+    for param in params.split(";"):
+        name, _, charset = param.partition("=")
+        if name.strip().lower() == "charset" and \
+                charset.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, "unsupported_media_type", "JSON must be UTF-8 (RFC 8259)")
+
+
+def parse_json(body: bytes) -> Any:
+    """A body's JSON: 415 when it is not UTF-8 (json.loads would guess UTF-16 or 32), 400
+    when it does not parse, nesting the parser cannot follow included."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(415, "unsupported_media_type",
+                       f"body is not UTF-8 (RFC 8259): invalid byte at {exc.start}") from exc
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ApiError(400, "bad_json", "body is nested too deeply to read") from exc
+    except ValueError as exc:
+        raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
 
 
 ENVELOPE_SCHEMA: dict[str, Any] = {
@@ -69,6 +135,8 @@ def encode_cursor(ms: int, event_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         ms, eid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not -MAX_BIGINT <= int(ms) <= MAX_BIGINT:
+            raise ValueError("out of range")
         return int(ms), str(eid)
     except Exception as exc:
         raise ApiError(400, "bad_cursor", "before: not a cursor this API issued") from exc
@@ -80,7 +148,10 @@ def encode_offset(n: int) -> str:
 
 def decode_offset(cursor: str) -> int:
     try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
+        n = int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
+        if not 0 <= n <= MAX_BIGINT:
+            raise ValueError("out of range")
+        return n
     except Exception as exc:
         raise ApiError(400, "bad_cursor", "cursor: not a cursor this API issued") from exc
 
@@ -151,6 +222,9 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                               " was accepted, retry", {"Retry-After": "1"})
             return await call_next(request)
 
+    # inside every middleware added later (the access audit sees the 500 it answers)
+    app.add_middleware(UnexpectedErrors)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
@@ -178,8 +252,12 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
             "schema": {"oneOf": [ENVELOPE_SCHEMA,
                                  {"type": "array", "items": ENVELOPE_SCHEMA,
                                   "maxItems": max_batch}]}}}}},
-        responses={202: {"description": "`{accepted, duplicates, rejected: [{index, error}]}`"},
-                   413: {"description": "more than 1000 envelopes or too large a body"}},
+        responses={202: {"description": "`{accepted, duplicates, rejected: [{index, error}]}`,"
+                              " and `warnings: [{index, warning}]` when an identifier was"
+                              " dropped"},
+                   400: {"description": "the body is not JSON"},
+                   413: {"description": "more than 1000 envelopes or too large a body"},
+                   415: {"description": "the body is not declared JSON, or is not UTF-8"}},
     )
     async def post_events(request: Request, _: str = Depends(role("publish"))) -> JSONResponse:
         if ingestor is None:
@@ -187,13 +265,11 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > max_body_bytes:
             raise ApiError(413, "too_large", f"body over {max_body_bytes} bytes")
+        check_json_type(request.headers.get("content-type"))
         body = await request.body()
         if len(body) > max_body_bytes:
             raise ApiError(413, "too_large", f"body over {max_body_bytes} bytes")
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+        data = parse_json(body)
         items = data if isinstance(data, list) else [data]
         if len(items) > max_batch:
             raise ApiError(413, "too_many", f"{len(items)} envelopes; at most {max_batch}")
@@ -358,10 +434,7 @@ def add_identity_routes(app: FastAPI, store: ReadStore, control: ControlStore,
               summary="Undo a wrong merge: the member becomes a customer of its own again")
     async def unmerge(customer_id: str, request: Request,
                       who: str = Depends(role("admin"))) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise ApiError(400, "bad_json", "body is not JSON") from exc
+        body = parse_json(await request.body())
         if not isinstance(body, dict):
             raise ApiError(422, "invalid_request", "body: a JSON object")
         member = body.get("member")
@@ -387,7 +460,8 @@ def add_identity_routes(app: FastAPI, store: ReadStore, control: ControlStore,
         return {"request": seq, "status": "pending", "survivor": cid, "member": member}
 
     @app.get("/v1/identity/requests/{seq}", tags=["customers"])
-    def unmerge_status(seq: int, _: str = Depends(role("admin"))) -> dict[str, Any]:
+    def unmerge_status(seq: int = Path(ge=1, le=MAX_BIGINT),
+                       _: str = Depends(role("admin"))) -> dict[str, Any]:
         row = control.unmerge_request(seq)
         if row is None:
             raise ApiError(404, "not_found", "no such request")

@@ -1,12 +1,16 @@
-"""Ingest: validate each envelope, drop duplicates, Avro-encode, produce, journal.
+"""Ingest: validate each envelope, drop duplicates, encrypt and Avro-encode, produce,
+journal.
 
 An item is acknowledged (counted in ``accepted``) only after Kafka acknowledged it with
-acks=all *and* the journal committed it with fsync; see adapters/journal.py.
+acks=all *and* the journal committed it with fsync; see adapters/journal.py. Whatever can
+refuse an item (validation, encoding, the record size) is decided for the whole batch
+before the first produce, so a refused item is never on Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,10 +18,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ..domain.interactions import validate_envelope
+from ..domain.interactions import screen_envelope
+from ..projections.identifiers import possible_phone
 from .avro import EnvelopeCodec
 from .config import Settings
 from .journal import Accepted, IngestJournal
+from .kafka import MAX_RECORD_BYTES, record_size
 from .logging import get_logger
 from .privacy import Privacy
 
@@ -33,10 +39,15 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # items taken without a bad identifier of theirs (domain.interactions.screen_envelope)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": self.rejected}
+        out: dict[str, Any] = {"accepted": self.accepted, "duplicates": self.duplicates,
+                               "rejected": sorted(self.rejected, key=lambda r: r["index"])}
+        if self.warnings:  # only when there is one: the v1 answer is unchanged otherwise
+            out["warnings"] = self.warnings
+        return out
 
 
 class Ingestor:
@@ -49,6 +60,8 @@ class Ingestor:
         self.codec = codec
         self.journal = journal
         self.topic = settings.interactions_topic
+        self.max_record_bytes = MAX_RECORD_BYTES
+        self.phone_ok = functools.partial(possible_phone, region=settings.default_region)
         # the journal's connection is used from one thread only, one call at a time
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         # event id -> future of "was it accepted", for the same id in concurrent requests
@@ -62,15 +75,18 @@ class Ingestor:
         result = IngestResult()
         fresh: dict[str, tuple[int, dict[str, Any]]] = {}
         for index, item in enumerate(items):
-            errors = validate_envelope(item)
+            errors, warnings, env = screen_envelope(item, self.phone_ok)
             if not errors and ("key_id" in item or "identity_hashes" in item):
                 errors = ["key_id, identity_hashes: set by contactstream, not by publishers"]
-            if errors:
+            if errors or env is None:
                 result.rejected.append({"index": index, "error": "; ".join(errors)})
-            elif item["event_id"] in fresh:
+                continue
+            if warnings:
+                result.warnings.append({"index": index, "warning": "; ".join(warnings)})
+            if env["event_id"] in fresh:
                 result.duplicates += 1
             else:
-                fresh[item["event_id"]] = (index, item)
+                fresh[env["event_id"]] = (index, env)
         loop = asyncio.get_running_loop()
         mine: dict[str, asyncio.Future[bool]] = {}
         pending = list(fresh)
@@ -94,7 +110,7 @@ class Ingestor:
             for eid in known:
                 del fresh[eid]
             result.duplicates += len(known)
-            result.accepted = await self._produce_and_journal(fresh)
+            result.accepted = await self._produce_and_journal(fresh, result)
         except BaseException:
             for fut in mine.values():
                 if not fut.done():
@@ -112,16 +128,47 @@ class Ingestor:
                  duplicates=result.duplicates, rejected=len(result.rejected))
         return result
 
-    async def _produce_and_journal(self, fresh: dict[str, tuple[int, dict[str, Any]]]) -> int:
+    def _records(self, fresh: dict[str, tuple[int, dict[str, Any]]], received_at: int,
+                 result: IngestResult) -> list[tuple[str, bytes, bytes]]:
+        """(event id, key, value) of each item as it will be produced; an item that cannot
+        be encoded or would be too big a record is rejected (and taken out of ``fresh``)."""
+        sealed_batch = self.privacy.encrypt_batch([env for _, env in fresh.values()])
+        records = []
+        for eid, (sealed, key) in zip(list(fresh), sealed_batch, strict=True):
+            index = fresh[eid][0]
+            try:
+                value = self.codec.encode({**sealed, "received_at": received_at})
+            except (ValueError, TypeError, OverflowError) as exc:
+                # validation lets through nothing Avro refuses; if it ever does, the item
+                # is refused alone, not the batch
+                log.warning("ingest.encode_failed", event_id=eid, error=type(exc).__name__)
+                error = f"envelope: cannot be encoded ({type(exc).__name__})"
+            else:
+                size = record_size(key, value)
+                if size <= self.max_record_bytes:
+                    records.append((eid, key, value))
+                    continue
+                error = (f"envelope: {size} bytes on Kafka once encrypted, over the"
+                         f" {self.max_record_bytes} a record may have (shorten the free text)")
+            del fresh[eid]
+            result.rejected.append({"index": index, "error": error})
+        return records
+
+    async def _produce_and_journal(self, fresh: dict[str, tuple[int, dict[str, Any]]],
+                                   result: IngestResult) -> int:
         if not fresh:
             return 0
         received_at = int(time.time() * 1000)
-        sends = []
-        sealed_batch = self.privacy.encrypt_batch([env for _, env in fresh.values()])
-        for eid, (sealed, key) in zip(fresh, sealed_batch, strict=True):
-            value = self.codec.encode({**sealed, "received_at": received_at})
-            sends.append((eid, key, value, await self.producer.send(self.topic, value, key=key)))
-        rows, failed = [], 0
+        records = self._records(fresh, received_at, result)
+        sends, rows, failed = [], [], 0
+        for eid, key, value in records:
+            try:
+                fut = await self.producer.send(self.topic, value, key=key)
+            except Exception as exc:  # noqa: BLE001 - not queued: reported as 503 below
+                failed += 1
+                log.warning("ingest.produce_failed", event_id=eid, error=type(exc).__name__)
+                continue
+            sends.append((eid, key, value, fut))
         for eid, key, value, fut in sends:
             try:
                 meta = await fut
@@ -133,6 +180,6 @@ class Ingestor:
                                  received_at))
         await self._db_call(self.journal.record, rows)
         if failed:
-            raise BrokerUnavailable(f"{failed} of {len(sends)} events were not acknowledged by "
+            raise BrokerUnavailable(f"{failed} of {len(records)} events were not acknowledged by "
                                     "Kafka; retry them (accepted ones count as duplicates)")
         return len(rows)

@@ -20,11 +20,16 @@ from typing import Any, overload
 from ..projections import consent, figures, satisfaction, scores, value
 from .database import Database
 from .figurestore import DEFAULT_RATES, parse_rates
+from .logging import get_logger
 from .readstore import ReadStore
 
 __all__ = ["DEFAULT_RATES", "CustomerList", "Insights", "parse_rates"]
 
+log = get_logger(__name__)
+
 DAY_MS = 86_400_000
+# a stored revenue the reports take (value.countable); NaN fails it too
+_COUNTABLE = "abs(revenue) < %s"
 _GROUP_COLUMN = {"agent": "eff_agent", "channel": "channel", "queue": "eff_queue"}
 
 
@@ -65,6 +70,8 @@ class Insights:
             revenue = {cur: (amount, 0, 0) for cur, amount in money.fetchall()}
             answers = said.fetchall()
         life = scores.lifetime(revenue, self.base, self.rates)
+        if life["skipped"]:  # totals stored before amounts had a limit (value.countable)
+            log.warning("insights.revenue_skipped", currencies=life["skipped"])
         rfm = value.RFM(row[3], row[4], int(row[8]), row[9], row[5], row[6], row[7]) \
             if row else None
         return {
@@ -116,9 +123,16 @@ class Insights:
                 "items": figures.report_rows(groups)}
 
     def segments_report(self) -> dict[str, Any]:
-        found = {seg: (int(n), Decimal(rev)) for seg, n, rev in self.store.db.all(
-            "SELECT segment, COUNT(*), COALESCE(SUM(revenue), 0) FROM customer_scores"
-            " GROUP BY segment")}
+        found: dict[str, tuple[int, Decimal]] = {}
+        skipped = 0
+        for seg, n, rev, bad in self.store.db.all(
+                f"SELECT segment, COUNT(*), COALESCE(SUM(revenue) FILTER (WHERE {_COUNTABLE}),"
+                f" 0), COUNT(*) FILTER (WHERE NOT {_COUNTABLE}) FROM customer_scores"
+                " GROUP BY segment", [value.TOTAL_LIMIT, value.TOTAL_LIMIT]):
+            found[seg] = (int(n), Decimal(rev))
+            skipped += int(bad)
+        if skipped:
+            log.warning("insights.revenue_skipped", report="segments", rows=skipped)
         return {"currency": self.base, "items": [
             {"segment": s, "customers": found.get(s, (0, Decimal(0)))[0],
              "revenue": value.money(found.get(s, (0, Decimal(0)))[1])}
@@ -129,11 +143,16 @@ class Insights:
         off the revenue index, the count and total in the same snapshot."""
         with self.store.db.tx() as c:
             c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            n, total = c.execute("SELECT COUNT(*), COALESCE(SUM(revenue), 0)"
-                                 " FROM customer_scores").fetchone() or (0, Decimal(0))
+            n, total, bad = c.execute(
+                f"SELECT COUNT(*) FILTER (WHERE {_COUNTABLE}), COALESCE(SUM(revenue) FILTER"
+                f" (WHERE {_COUNTABLE}), 0), COUNT(*) FILTER (WHERE NOT {_COUNTABLE})"
+                " FROM customer_scores", [value.TOTAL_LIMIT] * 3).fetchone() or (0, 0, 0)
             k = int((Decimal(str(share)) * n).to_integral_value(rounding=ROUND_CEILING))
-            ranked = c.execute("SELECT customer_id, revenue FROM customer_scores"
-                               " ORDER BY revenue DESC, customer_id LIMIT %s", (k,)).fetchall()
+            ranked = c.execute(f"SELECT customer_id, revenue FROM customer_scores WHERE"
+                               f" {_COUNTABLE} ORDER BY revenue DESC, customer_id LIMIT %s",
+                               (value.TOTAL_LIMIT, k)).fetchall()
+        if bad:
+            log.warning("insights.revenue_skipped", report="pareto", rows=int(bad))
         total = Decimal(total)
         top = sum((Decimal(r) for _, r in ranked), Decimal(0))
         return {"currency": self.base, "share": share, "customers": int(n),
@@ -194,7 +213,7 @@ class CustomerList(Sequence[dict[str, Any]]):
             f" WHERE {self.where} ORDER BY churn_score DESC, customer_id LIMIT %s OFFSET %s)"
             " page USING (customer_id) ORDER BY s.churn_score DESC, s.customer_id",
             [*self.args, stop - start, start])
-        return [{"id": cid, "segment": seg, "lifetime_revenue": value.money(Decimal(rev)),
+        return [{"id": cid, "segment": seg, "lifetime_revenue": value.money_or_none(Decimal(rev)),
                  "currency": self.currency, "churn_risk": {"score": score, "factors": why}}
                 for cid, seg, rev, score, why in rows]
 
@@ -217,4 +236,4 @@ def _rfm_json(r: value.RFM | None) -> dict[str, Any] | None:
     if r is None or r.r is None:
         return None
     return {"r": r.r, "f": r.f, "m": r.m, "recency_days": r.recency_days,
-            "frequency": r.frequency, "monetary": value.money(r.monetary)}
+            "frequency": r.frequency, "monetary": value.money_or_none(r.monetary)}

@@ -8,11 +8,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from .config import Settings
 from .logging import get_logger
 
 log = get_logger(__name__)
+
+# The largest record a producer sends (its max_request_size); ingest refuses a bigger one
+# before producing anything (adapters/ingest.py). A real cluster must allow records this
+# big too (the broker's message.max.bytes or the topic's max.message.bytes).
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def record_size(key: bytes | None, value: bytes | None) -> int:
+    """A record's size as the producer counts it against ``MAX_RECORD_BYTES``."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, []))
 
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -24,7 +35,7 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         enable_idempotence=not settings.embedded_broker,
         linger_ms=2,
         max_batch_size=1024 * 1024,
-        max_request_size=8 * 1024 * 1024,
+        max_request_size=MAX_RECORD_BYTES,
         request_timeout_ms=15000,
     )
     opts.update(overrides)

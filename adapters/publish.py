@@ -25,6 +25,7 @@ def publish_file(path: str, url: str, token: str | None, batch_size: int = 1000)
     """Returns the exit code: 0 when every line was accepted or a duplicate."""
     totals: Counter[str] = Counter()
     reasons: list[str] = []
+    warnings: list[str] = []
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     total = count_lines(path)
     events = read_events(path)
@@ -45,6 +46,8 @@ def publish_file(path: str, url: str, token: str | None, batch_size: int = 1000)
                 for rej in result["rejected"]:
                     totals["rejected"] += 1
                     reasons.append(f"line {good[rej['index']][0]}: {rej['error']}")
+                for w in result.get("warnings", []):  # accepted without a bad identifier
+                    warnings.append(f"line {good[w['index']][0]}: {w['warning']}")
             bar.update(len(chunk))
     print(f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, "
           f"rejected {totals['rejected']}")
@@ -52,6 +55,12 @@ def publish_file(path: str, url: str, token: str | None, batch_size: int = 1000)
         print(f"  rejected {reason}")
     if len(reasons) > 50:
         print(f"  ... and {len(reasons) - 50} more")
+    if warnings:
+        print(f"accepted with a warning {len(warnings)}")
+        for warning in warnings[:50]:
+            print(f"  warning {warning}")
+        if len(warnings) > 50:
+            print(f"  ... and {len(warnings) - 50} more")
     return 1 if totals["rejected"] else 0
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from ..domain.interactions import amount_value
 from .satisfaction import KINDS, Counts
 from .timeline import TimelineEntry
 
@@ -136,6 +137,8 @@ class Delta:
     activity: list[tuple[str, int, str, str]] = field(default_factory=list)
     surveys: list[Survey] = field(default_factory=list)
     owners: dict[str, Owner] = field(default_factory=dict)
+    # (event id, why) of rows a figure could not take; the caller logs them
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def bases(self) -> set[str]:
@@ -204,14 +207,11 @@ def _survey(d: Delta, e: TimelineEntry) -> None:
 
 
 def _purchase(d: Delta, e: TimelineEntry) -> None:
-    currency, text = e.payload.get("currency"), e.payload.get("amount")
-    if type(currency) is not str or type(text) is not str:
-        return
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        return
-    if not amount.is_finite():
+    currency, amount = e.payload.get("currency"), amount_value(e.payload.get("amount"))
+    if type(currency) is not str or amount is None:
+        # ingest refuses these (an amount of 10^12 or more, say); one on the log anyway is
+        # a fact on the timeline but no revenue: a sum with it would fail every report
+        d.skipped.append((e.event_id, "purchase amount out of range"))
         return
     held = d.revenue.get((e.customer_id, currency))
     if held is None:
@@ -318,7 +318,8 @@ def apply(state: Figures, entries: Iterable[TimelineEntry]) -> Figures:
 
 def merge(a: Delta, b: Delta) -> Delta:
     """Two deltas of disjoint rows as one (sums and latest-wins, order-free)."""
-    out = Delta(activity=a.activity + b.activity, surveys=a.surveys + b.surveys)
+    out = Delta(activity=a.activity + b.activity, surveys=a.surveys + b.surveys,
+                skipped=a.skipped + b.skipped)
     for src in (a, b):
         for kc, c in src.channels.items():
             held = out.channels.get(kc)

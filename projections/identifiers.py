@@ -30,6 +30,18 @@ def normalize_phone(value: str, region: str = "HU") -> str:
     return "+" + digits if digits else raw
 
 
+@lru_cache(maxsize=65536)
+def possible_phone(value: str, region: str = "HU") -> bool:
+    """Whether libphonenumber takes ``value`` for a phone number of a possible length for
+    its country (national numbers in ``region``): what ingest accepts as a phone."""
+    raw = value.strip()
+    try:
+        number = phonenumbers.parse(raw, None if raw.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_possible_number(number))
+
+
 def normalize(kind: str, value: str, region: str = "HU") -> str:
     if kind == "email":
         return normalize_email(value)

@@ -10,6 +10,11 @@ from typing import Any
 DAY_MS = 86_400_000
 CENT = Decimal("0.01")
 PROSPECT = "prospect"
+# Every published purchase is under 10^12 (domain.interactions.MAX_AMOUNT), so a million
+# of them stay under this. A stored amount or total beyond it (or not finite) was written
+# before that limit or produced around ingest: the folds skip it rather than fail a view
+# or a report over the whole base on one row (money() could not even print it).
+TOTAL_LIMIT = Decimal(10) ** 18
 
 # The well-known R/F segment map (rows: recency score 1-5, columns: frequency score 1-5).
 _H, _AR, _CL, _AS, _NA = "hibernating", "at_risk", "cannot_lose", "about_to_sleep", "need_attention"
@@ -24,8 +29,18 @@ _GRID = (
 SEGMENTS = (_C, _L, _PL, _N, _P, _NA, _AS, _AR, _CL, _H, "lost", PROSPECT)
 
 
+def countable(x: Decimal) -> bool:
+    """Whether the folds take this stored amount or total (see ``TOTAL_LIMIT``)."""
+    return x.is_finite() and x.copy_abs() < TOTAL_LIMIT  # copy_abs: no context, no Overflow
+
+
 def money(x: Decimal) -> str:
     return str(x.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def money_or_none(x: Decimal) -> str | None:
+    """``money`` of a countable value; None for one the folds skip."""
+    return money(x) if countable(x) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +56,29 @@ def lifetime_revenue(purchases: Iterable[Purchase], base_currency: str = "EUR",
                      rates: Mapping[str, Decimal] | None = None) -> dict[str, Any]:
     """Totals per currency and in the base currency (``rates``: base units per unit).
     Each event id counts once. A currency without a rate stays out of the total and is
-    listed under ``unconverted`` rather than guessed."""
+    listed under ``unconverted`` rather than guessed. An amount the folds cannot take
+    (``countable``) is left out, and a currency whose total or converted total they cannot
+    take is left out whole; either way the currency is listed under ``skipped``."""
     rates = {**(rates or {}), base_currency: Decimal(1)}
     totals: dict[str, Decimal] = {}
+    skipped: set[str] = set()
     seen: set[str] = set()
     for p in purchases:
-        if p.event_id not in seen:
-            seen.add(p.event_id)
+        if p.event_id in seen:
+            continue
+        seen.add(p.event_id)
+        if countable(p.amount):
             totals[p.currency] = totals.get(p.currency, Decimal(0)) + p.amount
-    base = sum((t * rates[c] for c, t in totals.items() if c in rates), Decimal(0))
-    return {"by_currency": {c: money(t) for c, t in sorted(totals.items())},
+        else:
+            skipped.add(p.currency)
+    converted = {c: t * rates[c] for c, t in totals.items() if c in rates}
+    bad = {c for c, t in totals.items()
+           if not countable(t) or (c in converted and not countable(converted[c]))}
+    base = sum((v for c, v in converted.items() if c not in bad), Decimal(0))
+    return {"by_currency": {c: money(t) for c, t in sorted(totals.items()) if c not in bad},
             "lifetime_revenue": money(base), "currency": base_currency,
-            "unconverted": sorted(c for c in totals if c not in rates)}
+            "unconverted": sorted(c for c in totals if c not in rates and c not in bad),
+            "skipped": sorted(skipped | bad)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +138,7 @@ def rfm(customers: Mapping[str, CustomerValueFacts], now_ms: int) -> dict[str, R
 def pareto(revenue_by_customer: Mapping[str, Decimal], share: float = 0.2) -> dict[str, Any]:
     """The top ``share`` of customers by revenue (rounded up; ties broken by id) and the
     share of all revenue they bring."""
+    revenue_by_customer = {c: v for c, v in revenue_by_customer.items() if countable(v)}
     n = len(revenue_by_customer)
     k = int((Decimal(str(share)) * n).to_integral_value(rounding=ROUND_CEILING))
     ranked = sorted(revenue_by_customer.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
@@ -129,6 +156,7 @@ def segments_report(rfm_by_customer: Mapping[str, RFM],
     revenue = dict.fromkeys(SEGMENTS, Decimal(0))
     for c, x in rfm_by_customer.items():
         count[x.segment] += 1
-        revenue[x.segment] += revenue_by_customer.get(c, Decimal(0))
+        worth = revenue_by_customer.get(c, Decimal(0))
+        revenue[x.segment] += worth if countable(worth) else Decimal(0)
     return [{"segment": s, "customers": count[s], "revenue": money(revenue[s])}
             for s in SEGMENTS]

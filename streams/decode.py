@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.interactions import validate_envelope
+from ..domain.interactions import validate_record
 from .ports import GAP_HEADER, ArchivedRecord, DecodeError, Decoder
 
 
@@ -64,7 +64,7 @@ def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
             except DecodeError as exc:
                 out.dead.append((rec, f"decode: {exc}"))
                 continue
-            errors = validate_envelope(env)
+            errors = validate_record(env)
             if errors:
                 out.dead.append((rec, "invalid: " + "; ".join(errors)))
                 continue

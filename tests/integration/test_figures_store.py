@@ -64,7 +64,7 @@ def population(n: int = 500, customers: int = 40, seed: int = 8) -> list[dict[st
         elif roll < 0.55:
             e.update(type="purchase.completed", payload={
                 "amount": str(Decimal(rng.randrange(100, 90_000)) / 100),
-                "currency": rng.choice(["EUR", "HUF", "XYZ"]), "order_id": f"o{i}"})
+                "currency": rng.choice(["EUR", "HUF", "SEK"]), "order_id": f"o{i}"})
         elif roll < 0.65:
             e.update(type="complaint.filed", payload={"category": "billing",
                                                       "priority": "normal", "description": "x"})

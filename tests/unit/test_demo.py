@@ -17,7 +17,7 @@ from contactstream.adapters.demo import (
     DemoPopulation,
     synthetic_events,
 )
-from contactstream.domain.interactions import validate_envelope
+from contactstream.domain.interactions import screen_envelope, validate_envelope
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ENVELOPE_KEYS = {"event_id", "type", "occurred_at", "source", "customer", "channel", "agent_id",
@@ -244,3 +244,11 @@ def test_every_generated_envelope_validates(history: list[dict],
     live = itertools.islice(population.live(rate_per_s=50), 5_000)
     for env in itertools.chain(history, live, synthetic_events(5_000, now=NOW)):
         assert validate_envelope(env) == [], env
+        # as ingest screens them: nothing refused, no identifier dropped (issue 10)
+        assert screen_envelope(env, phone_ok) == ([], [], env), env
+
+
+def phone_ok(phone: str) -> bool:
+    from contactstream.projections.identifiers import possible_phone
+
+    return possible_phone(phone, "HU")

@@ -190,3 +190,13 @@ def test_the_report_from_tallies_is_satisfaction_by_group(
         groups.setdefault(a.agent_id or figures.NO_GROUP, {}).setdefault(
             a.kind, Tally()).add(figures.tally(a.kind, a.score))
     assert figures.report_rows(groups) == satisfaction.by_group(rows_, "agent")
+
+
+def test_a_purchase_the_fold_cannot_take_is_skipped_and_named() -> None:
+    d = fold([row("ok", "purchase.completed", {"amount": "12.50", "currency": "EUR"}),
+              *(row(f"big{i}", "purchase.completed", {"amount": a, "currency": "EUR"})
+                for i, a in enumerate(["1E+26", "1e999999999", "1000000000000", "-1"]))])
+    assert d.revenue[("c-1", "EUR")].amount == Decimal("12.50")
+    assert d.revenue[("c-1", "EUR")].purchases == 1
+    assert [e for e, _ in d.skipped] == ["big0", "big1", "big2", "big3"]
+    assert len(d.activity) == 5  # the facts stay on the timeline and in the counts

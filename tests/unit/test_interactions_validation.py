@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,8 +12,11 @@ import pytest
 from contactstream.domain.interactions import (
     CHANNELS,
     EVENT_TYPES,
+    amount_value,
     parse_occurred_at,
+    screen_envelope,
     validate_envelope,
+    validate_record,
 )
 
 GOOD_PAYLOADS: dict[str, dict[str, Any]] = {
@@ -133,7 +137,8 @@ def test_source_must_be_a_non_empty_string() -> None:
     assert validate_envelope(envelope(source=["x"])) == ["source: must be a string"]
 
 
-@pytest.mark.parametrize("customer", [{"id": "c-1"}, {"email": "a@b.c"}, {"phone": "+3630123"},
+@pytest.mark.parametrize("customer", [{"id": "c-1"}, {"email": "a@b.c"},
+                                      {"phone": "+36301234567"}, {"phone": "06 30 123 4567"},
                                       {"visitor_id": "v-1", "name": None},
                                       {"id": None, "email": "a@b.c"}])
 def test_customer_with_one_identifier_is_enough(customer: dict[str, Any]) -> None:
@@ -235,25 +240,49 @@ def test_survey_score_range_per_kind(kind: str, low: int, high: int) -> None:
             f"payload.score: must be between {low} and {high} for {kind}"]
 
 
-@pytest.mark.parametrize("amount", ["0", "0.00", "12.5", "1249.90", "1000000000000.0001"])
+@pytest.mark.parametrize("amount", ["0", "0.00", "12.5", "1249.90", "999999999999.9999",
+                                    "0.0001", "007.50"])
 def test_good_amounts(amount: str) -> None:
     assert validate_envelope(with_payload("purchase.completed", amount=amount)) == []
 
 
-@pytest.mark.parametrize("amount", ["-1.00", "abc", "", " 12.50", "1_000", "NaN", "Infinity",
-                                    12.5, 12])
+AMOUNT_ERROR = ('payload.amount: must be a decimal string like "12.50": at least 0, less than'
+                " 1,000,000,000,000, at most 4 decimals, no sign or exponent")
+
+
+@pytest.mark.parametrize("amount", [
+    "-1.00", "abc", "", " 12.50", "1_000", "NaN", "Infinity", 12.5, 12,
+    # issue 10: out of range, too precise, signed, exponents
+    "1000000000000", "100000000000000000000000000", "1E+400", "1e999999999", "1e3",
+    "12.50001", "-0.00", "+5", ".5", "5.", "0" * 33,
+])
 def test_bad_amounts(amount: object) -> None:
     assert validate_envelope(with_payload("purchase.completed", amount=amount)) == [
+        AMOUNT_ERROR]
+
+
+@pytest.mark.parametrize("amount, value", [("12.50", "12.50"), ("1E+3", "1E+3"), ("0", "0"),
+                                           ("1E+400", None), ("-0.00", None), ("-1", None),
+                                           ("1e12", None), ("NaN", None), (" 1", None)])
+def test_what_an_amount_counts_for(amount: str, value: str | None) -> None:
+    assert amount_value(amount) == (None if value is None else Decimal(value))
+
+
+def test_a_record_on_the_log_keeps_the_old_amount_and_currency_rules() -> None:
+    env = with_payload("purchase.completed", amount="1E+400", currency="ZZZ")
+    assert validate_record(env) == []
+    assert validate_record(with_payload("purchase.completed", amount="-1")) == [
         'payload.amount: must be a non-negative decimal string like "12.50"']
 
 
-@pytest.mark.parametrize("currency, ok", [("EUR", True), ("HUF", True), ("eur", False),
-                                          ("EURO", False), ("E1R", False), ("ÉUR", False),
-                                          (978, False)])
+@pytest.mark.parametrize("currency, ok", [("EUR", True), ("HUF", True), ("IRR", True),
+                                          ("HRK", True), ("ZZZ", False), ("XXX", False),
+                                          ("eur", False), ("EURO", False), ("E1R", False),
+                                          ("ÉUR", False), (978, False)])
 def test_currency(currency: object, ok: bool) -> None:
     errors = validate_envelope(with_payload("purchase.completed", currency=currency))
     assert errors == ([] if ok else [
-        "payload.currency: must be an ISO 4217 code of 3 uppercase letters"])
+        "payload.currency: must be an ISO 4217 currency code, like EUR"])
 
 
 def test_all_reasons_are_reported_together() -> None:
@@ -313,3 +342,154 @@ def test_a_nul_character_anywhere_is_rejected_with_the_field(where: str) -> None
         obj = obj[key]
     obj[last] = "before\x00after"
     assert validate_envelope(env) == [f"{where}: contains a NUL character (U+0000)"]
+
+
+# -- issue 10: no input takes it down ------------------------------------------------------
+@pytest.mark.parametrize("where, bad, reason", [
+    ("source", "\ud800", "contains a lone surrogate (U+D800–U+DFFF), which is not Unicode text"),
+    ("customer.name", "a\udfffb", "contains a lone surrogate (U+D800–U+DFFF), which is not"
+     " Unicode text"),
+    ("payload.extra_note", float("nan"), "not a finite number (NaN and Infinity are not JSON)"),
+    ("payload.extra_note", float("-inf"), "not a finite number (NaN and Infinity are not JSON)"),
+])
+def test_what_no_store_can_keep_is_rejected_with_the_field(where: str, bad: object,
+                                                           reason: str) -> None:
+    env = envelope("complaint.filed")
+    obj: Any = env
+    *path, last = where.split(".")
+    for key in path:
+        obj = obj[key]
+    obj[last] = bad
+    assert validate_envelope(env) == [f"{where}: {reason}"]
+    assert validate_record(env) == [f"{where}: {reason}"]
+
+
+def test_nesting_is_limited_to_32_levels() -> None:
+    deep: Any = "bottom"
+    for _ in range(30):  # the envelope and its payload are 2 levels; 30 lists make 32
+        deep = [deep]
+    assert validate_envelope(with_payload("call.started", note=deep)) == []
+    errors = validate_envelope(with_payload("call.started", note=[deep]))
+    assert len(errors) == 1 and errors[0].endswith(": nested deeper than 32 levels")
+    very_deep: Any = {}
+    for _ in range(5000):  # no recursion: depth is data
+        very_deep = {"x": very_deep}
+    assert validate_envelope(with_payload("call.started", note=very_deep)) == [
+        "payload.note" + ".x" * 30 + ": nested deeper than 32 levels"]
+
+
+@pytest.mark.parametrize("key, limit", [("source", 200), ("agent_id", 200), ("queue", 200),
+                                        ("case_id", 200)])
+def test_envelope_fields_have_length_limits(key: str, limit: int) -> None:
+    assert validate_envelope(envelope(**{key: "x" * limit})) == []
+    assert validate_envelope(envelope(**{key: "x" * 1_000_000})) == [
+        f"{key}: longer than {limit} characters"]
+
+
+@pytest.mark.parametrize("type_, field, limit", [
+    ("complaint.filed", "category", 200), ("purchase.completed", "order_id", 200),
+    ("consent.changed", "purpose", 200), ("web.visit", "url", 4096),
+    ("web.visit", "referrer", 4096), ("web.visit", "session_id", 200),
+    ("email.received", "subject", 1000),
+])
+def test_payload_fields_have_length_limits(type_: str, field: str, limit: int) -> None:
+    assert validate_envelope(with_payload(type_, **{field: "x" * limit})) == []
+    assert validate_envelope(with_payload(type_, **{field: "x" * (limit + 1)})) == [
+        f"payload.{field}: longer than {limit} characters"]
+
+
+def test_free_text_has_no_limit_of_its_own() -> None:
+    assert validate_envelope(with_payload("complaint.filed", description="x" * 2_000_000)) == []
+
+
+def test_payload_keys_are_limited_and_echoed_short() -> None:
+    key = "k" * 1_000_000
+    errors = validate_envelope(with_payload("call.started", **{key: 1}))
+    assert errors == ["payload: key '" + "k" * 40 + "'… longer than 64 characters"]
+    many = with_payload("call.started", **{f"k{i}": i for i in range(100)})
+    assert validate_envelope(many) == ["payload: more than 100 keys"]
+
+
+def test_a_rejection_echoes_a_short_prefix_only() -> None:
+    errors = validate_envelope(envelope(type="t" * 1_000_000))
+    assert errors == ["type: unknown event type '" + "t" * 40 + "'…"]
+    errors = validate_envelope(envelope(customer={"id": "c-1", "s" * 1_000_000: "x"}))
+    assert len(errors) == 1 and len(errors[0]) < 200
+    errors = validate_envelope(envelope(customer={"id": "c-1", "\ud800": "x"}))
+    assert errors[0].startswith("customer.\\ud800: unknown field")
+    errors[0].encode("utf-8")
+
+
+@pytest.mark.parametrize("customer_id, reason", [
+    ("a/b", "must not contain '/'"), ("/", "must not contain '/'"),
+    (".", "must not be '.' or '..'"), ("..", "must not be '.' or '..'"),
+    (" c-1", "must not start or end with white space"),
+    ("c-1\t", "must not start or end with white space"),
+    ("c\n1", "must not contain control characters"),
+    ("c" * 201, "longer than 200 characters"),
+])
+def test_customer_ids_that_could_not_be_read_back_are_refused(customer_id: str,
+                                                              reason: str) -> None:
+    env = envelope(customer={"id": customer_id, "email": "anna@example.com"})
+    assert validate_envelope(env) == [f"customer.id: {reason}"]
+
+
+@pytest.mark.parametrize("customer_id", ["c-1", "c.1", "...", "Kovács Anna", "a:b@c", "x" * 200])
+def test_customer_ids_that_can_be_read_back(customer_id: str) -> None:
+    assert validate_envelope(envelope(customer={"id": customer_id})) == []
+
+
+@pytest.mark.parametrize("email", ["anna@example.com", " Anna@Example.com ", "a.b+c@x.co.uk",
+                                   "zoë@bücher.de", "ali@例え.jp", "a@b.c"])
+def test_good_emails(email: str) -> None:
+    assert screen_envelope(envelope(customer={"email": email})) == (
+        [], [], envelope(customer={"email": email}))
+
+
+@pytest.mark.parametrize("email, reason", [
+    ("not-an-email", "not an e-mail address"), ("a@b", "not an e-mail address"),
+    ("@example.com", "not an e-mail address"), ("a@@example.com", "not an e-mail address"),
+    ("a b@example.com", "not an e-mail address"), ("a@example.123", "not an e-mail address"),
+    ("a@-x.com", "not an e-mail address"), ("a..b@example.com", "not an e-mail address"),
+    ("x" * 250 + "@example.com", "longer than 254 characters"),
+])
+def test_a_bad_email_is_dropped_while_another_identifier_remains(email: str,
+                                                                 reason: str) -> None:
+    env = envelope(customer={"id": "c-1", "email": email, "name": "Anna"})
+    errors, warnings, published = screen_envelope(env)
+    assert errors == []
+    assert warnings == [f"customer.email: {reason} (dropped; the event was accepted on the"
+                        " other identifiers)"]
+    assert published is not None and published["customer"] == {"id": "c-1", "name": "Anna"}
+    assert env["customer"]["email"] == email  # the caller's envelope is left as it was
+    alone = screen_envelope(envelope(customer={"email": email, "name": "Anna"}))
+    assert alone.errors == [f"customer.email: {reason}",
+                            "customer: needs at least one of id, email, phone, visitor_id"]
+
+
+def test_bad_phone_and_visitor_id_are_dropped_too() -> None:
+    env = envelope(customer={"email": "anna@example.com", "phone": "abc",
+                             "visitor_id": "v" * 201})
+    errors, warnings, published = screen_envelope(env, phone_ok=lambda p: p.startswith("+"))
+    assert errors == [] and published is not None
+    assert published["customer"] == {"email": "anna@example.com"}
+    assert [w.split(" (")[0] for w in warnings] == [
+        "customer.phone: not a phone number", "customer.visitor_id: longer than 200 characters"]
+    assert screen_envelope(envelope(customer={"phone": "abc"})).errors == [
+        "customer.phone: not a phone number",
+        "customer: needs at least one of id, email, phone, visitor_id"]
+
+
+def test_a_long_name_is_refused() -> None:
+    assert validate_envelope(envelope(customer={"id": "c-1", "name": "n" * 301})) == [
+        "customer.name: longer than 300 characters"]
+
+
+@pytest.mark.parametrize("phone, ok", [("+36301234567", True), ("06 30 123 4567", True),
+                                       ("+98 912 345 6789", True), ("+1 800 FLOWERS", True),
+                                       ("abc", False), ("+3630123", False), ("123", False),
+                                       ("9" * 300, False)])
+def test_ingest_asks_libphonenumber_whether_a_phone_is_possible(phone: str, ok: bool) -> None:
+    from contactstream.projections.identifiers import possible_phone
+
+    assert possible_phone(phone, "HU") is ok

@@ -36,7 +36,8 @@ def test_currencies_convert_at_fixed_rates_and_duplicates_count_once() -> None:
     p = [buy("a", "999.90"), buy("b", "100000", "HUF"), buy("b", "100000", "HUF")]
     out = lifetime_revenue(p, "EUR", {"HUF": D("0.0025")})
     assert out == {"by_currency": {"EUR": "999.90", "HUF": "100000.00"},
-                   "lifetime_revenue": "1249.90", "currency": "EUR", "unconverted": []}
+                   "lifetime_revenue": "1249.90", "currency": "EUR", "unconverted": [],
+                   "skipped": []}
 
 
 def test_a_currency_without_a_rate_stays_out_of_the_total() -> None:
@@ -109,3 +110,20 @@ def test_segments_report_lists_every_segment() -> None:
     assert by["lost"]["revenue"] == "20.50" and by["prospect"]["customers"] == 1
     assert by["at_risk"] == {"segment": "at_risk", "customers": 0, "revenue": "0.00"}
     assert sum(r["customers"] for r in rows) == len(base)
+
+
+def test_an_amount_or_total_the_fold_cannot_take_is_skipped_not_raised() -> None:
+    # a stored row from before amounts had a limit: money() could not print it
+    out = lifetime_revenue([buy("a", "10"), buy("b", "1E+26"), buy("c", "5", "USD"),
+                            buy("d", "1e999999999", "HUF"), buy("e", "NaN", "GBP")],
+                           "EUR", {"USD": D("0.92"), "HUF": D("0.0025")})
+    assert out["lifetime_revenue"] == "14.60"
+    assert out["by_currency"] == {"EUR": "10.00", "USD": "5.00"}
+    assert out["skipped"] == ["EUR", "GBP", "HUF"] and out["unconverted"] == []
+    # a rate that lifts a sane total out of range skips that currency alone
+    assert lifetime_revenue([buy("a", "1000", "XAU"), buy("b", "1")], "EUR",
+                            {"XAU": D("1E+20")})["skipped"] == ["XAU"]
+    assert pareto({"a": D("1E+30"), "b": D("10")}, 0.5)["total_revenue"] == "10.00"
+    segs = segments_report(rfm({"a": CustomerValueFacts(NOW, 1, D("1E+30"))}, NOW),
+                           {"a": D("1E+30")})
+    assert {s["segment"]: s["revenue"] for s in segs}["new"] == "0.00"

@@ -1,0 +1,67 @@
+"""What no store can keep, anywhere in an envelope: U+0000, lone surrogates (not Unicode
+text: they cannot be written as UTF-8), NaN and infinities (not JSON numbers), and nesting
+deeper than a reader should have to follow. And how a rejection echoes what it was sent."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+MAX_DEPTH: Final = 32  # objects and arrays inside the envelope, the envelope itself included
+ECHO: Final = 40  # characters of a refused value or key a reason quotes at most
+
+
+def echo(value: object) -> str:
+    """A short, printable quote of what was sent: at most ``ECHO`` characters (then '…'),
+    lone surrogates and control characters escaped, so the answer stays small and valid."""
+    text = value if isinstance(value, str) else repr(value)
+    short = text[:ECHO] + ("…" if len(text) > ECHO else "")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in short)
+
+
+def echo_repr(value: object) -> str:
+    """As ``echo``, quoted as Python's repr quotes a string ('x'); other values as repr."""
+    if isinstance(value, str):
+        return repr(value[:ECHO]) + ("…" if len(value) > ECHO else "")
+    return echo(value)
+
+
+def text_problem(s: str) -> str | None:
+    if "\x00" in s:
+        return "contains a NUL character (U+0000)"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (U+D800–U+DFFF), which is not Unicode text"
+    return None
+
+
+def unstorable(envelope: object, max_depth: int | None = MAX_DEPTH) -> str | None:
+    """``"<field>: <why>"`` for the first thing in ``envelope`` no store can keep (or
+    nested deeper than ``max_depth``), in document order; None when there is none. Walks
+    without recursion: depth is data."""
+    stack: list[tuple[object, str, int]] = [(envelope, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = path or "envelope"
+        if type(value) is str:
+            if (why := text_problem(value)) is not None:
+                return f"{where}: {why}"
+        elif type(value) is float:
+            if not math.isfinite(value):
+                return f"{where}: not a finite number (NaN and Infinity are not JSON)"
+        elif type(value) is dict or type(value) is list:
+            if max_depth is not None and depth >= max_depth:
+                return f"{where}: nested deeper than {max_depth} levels"
+            children: list[tuple[object, str, int]] = []
+            if type(value) is dict:
+                for k, v in value.items():
+                    if type(k) is str and (why := text_problem(k)) is not None:
+                        return f"{where}: a key {why}"
+                    key = echo(k)
+                    children.append((v, f"{path}.{key}" if path else key, depth + 1))
+            else:
+                children = [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+            stack.extend(reversed(children))
+    return None
