@@ -114,18 +114,70 @@ class EmbeddedSchemaRegistry:
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         sid = self._add(schema)
-        if self.db is not None and sid not in self._stored:
-            # many processes register the same schemas at start: the first insert wins
-            self.db.execute("INSERT INTO avro_schemas (id, schema) VALUES (%s, %s)"
-                            " ON CONFLICT (id) DO NOTHING", (sid, Jsonb(schema_json(schema))))
-            self._stored.add(sid)
         versions = self.subjects.setdefault(subject, [])
+        if self.db is not None and sid not in versions:
+            self._store(subject, sid, schema)
         if sid not in versions:
             versions.append(sid)
         return sid
 
+    def _store(self, subject: str, sid: int, schema: dict[str, Any]) -> None:
+        """The schema under its id (the first insert wins: many processes register the
+        same schemas at start) and, if new to the subject, as its next version."""
+        assert self.db is not None
+        with self.db.tx() as conn:
+            if sid not in self._stored:
+                conn.execute("INSERT INTO avro_schemas (id, schema) VALUES (%s, %s)"
+                             " ON CONFLICT (id) DO NOTHING", (sid, Jsonb(schema_json(schema))))
+            # versions are numbered one subject at a time
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (subject,))
+            conn.execute("INSERT INTO avro_subjects (subject, version, schema_id) SELECT %s,"
+                         " COALESCE(MAX(version), 0) + 1, %s FROM avro_subjects WHERE"
+                         " subject = %s ON CONFLICT DO NOTHING", (subject, sid, subject))
+        self._stored.add(sid)
+
     def get(self, schema_id: int) -> dict[str, Any]:
         return self._by_id[schema_id]
+
+
+class SchemaCatalog:
+    """What the embedded registry holds, as the Schema Registry REST API shows it
+    (adapters/http_registry.py): subjects, their versions, schemas by id."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def subjects(self) -> list[str]:
+        return [s for (s,) in self.db.all(
+            "SELECT DISTINCT subject FROM avro_subjects ORDER BY subject")]
+
+    def versions(self, subject: str) -> list[int]:
+        return [v for (v,) in self.db.all(
+            "SELECT version FROM avro_subjects WHERE subject = %s ORDER BY version",
+            (subject,))]
+
+    def version(self, subject: str, version: int | None) -> tuple[int, int, str] | None:
+        """(version, schema id, schema text) of ``version``, or of the latest (None)."""
+        row = self.db.one(
+            "SELECT s.version, s.schema_id, a.schema::text FROM avro_subjects s JOIN"
+            " avro_schemas a ON a.id = s.schema_id WHERE s.subject = %s"
+            " AND (%s::int IS NULL OR s.version = %s::int) ORDER BY s.version DESC LIMIT 1",
+            (subject, version, version))
+        return (int(row[0]), int(row[1]), _compact(row[2])) if row else None
+
+    def schema(self, schema_id: int) -> str | None:
+        text = self.db.scalar("SELECT schema::text FROM avro_schemas WHERE id = %s",
+                              (schema_id,))
+        return _compact(text) if text is not None else None
+
+    def subjects_of(self, schema_id: int) -> list[tuple[str, int]]:
+        return [(s, int(v)) for s, v in self.db.all(
+            "SELECT subject, version FROM avro_subjects WHERE schema_id = %s"
+            " ORDER BY subject", (schema_id,))]
+
+
+def _compact(text: str) -> str:
+    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
 
 
 class ConfluentSchemaRegistry:

@@ -18,12 +18,14 @@ from fastapi import FastAPI
 from . import bootstrap, kafka, metrics
 from .audit import AuditLog
 from .auth import write_tokens
+from .avro import SchemaCatalog
 from .broker import EmbeddedBroker, die_with_parent
 from .config import Settings
 from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
 from .http_privacy import add_privacy_routes
+from .http_registry import add_registry_routes
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -202,6 +204,8 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     audit = AuditLog(services.db)
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)
+    if not settings.schema_registry_url:  # the embedded registry, for standard clients
+        add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit
 
 
@@ -267,6 +271,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     url = f"http://{settings.host}:{settings.port}"
     print(f"contactstream is up: {url}  (API docs: {url}/docs)", flush=True)
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
+    print("schema registry: " + (settings.schema_registry_url
+                                 or f"{url}/schema-registry"), flush=True)
     log.info("up.ready", url=url, broker=settings.bootstrap_servers,
              embedded=settings.embedded_broker)
     demo_task = None

@@ -72,13 +72,14 @@ def test_complaints_recorded_before_version_6_get_the_case_their_envelope_named(
         database_url: str) -> None:
     with psycopg.connect(database_url) as conn:  # back to version 5, with two complaints
         conn.execute("ALTER TABLE complaints DROP COLUMN case_id")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+        conn.execute("DROP TABLE avro_subjects")  # and without the steps after 6
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 6")
         for event_id, case_id in (("cmp-1", "case-9"), ("cmp-2", None)):
             conn.execute("INSERT INTO timeline VALUES (%s,'c-1',0,'2026-11-01T00:00:00+00:00',"
                          "0,'complaint.filed','web','t',NULL,NULL,%s,'{}'::jsonb,NULL)",
                          (event_id, case_id))
             conn.execute("INSERT INTO complaints VALUES (%s, 'c-1', 0)", (event_id,))
-    assert migrations.migrate(database_url) == migrations.latest() == 6
+    assert migrations.migrate(database_url) == migrations.latest()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT event_id, case_id FROM complaints ORDER BY event_id"
                             ).fetchall() == [("cmp-1", "case-9"), ("cmp-2", None)]
