@@ -269,6 +269,12 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         serving.result()
         return 1
     url = f"http://{settings.host}:{settings.port}"
+    # the banner once /readyz would answer 200 (the worker holds its partitions), so a
+    # user who reads it can use it at once
+    waited = 0.0
+    while not await ready() and not stop.is_set() and waited < 120:
+        await asyncio.sleep(0.05)
+        waited += 0.05
     print(f"contactstream is up: {url}  (API docs: {url}/docs)", flush=True)
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
     print("schema registry: " + (settings.schema_registry_url
