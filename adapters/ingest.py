@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,43 @@ class IngestResult:
         return out
 
 
+class BrokerFence:
+    """Journal commits against restarts of the embedded broker (adapters/runner.py).
+
+    A restarted broker is empty until its log is restored from the journal at the old
+    offsets; a produce the client library retries into it meanwhile gets an offset that
+    the restore will give to another record. So ingest journals (and answers 202) only
+    what was produced within one broker *epoch*, and the supervisor, before each start of
+    a broker, opens a new epoch and waits for the journal commits of the old one: every
+    commit of an old epoch lands before the restore reads the journal, and none after."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._committing = 0
+        self._changed = asyncio.Condition()
+
+    async def commit_within(self, epoch: int, commit: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``commit`` if ``epoch`` is still the current one; False if it is not."""
+        async with self._changed:
+            if self.epoch != epoch:
+                return False
+            self._committing += 1
+        try:
+            await commit()
+        finally:
+            async with self._changed:
+                self._committing -= 1
+                self._changed.notify_all()
+        return True
+
+    async def advance(self) -> None:
+        """A broker is about to start: later commits of the old epoch are refused, and
+        this returns once the ones under way have landed."""
+        async with self._changed:
+            self.epoch += 1
+            await self._changed.wait_for(lambda: self._committing == 0)
+
+
 class Ingestor:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, codec: EnvelopeCodec,
                  journal: IngestJournal, privacy: Privacy) -> None:
@@ -67,6 +105,8 @@ class Ingestor:
         # event id -> future of "was it accepted", for the same id in concurrent requests
         self._inflight: dict[str, asyncio.Future[bool]] = {}
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        # the embedded broker's restarts (None: a cluster that keeps its log)
+        self.fence: BrokerFence | None = BrokerFence() if settings.embedded_broker else None
 
     async def _db_call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -160,6 +200,7 @@ class Ingestor:
             return 0
         received_at = int(time.time() * 1000)
         records = self._records(fresh, received_at, result)
+        epoch = self.fence.epoch if self.fence is not None else 0
         sends, rows, failed = [], [], 0
         for eid, key, value in records:
             try:
@@ -178,7 +219,13 @@ class Ingestor:
                 continue
             rows.append(Accepted(eid, self.topic, meta.partition, meta.offset, key, value,
                                  received_at))
-        await self._db_call(self.journal.record, rows)
+        if self.fence is None:
+            await self._db_call(self.journal.record, rows)
+        elif not await self.fence.commit_within(
+                epoch, functools.partial(self._db_call, self.journal.record, rows)):
+            log.warning("ingest.broker_restarted", events=len(rows))
+            raise BrokerUnavailable(f"the broker restarted while {len(records)} events were"
+                                    " produced; none was accepted, retry them")
         if failed:
             raise BrokerUnavailable(f"{failed} of {len(records)} events were not acknowledged by "
                                     "Kafka; retry them (accepted ones count as duplicates)")

@@ -26,6 +26,7 @@ from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
 from .http_privacy import add_privacy_routes
 from .http_registry import add_registry_routes
+from .ingest import BrokerFence
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -70,7 +71,7 @@ async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
 
 async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
                             up: asyncio.Event, worker_pid: Callable[[], int | None],
-                            check_every_s: float = 10.0) -> None:
+                            fence: BrokerFence | None, check_every_s: float = 10.0) -> None:
     """Restart the embedded broker whenever it dies, on the same port, and restore its
     log from the database; ``up`` is clear meanwhile (ingest and /readyz answer 503 at
     once). The worker is stopped with it and started again once the log is back, so
@@ -97,7 +98,7 @@ async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: as
                         limit_mb=settings.broker_max_mb)
         else:
             continue
-        await _restart_broker(broker, settings, stop, up, worker_pid)
+        await _restart_broker(broker, settings, stop, up, worker_pid, fence)
         rss = broker.rss_kb()
         if rss is not None and limit_kb and rss > limit_kb // 2:
             # the window itself is large (the projector is far behind): allow it to grow
@@ -108,7 +109,8 @@ async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: as
 
 
 async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
-                          up: asyncio.Event, worker_pid: Callable[[], int | None]) -> None:
+                          up: asyncio.Event, worker_pid: Callable[[], int | None],
+                          fence: BrokerFence | None) -> None:
     up.clear()
     if (pid := worker_pid()) is not None:
         with suppress(ProcessLookupError):
@@ -116,6 +118,8 @@ async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyn
     broker.kill()  # a compaction's broker is still alive: its log is in the database
     while not stop.is_set():
         try:
+            if fence is not None:  # no 202 for a record the new broker took before its log
+                await fence.advance()
             await asyncio.to_thread(broker.start)
             await kafka.ensure_topics(settings, kafka.all_topics(settings))
             await bootstrap.restore_broker(settings)
@@ -241,7 +245,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         settings, stop_worker, kafka_up if broker else None, worker_pids))
     kafka_watch = asyncio.create_task(
         _supervise_broker(broker, settings, stop, kafka_up,
-                          lambda: worker_pids[0] if worker_pids else None)
+                          lambda: worker_pids[0] if worker_pids else None,
+                          services.ingestor.fence)
         if broker is not None else _watch_kafka(settings, stop, kafka_up))
 
     async def ready() -> bool:
