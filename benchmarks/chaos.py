@@ -130,6 +130,7 @@ class Killer(threading.Thread):
         self.fatal: str | None = None
 
     def run(self) -> None:
+        last = 0.0
         for kind, point in self.plan:
             while len(self.publisher.pub.acked) < point and not self.publisher.done.is_set():
                 time.sleep(0.05)
@@ -137,10 +138,15 @@ class Killer(threading.Thread):
             time.sleep(self.rng.uniform(1, 5) if self.publisher.done.is_set()
                        else self.rng.uniform(0, 1))
             acked = len(self.publisher.pub.acked)
+            # up restarts a worker after 0.5 s, doubling to 10 s unless the one that died
+            # ran a minute: the time since the kill before says which applies
+            gap = time.monotonic() - last if last else None
+            last = time.monotonic()
             took = kill_and_recover(self.up, kind, self.timeout)
             self.done.append((kind, acked, took))
             print(f"  kill {len(self.done):2d}/{len(self.plan)}: {kind:8s} at {acked:7d}"
-                  f" acknowledged, ready again after "
+                  f" acknowledged, {f'{gap:5.1f} s' if gap else '   --  '} after the"
+                  " previous kill; ready again after "
                   f"{'NOT READY' if took is None else f'{took:.2f} s'}", flush=True)
             if took is None and kind == "up" and not self._restart():
                 self.fatal = "up did not come back after kill -9"
