@@ -12,6 +12,7 @@ Run: python benchmarks/chaos.py [--events 100000] [--kills 25] [--seed 1]
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import shutil
@@ -76,8 +77,11 @@ class Publisher(threading.Thread):
         self.done = threading.Event()
         self.fatal: str | None = None
         self.seconds = 0.0
+        self.started = time.time()
+        self.log: list[tuple[float, float, int]] = []  # per batch: first sent, 202, tries
 
     def run(self) -> None:
+        self.started = time.time()
         t0 = due = time.monotonic()
         try:
             with self.up.client("publisher") as client:
@@ -95,7 +99,9 @@ class Publisher(threading.Thread):
             self.done.set()
 
     def _send(self, client: httpx.Client, batch: list[dict[str, Any]]) -> None:
+        sent, tries = time.time(), 0
         while True:
+            tries += 1
             try:
                 resp = client.post("/v1/events", json=batch)
             except httpx.HTTPError as exc:
@@ -111,6 +117,7 @@ class Publisher(threading.Thread):
                 self.rejected += len(rejected)
                 self.miscounted += body["accepted"] + body["duplicates"] != len(ok)
                 self.pub.acked.update(ok)
+                self.log.append((sent, time.time(), tries))
                 return
             self.retries[str(resp.status_code)] += 1
             if resp.status_code in (400, 401, 403, 413, 422):
@@ -126,7 +133,8 @@ class Killer(threading.Thread):
         super().__init__(name="killer", daemon=True)
         self.up, self.plan, self.publisher, self.rng = up, plan, publisher, rng
         self.timeout = timeout
-        self.done: list[tuple[str, int, float | None]] = []  # kind, acknowledged, recovery
+        # kind, acknowledged before it, seconds until ready again, when (time.time())
+        self.done: list[tuple[str, int, float | None, float]] = []
         self.fatal: str | None = None
 
     def run(self) -> None:
@@ -141,9 +149,9 @@ class Killer(threading.Thread):
             # up restarts a worker after 0.5 s, doubling to 10 s unless the one that died
             # ran a minute: the time since the kill before says which applies
             gap = time.monotonic() - last if last else None
-            last = time.monotonic()
+            last, at = time.monotonic(), time.time()
             took = kill_and_recover(self.up, kind, self.timeout)
-            self.done.append((kind, acked, took))
+            self.done.append((kind, acked, took, at))
             print(f"  kill {len(self.done):2d}/{len(self.plan)}: {kind:8s} at {acked:7d}"
                   f" acknowledged, {f'{gap:5.1f} s' if gap else '   --  '} after the"
                   " previous kill; ready again after "
@@ -238,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if findings.ok and args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
     elif not findings.ok:
-        print(f"kept for inspection: {work}")
+        (work / "findings.json").write_text(json.dumps(
+            {n: items for n, (_, items) in findings.violations.items() if items}, indent=1))
+        print(f"kept for inspection: {work}; every violation in {work / 'findings.json'}")
     return 0 if findings.ok else 1
 
 

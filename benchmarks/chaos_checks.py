@@ -35,14 +35,14 @@ class Published:
 
 @dataclass
 class Findings:
-    """Each check's violations: name -> (how many, a few examples)."""
+    """Each check's violations: name -> (how many, which)."""
 
     figures: dict[str, Any] = field(default_factory=dict)
     violations: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     def add(self, name: str, bad: Iterable[str]) -> None:
         items = sorted(bad)
-        self.violations[name] = (len(items), items[:10])
+        self.violations[name] = (len(items), items)
 
     def count(self, *names: str) -> int:
         return sum(self.violations[n][0] for n in names if n in self.violations)

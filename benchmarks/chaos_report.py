@@ -78,10 +78,25 @@ def print_log(summary: dict[str, Any]) -> None:
         print(f"    {line[1]:5d}x {line[0]}")
 
 
+def explain_lost(size: int, pub: Any, publisher: Any, killer: Any, lost: list[str]) -> None:
+    """The batches the lost events came in, and the kills while each was on its way."""
+    order = {e: i for i, e in enumerate(pub.events)}
+    batches = Counter(order[e] // size for e in lost)
+    t0 = publisher.started
+    print("lost events by batch (times from the start of the publishing):")
+    for b, n in sorted(batches.items()):
+        sent, acked, tries = publisher.log[b]
+        during = [f"{kind} at {at - t0:.1f} s" for kind, _, _, at in killer.done
+                  if sent - 5 <= at <= acked]
+        print(f"  batch {b} (events {b * size}..{b * size + size - 1}): {n} lost; first sent"
+              f" {sent - t0:.1f} s, acknowledged {acked - t0:.1f} s after {tries} tries;"
+              f" kills from 5 s before it was sent to its 202: {', '.join(during) or 'none'}")
+
+
 def print_report(args: Any, pub: Any, publisher: Any, killer: Any, findings: Any,
                  load: LoadSampler, times: dict[str, Any], logs: dict[str, Any]) -> None:
     v = findings.violations
-    kinds = Counter(k for k, _, _ in killer.done)
+    kinds = Counter(k for k, *_ in killer.done)
     print()
     print("=== chaos run: results ===")
     print(f"events published: {len(pub.events)}; acknowledged: {len(pub.acked)} (accepted"
@@ -99,7 +114,9 @@ def print_report(args: Any, pub: Any, publisher: Any, killer: Any, findings: Any
         print(f"  {name}: {n}" + (f"  e.g. {examples[:3]}" if n else ""))
     for name, (n, examples) in v.items():
         if n:
-            print(f"  !! {name}: {n}: {examples}")
+            print(f"  !! {name}: {n}: {examples[:10]}")
+    if v["lost"][0]:
+        explain_lost(args.batch, pub, publisher, killer, v["lost"][1])
     print(f"figures: {findings.figures}")
     catch = times["catch_up_s"]
     print(f"wall time: {times['wall_s']:.1f} s (first start {times['first_ready_s']:.1f} s,"
@@ -109,8 +126,8 @@ def print_report(args: Any, pub: Any, publisher: Any, killer: Any, findings: Any
           f" up's exit code at the clean stop: {times['up_exit']}")
     print("time from kill -9 to /readyz 200 (a new instance of what was killed):")
     for kind in sorted(kinds):
-        took = [t for k, _, t in killer.done if k == kind and t is not None]
-        failed = sum(1 for k, _, t in killer.done if k == kind and t is None)
+        took = [t for k, _, t, _ in killer.done if k == kind and t is not None]
+        failed = sum(1 for k, _, t, _ in killer.done if k == kind and t is None)
         print(f"  {kind:8s} {spread(took)}" + (f"; {failed} NOT ready in time" if failed else ""))
     print(f"load: {load.summary()}")
     print_log(logs)
