@@ -63,8 +63,13 @@ class BrokerFence:
 
     def __init__(self) -> None:
         self.epoch = 0
+        self.open = True  # False from advance() until the new broker's log is back
         self._committing = 0
         self._changed = asyncio.Condition()
+
+    def current(self) -> int | None:
+        """The epoch a produce may start in now, or None while a broker is restored."""
+        return self.epoch if self.open else None
 
     async def commit_within(self, epoch: int, commit: Callable[[], Awaitable[Any]]) -> bool:
         """Run ``commit`` if ``epoch`` is still the current one; False if it is not."""
@@ -81,11 +86,17 @@ class BrokerFence:
         return True
 
     async def advance(self) -> None:
-        """A broker is about to start: later commits of the old epoch are refused, and
-        this returns once the ones under way have landed."""
+        """A broker is about to start: later commits of the old epoch are refused, no
+        produce may start until ``reopen``, and this returns once the commits under way
+        have landed."""
         async with self._changed:
             self.epoch += 1
+            self.open = False
             await self._changed.wait_for(lambda: self._committing == 0)
+
+    def reopen(self) -> None:
+        """The new broker holds its log again: produces may start in the new epoch."""
+        self.open = True
 
 
 class Ingestor:
@@ -200,7 +211,10 @@ class Ingestor:
             return 0
         received_at = int(time.time() * 1000)
         records = self._records(fresh, received_at, result)
-        epoch = self.fence.epoch if self.fence is not None else 0
+        epoch = self.fence.current() if self.fence is not None else 0
+        if epoch is None:  # a request admitted just before the broker died
+            raise BrokerUnavailable("the broker is being restarted; none of the events was"
+                                    " accepted, retry them")
         sends, rows, failed = [], [], 0
         for eid, key, value in records:
             try:

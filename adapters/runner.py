@@ -123,6 +123,8 @@ async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyn
             await asyncio.to_thread(broker.start)
             await kafka.ensure_topics(settings, kafka.all_topics(settings))
             await bootstrap.restore_broker(settings)
+            if fence is not None:
+                fence.reopen()
             break
         except Exception as exc:  # noqa: BLE001 - keep trying; the log says why
             log.error("broker.restart_failed", error=type(exc).__name__,

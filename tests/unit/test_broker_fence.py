@@ -44,3 +44,12 @@ async def test_advance_waits_for_the_commits_under_way() -> None:
     order.append("advanced")
     assert await committing is True
     assert order == ["commit started", "commit landed", "advanced"]
+
+
+async def test_no_produce_may_start_while_a_broker_is_restored() -> None:
+    fence = BrokerFence()
+    assert fence.current() == 0
+    await fence.advance()
+    assert fence.current() is None  # between the start of the new broker and its log
+    fence.reopen()
+    assert fence.current() == 1
