@@ -164,9 +164,9 @@ def full_timeline(store: ReadStore, cid: str) -> list[dict[str, Any]]:
 
 def export_customer(cid: str, store: ReadStore, insights: Insights, control: ControlStore,
                     audit: AuditLog) -> dict[str, Any]:
-    view = store.customer(cid)
-    view["open_cases"] = store.open_cases(cid)
-    view.update(insights.customer_blocks(cid))
+    view = insights.customer_view(cid)
+    if view is None:  # erased meanwhile
+        raise ApiError(404, "not_found", "no such customer")
     cases = customer_cases(store, cid)
     ids = sorted({cid, *view.get("identifiers", {}).get("id", [])})
     return {
