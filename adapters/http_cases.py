@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,8 +125,8 @@ def _sse(row: dict[str, Any]) -> str:
     return f"id: {row['seq']}\nevent: {row['kind']}\ndata: {data}\n\n"
 
 
-def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cases: CaseService,
-                    control: ControlStore, store: ReadStore,
+def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
+                    cases: CaseService, control: ControlStore, store: ReadStore,
                     now: Callable[[], datetime]) -> None:
     """Register the case, SLA, alert, webhook and service-report routes on `app`."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -181,7 +181,7 @@ def export_customer(cid: str, store: ReadStore, insights: Insights, control: Con
     }
 
 
-def add_privacy_routes(app: FastAPI, role: Callable[[str], Callable[..., str]],
+def add_privacy_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
                        store: ReadStore, insights: Insights, control: ControlStore,
                        audit: AuditLog) -> None:
     app.add_middleware(AuditMiddleware, audit=audit, store=store)
