@@ -105,7 +105,7 @@ class Insights:
     # -- the whole base ----------------------------------------------------------------------
     def satisfaction_report(self, group_by: str, window_days: int | None) -> dict[str, Any]:
         """Answers with ``now - window < occurred <= now`` (all time: ``<= now``) per agent,
-        channel or queue: whole days from the buckets, the two cut days answer by answer."""
+        channel or queue: whole days from the buckets, the two cut days by score."""
         now = self.now_ms()
         today = now // DAY_MS
         lo = now - window_days * DAY_MS if window_days else None
@@ -121,16 +121,18 @@ class Insights:
             for g, kind, n, good, bad, total in c.execute(sql + " GROUP BY grp, kind", args):
                 groups.setdefault(g, {})[kind] = figures.Tally(int(n), int(good), int(bad),
                                                                int(total))
-            one_by_one = (f"SELECT {_GROUP_COLUMN[group_by]}, kind, score FROM"
-                          " customer_surveys WHERE occurred_ms >= %s AND occurred_ms < %s")
-            cut = [(today * DAY_MS, now + 1)]  # [from, to) of the answers read one by one
+            # counted by score in the database: a busy day holds tens of thousands
+            by_score = (f"SELECT {_GROUP_COLUMN[group_by]}, kind, score, COUNT(*) FROM"
+                        " customer_surveys WHERE occurred_ms >= %s AND occurred_ms < %s"
+                        " GROUP BY 1, 2, 3")
+            cut = [(today * DAY_MS, now + 1)]  # [from, to) of the answers read by score
             if lo is not None and first is not None:
                 cut.append((lo + 1, (first + 1) * DAY_MS))
             for start, end in cut:
-                for g, kind, score in c.execute(one_by_one,  # type: ignore[call-overload]
-                                                (start, end)):
+                for g, kind, score, n in c.execute(by_score,  # type: ignore[call-overload]
+                                                   (start, end)):
                     groups.setdefault(g or figures.NO_GROUP, {}).setdefault(
-                        kind, figures.Tally()).add(figures.tally(kind, score))
+                        kind, figures.Tally()).add(figures.tally(kind, score, n))
         return {"group_by": group_by, "window_days": window_days,
                 "items": figures.report_rows(groups)}
 
