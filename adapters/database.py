@@ -135,11 +135,12 @@ def alive(conn: psycopg.Connection[Any]) -> bool:
     if conn.closed:
         return False
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError, psycopg.Error):
+        poller = select.poll()  # not select(): any file descriptor number
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return True
+    except (OSError, psycopg.Error):
         return False
-    if not readable:
-        return True
     try:
         ConnectionPool.check_connection(conn)
         return True

@@ -3,6 +3,8 @@ found by its socket and replaced; reads in autocommit open no transaction."""
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 
 import psycopg
@@ -66,3 +68,18 @@ def test_reads_open_no_transaction_and_give_the_connection_back_transactional(
             conn.execute("INSERT INTO pool_probe VALUES (1)")
             raise RuntimeError("undo")
     assert db.scalar("SELECT count(*) FROM pool_probe") == 0
+
+
+def test_alive_works_past_select_s_descriptor_limit(database_url: str) -> None:
+    """A busy API holds many sockets: a connection's descriptor can be 1024 or more."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip("too few file descriptors allowed")
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with psycopg.connect(database_url) as conn:
+            assert conn.fileno() >= 1024
+            assert alive(conn)
+    finally:
+        for fd in filler:
+            os.close(fd)
