@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ COLUMNS = ("seq", "at", "role", "token_id", "method", "path", "action", "custome
            "case_id", "status")
 MAX_PENDING = 100_000
 MAX_BATCH = 500
+LINGER_S = 0.02  # how long a first record waits for others to share its transaction
 
 
 def utc_iso(at: datetime) -> str:
@@ -106,6 +108,10 @@ class AuditLog:
     def _run(self) -> None:
         while True:
             first = self._pending.get()
+            if first is not None:
+                # the records of the next few ms join this one: a burst of requests is one
+                # transaction and one wake-up of this thread, not one each
+                time.sleep(LINGER_S)
             batch = [first]
             while len(batch) < MAX_BATCH:
                 try:

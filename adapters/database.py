@@ -10,11 +10,12 @@ Tansu is.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,39 +47,72 @@ def check_url(url: str) -> str:
 
 
 class Database:
-    """A pool of connections to one database. ``tx()`` is one transaction; the
-    one-statement helpers run in autocommit-like short transactions of their own."""
+    """A pool of connections to one database. ``tx()`` is one transaction; ``autocommit()``
+    runs statements that each commit on their own (reads: no BEGIN or COMMIT to wait for);
+    the one-statement helpers run in it."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8,
                  name: str = "contactstream") -> None:
         self.url = check_url(url)
-        # a connection is checked as it leaves the pool, so one broken by a server restart
-        # is replaced instead of failing a request
+        # no check round trip as a connection leaves the pool: _checkout looks at its
+        # socket instead (see alive)
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
-                                   name=name, timeout=10, check=ConnectionPool.check_connection,
+                                   name=name, timeout=10,
                                    kwargs={"autocommit": False, "connect_timeout": 5})
 
     def close(self) -> None:
         self.pool.close()
 
     @contextmanager
+    def _checkout(self) -> Iterator[psycopg.Connection[Any]]:
+        """A live connection from the pool (``pool.connection()`` without its check): one
+        the server closed, e.g. across a restart, is dropped for the next at once (the pool
+        replaces it), where the pool's check would back off a second, then two, ..."""
+        for _ in range(self.pool.max_size + 1):
+            conn = self.pool.getconn()
+            if alive(conn):
+                break
+            conn.close()
+            self.pool.putconn(conn)
+        else:
+            raise psycopg.OperationalError("no live connection to the database")
+        try:
+            with conn:  # commit when the block ends, roll back if it raises
+                yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    @contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.pool.connection() as conn:
+        with self._checkout() as conn:
             yield conn
+
+    @contextmanager
+    def autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection whose statements each commit on their own. For reads: a statement
+        sees one snapshot, as in ``tx()`` at read committed, without the BEGIN and COMMIT
+        round trips; statements in one ``conn.pipeline()`` travel in one round trip."""
+        with self._checkout() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                with suppress(psycopg.Error):  # a broken connection is the pool's to drop
+                    conn.autocommit = False
 
     # Without arguments a statement is sent as it is: a literal % needs no doubling then.
     def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """Run one statement in its own transaction; returns the row count."""
-        with self.tx() as conn:
+        """Run one statement, committed on its own; returns the row count."""
+        with self.autocommit() as conn:
             return conn.execute(sql, args or None).rowcount  # type: ignore[arg-type]
 
     def all(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
-        with self.tx() as conn:
+        with self.autocommit() as conn:
             return conn.execute(sql, args or None).fetchall()  # type: ignore[arg-type]
 
     def one(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> tuple[Any, ...] | None:
-        with self.tx() as conn:
+        with self.autocommit() as conn:
             return conn.execute(sql, args or None).fetchone()  # type: ignore[arg-type]
 
     def scalar(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> Any:
@@ -92,6 +126,26 @@ class Database:
             return True
         except psycopg.Error:
             return False
+
+
+def alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection can be used, without a round trip. An idle connection
+    has nothing to read: a readable socket means the server closed it (its end, or a
+    shutdown's error) — then one round trip tells (e.g. a notice it sent unasked)."""
+    if conn.closed:
+        return False
+    try:
+        poller = select.poll()  # not select(): any file descriptor number
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return True
+    except (OSError, psycopg.Error):
+        return False
+    try:
+        ConnectionPool.check_connection(conn)
+        return True
+    except psycopg.Error:
+        return False
 
 
 def eventsourcing_env(url: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,8 +152,8 @@ class StreamSlots:
         return release
 
 
-def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cases: CaseService,
-                    control: ControlStore, store: ReadStore,
+def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
+                    cases: CaseService, control: ControlStore, store: ReadStore,
                     now: Callable[[], datetime], max_streams_per_token: int = 10) -> None:
     """Register the case, SLA, alert, webhook and service-report routes on `app`."""
     slots = StreamSlots(max_streams_per_token)
@@ -415,9 +415,10 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., str]], cas
             " OR opened_ms > %s ORDER BY case_id",
             (start_ms, start_ms if start_ms is not None else 0))
         case_rows = [CaseRow(*r) for r in rows]
-        calls = [CallEnded(ms, outcome) for ms, outcome in store.db.all(
-            "SELECT occurred_ms, payload->>'outcome' FROM timeline"
-            " WHERE type='call.ended' AND occurred_ms > %s AND occurred_ms <= %s",
+        # counted by outcome in the database: a window holds tens of thousands of calls
+        calls = [CallEnded(ms, outcome, n) for ms, outcome, n in store.db.all(
+            "SELECT MAX(occurred_ms), payload->>'outcome', COUNT(*) FROM timeline"
+            " WHERE type='call.ended' AND occurred_ms > %s AND occurred_ms <= %s GROUP BY 2",
             (start_ms if start_ms is not None else -(2 ** 62), now_ms))]
         report = service_report(case_rows, control.breached_case_ids(), calls, now_ms=now_ms,
                                 window_days=window_days or None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -164,9 +164,9 @@ def full_timeline(store: ReadStore, cid: str) -> list[dict[str, Any]]:
 
 def export_customer(cid: str, store: ReadStore, insights: Insights, control: ControlStore,
                     audit: AuditLog) -> dict[str, Any]:
-    view = store.customer(cid)
-    view["open_cases"] = store.open_cases(cid)
-    view.update(insights.customer_blocks(cid))
+    view = insights.customer_view(cid)
+    if view is None:  # erased meanwhile
+        raise ApiError(404, "not_found", "no such customer")
     cases = customer_cases(store, cid)
     ids = sorted({cid, *view.get("identifiers", {}).get("id", [])})
     return {
@@ -181,7 +181,7 @@ def export_customer(cid: str, store: ReadStore, insights: Insights, control: Con
     }
 
 
-def add_privacy_routes(app: FastAPI, role: Callable[[str], Callable[..., str]],
+def add_privacy_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
                        store: ReadStore, insights: Insights, control: ControlStore,
                        audit: AuditLog) -> None:
     app.add_middleware(AuditMiddleware, audit=audit, store=store)

@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, overload
 
+import psycopg
+
 from ..projections import consent, figures, satisfaction, scores, value
 from .database import Database
 from .figurestore import DEFAULT_RATES, parse_rates
 from .logging import get_logger
-from .readstore import ReadStore
+from .readstore import ReadStore, Subject
 
 __all__ = ["DEFAULT_RATES", "CustomerList", "Insights", "parse_rates"]
 
@@ -49,26 +51,43 @@ class Insights:
         return int(self.clock() * 1000)
 
     # -- one customer ------------------------------------------------------------------------
-    def customer_blocks(self, cid: str) -> dict[str, Any]:
-        with self.store.db.tx() as c:
-            members = self.store.members(cid, c)
-            with c.pipeline():  # four reads, one round trip
-                scored = c.execute(
-                    "SELECT windows, churn_score, churn_factors, segment, recency_days, r, f,"
-                    " m, purchases, revenue FROM customer_scores WHERE customer_id=%s", (cid,))
-                sat = c.execute("SELECT kind, SUM(responses), SUM(good), SUM(bad), SUM(total)"
-                                " FROM customer_satisfaction WHERE base = ANY(%s)"
-                                " GROUP BY kind", (members,))
-                money = c.execute("SELECT currency, SUM(amount) FROM customer_revenue"
-                                  " WHERE base = ANY(%s) GROUP BY currency", (members,))
-                said = c.execute(
-                    "SELECT channel, purpose, granted, occurred_ms, event_id, occurred_at,"
-                    " source FROM customer_consent WHERE base = ANY(%s)", (members,))
-            row = scored.fetchone()
-            tallies = {k: figures.Tally(int(n), int(g), int(b), int(t))
-                       for k, n, g, b, t in sat.fetchall()}
-            revenue = {cur: (amount, 0, 0) for cur, amount in money.fetchall()}
-            answers = said.fetchall()
+    def customer_view(self, asked: str) -> dict[str, Any] | None:
+        """The customer 360 view of any id the customer was known by; None if unknown. Two
+        round trips on one connection: the survivor and its members in one statement, then
+        every block's reads in one pipeline."""
+        with self.store.reading() as conn:
+            who = self.store.subject(asked, conn)
+            if who is None:
+                return None
+            with conn.pipeline():
+                parts = (self.store.customer_reads(conn, who),
+                         self.store.open_cases_reads(conn, who), self.blocks_reads(conn, who))
+        own, open_cases, blocks = parts
+        return {**own(), "open_cases": open_cases(), **blocks()}
+
+    def blocks_reads(self, conn: psycopg.Connection[Any], who: Subject,
+                     ) -> Callable[[], dict[str, Any]]:
+        """Sends the reads of satisfaction, value, churn and consent on ``conn`` (in the
+        caller's pipeline); the function returned builds the blocks from their results."""
+        scored = conn.execute(
+            "SELECT windows, churn_score, churn_factors, segment, recency_days, r, f,"
+            " m, purchases, revenue FROM customer_scores WHERE customer_id=%s", (who.id,))
+        sat = conn.execute("SELECT kind, SUM(responses), SUM(good), SUM(bad), SUM(total)"
+                           " FROM customer_satisfaction WHERE base = ANY(%s)"
+                           " GROUP BY kind", (who.members,))
+        money = conn.execute("SELECT currency, SUM(amount) FROM customer_revenue"
+                             " WHERE base = ANY(%s) GROUP BY currency", (who.members,))
+        said = conn.execute(
+            "SELECT channel, purpose, granted, occurred_ms, event_id, occurred_at,"
+            " source FROM customer_consent WHERE base = ANY(%s)", (who.members,))
+        return lambda: self._blocks(scored.fetchone(), sat.fetchall(), money.fetchall(),
+                                    said.fetchall())
+
+    def _blocks(self, row: Sequence[Any] | None, sat: list[tuple[Any, ...]],
+                money: list[tuple[Any, ...]], answers: list[tuple[Any, ...]],
+                ) -> dict[str, Any]:
+        tallies = {k: figures.Tally(int(n), int(g), int(b), int(t)) for k, n, g, b, t in sat}
+        revenue = {cur: (amount, 0, 0) for cur, amount in money}
         life = scores.lifetime(revenue, self.base, self.rates)
         if life["skipped"]:  # totals stored before amounts had a limit (value.countable)
             log.warning("insights.revenue_skipped", currencies=life["skipped"])
@@ -93,13 +112,13 @@ class Insights:
     # -- the whole base ----------------------------------------------------------------------
     def satisfaction_report(self, group_by: str, window_days: int | None) -> dict[str, Any]:
         """Answers with ``now - window < occurred <= now`` (all time: ``<= now``) per agent,
-        channel or queue: whole days from the buckets, the two cut days answer by answer."""
+        channel or queue: whole days from the buckets, the two cut days by score."""
         now = self.now_ms()
         today = now // DAY_MS
         lo = now - window_days * DAY_MS if window_days else None
         first = lo // DAY_MS if lo is not None else None
         groups: dict[str, dict[str, figures.Tally]] = {}
-        with self.store.db.tx() as c:
+        with self.store.reading() as c:
             sql = ("SELECT grp, kind, SUM(responses), SUM(good), SUM(bad), SUM(total) FROM"
                    " survey_days WHERE dim=%s AND day < %s")
             args: list[Any] = [group_by, today]
@@ -109,16 +128,18 @@ class Insights:
             for g, kind, n, good, bad, total in c.execute(sql + " GROUP BY grp, kind", args):
                 groups.setdefault(g, {})[kind] = figures.Tally(int(n), int(good), int(bad),
                                                                int(total))
-            one_by_one = (f"SELECT {_GROUP_COLUMN[group_by]}, kind, score FROM"
-                          " customer_surveys WHERE occurred_ms >= %s AND occurred_ms < %s")
-            cut = [(today * DAY_MS, now + 1)]  # [from, to) of the answers read one by one
+            # counted by score in the database: a busy day holds tens of thousands
+            by_score = (f"SELECT {_GROUP_COLUMN[group_by]}, kind, score, COUNT(*) FROM"
+                        " customer_surveys WHERE occurred_ms >= %s AND occurred_ms < %s"
+                        " GROUP BY 1, 2, 3")
+            cut = [(today * DAY_MS, now + 1)]  # [from, to) of the answers read by score
             if lo is not None and first is not None:
                 cut.append((lo + 1, (first + 1) * DAY_MS))
             for start, end in cut:
-                for g, kind, score in c.execute(one_by_one,  # type: ignore[call-overload]
-                                                (start, end)):
+                for g, kind, score, n in c.execute(by_score,  # type: ignore[call-overload]
+                                                   (start, end)):
                     groups.setdefault(g or figures.NO_GROUP, {}).setdefault(
-                        kind, figures.Tally()).add(figures.tally(kind, score))
+                        kind, figures.Tally()).add(figures.tally(kind, score, n))
         return {"group_by": group_by, "window_days": window_days,
                 "items": figures.report_rows(groups)}
 

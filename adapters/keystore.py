@@ -543,15 +543,12 @@ class PostgresKeyStore(_CachingKeyStore):
         def notice(diag: psycopg.errors.Diagnostic) -> None:
             notices.append(str(diag.message_primary))
         try:
-            with self.db.pool.connection() as conn:
-                # VACUUM refuses to run inside a transaction block
-                conn.autocommit = True
+            with self.db.autocommit() as conn:  # VACUUM refuses a transaction block
                 conn.add_notice_handler(notice)
                 try:
                     conn.execute("VACUUM data_keys")
                 finally:
                     conn.remove_notice_handler(notice)
-                    conn.autocommit = False
         except psycopg.Error as exc:  # the keys are destroyed already; only the window stays
             log.warning("keystore.vacuum_failed", error=type(exc).__name__)
         for message in notices:  # e.g. permission denied: skipped

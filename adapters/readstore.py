@@ -9,7 +9,9 @@ leaves projections and offsets apart.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -238,28 +240,58 @@ class ReadStoreWriter:
         return archived(self.db)
 
 
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A customer as the read paths see it: the survivor of merges (``id``) and the base
+    customers its rows are keyed by (``members``; ``[id]`` when nothing was merged)."""
+
+    id: str
+    members: list[str]
+
+
+# the first that answers: the id's link, the id being a survivor, the id as an identifier
+_RESOLVE = ("COALESCE((SELECT survivor FROM customer_links WHERE base=%(c)s),"
+            " (SELECT %(c)s::text WHERE EXISTS (SELECT 1 FROM customer_links"
+            " WHERE survivor=%(c)s)), (SELECT customer_id FROM identifiers"
+            " WHERE kind='id' AND value=%(c)s))")
+_SUBJECT = (f"SELECT s.cid, ARRAY(SELECT base FROM customer_links WHERE survivor=s.cid"
+            f" ORDER BY base) FROM (SELECT {_RESOLVE}) AS s(cid)")
+_TIMELINE_COLUMNS = ("event_id, occurred_ms, occurred_at, received_at, type, channel, source,"
+                     " agent_id, queue, case_id, payload")
+
+Conn = psycopg.Connection[Any]
+
+
 class ReadStore:
-    """The API's side: read-only queries."""
+    """The API's side: read-only queries. A read path takes one connection in autocommit
+    (``reading()``: no BEGIN, COMMIT or check round trip) and pipelines what it can: the
+    customer view is two round trips (adapters/insights.py ``customer_view``), the
+    timeline two."""
 
     def __init__(self, db: Database, privacy: Privacy | None = None) -> None:
         self.db = db
         # opens the tokens of encrypted fields for the reader (adapters/privacy.py)
         self.privacy = privacy
 
+    def reading(self) -> AbstractContextManager[Conn]:
+        return self.db.autocommit()
+
     def resolve(self, customer_id: str) -> str | None:
         """The customer (survivor of merges) behind any id it was ever known by."""
-        # the first that answers, in one statement: its link, being a survivor, its id
-        found = self.db.scalar(
-            "SELECT COALESCE((SELECT survivor FROM customer_links WHERE base=%(c)s),"
-            " (SELECT %(c)s::text WHERE EXISTS (SELECT 1 FROM customer_links"
-            " WHERE survivor=%(c)s)), (SELECT customer_id FROM identifiers"
-            " WHERE kind='id' AND value=%(c)s))", {"c": customer_id})
+        found = self.db.scalar(f"SELECT {_RESOLVE}", {"c": customer_id})
         return str(found) if found is not None else None
 
-    def members(self, cid: str, conn: psycopg.Connection[Any] | None = None) -> list[str]:
+    def subject(self, asked: str, conn: Conn | None = None) -> Subject | None:
+        """``resolve`` and ``members`` in one statement; None for an unknown id."""
+        sql, args = _SUBJECT, {"c": asked}
+        row = conn.execute(sql, args).fetchone() if conn else self.db.one(sql, args)
+        if row is None or row[0] is None:
+            return None
+        return Subject(str(row[0]), list(row[1]) or [str(row[0])])
+
+    def members(self, cid: str, conn: Conn | None = None) -> list[str]:
         """The base customers merged into ``cid``: rows are keyed by these. With ``conn``,
-        inside the caller's transaction (a read path is one transaction: each costs a
-        round trip or two of its own)."""
+        inside the caller's connection."""
         sql = "SELECT base FROM customer_links WHERE survivor=%s ORDER BY base"
         found = conn.execute(sql, (cid,)).fetchall() if conn else self.db.all(sql, (cid,))
         bases = [b for (b,) in found]
@@ -269,16 +301,17 @@ class ReadStore:
         return self.db.scalar("SELECT customer_id FROM identifiers WHERE kind=%s AND value=%s",
                               (kind, value))
 
-    def customer(self, cid: str) -> dict[str, Any]:
-        with self.db.tx() as c:
-            bases = self.members(cid, c)
-            with c.pipeline():  # three reads, one round trip
-                idents = c.execute("SELECT kind, value, display FROM identifiers"
-                                   " WHERE customer_id=%s ORDER BY kind, value", (cid,))
-                channels = c.execute("SELECT channel, interactions, last_ms, last_event, last_at"
-                                     " FROM customer_channels WHERE base = ANY(%s)", (bases,))
-                named = c.execute("SELECT name FROM customers WHERE customer_id = ANY(%s)"
-                                  " ORDER BY name_ms DESC, name_event DESC LIMIT 1", (bases,))
+    def customer_reads(self, conn: Conn, who: Subject) -> Callable[[], dict[str, Any]]:
+        """Sends the view's own block's reads on ``conn`` (in the caller's pipeline); the
+        function returned builds the block once their results are in."""
+        idents = conn.execute("SELECT kind, value, display FROM identifiers"
+                              " WHERE customer_id=%s ORDER BY kind, value", (who.id,))
+        channels = conn.execute("SELECT channel, interactions, last_ms, last_event, last_at"
+                                " FROM customer_channels WHERE base = ANY(%s)", (who.members,))
+        named = conn.execute("SELECT name FROM customers WHERE customer_id = ANY(%s)"
+                             " ORDER BY name_ms DESC, name_event DESC LIMIT 1", (who.members,))
+
+        def build() -> dict[str, Any]:
             ids: list[str] = []
             identifiers: dict[str, list[str]] = {}
             for kind, value, display in idents.fetchall():
@@ -296,23 +329,39 @@ class ReadStore:
                 if latest is None or (ms, event) > latest[:2]:
                     latest = (ms, event, at)
             counts = dict(sorted(counts.items()))
-            last = (latest[2],) if latest else None
             name = named.fetchone()
-        return {
-            "id": cid,
-            "identifiers": {"id": ids, **identifiers},
-            "name": self._open(name[0]) if name else None,
-            "interaction_counts": counts,
-            "interactions_total": sum(counts.values()),
-            "last_contact_at": last[0] if last else None,
-        }
+            return {
+                "id": who.id,
+                "identifiers": {"id": ids, **identifiers},
+                "name": self._open(name[0]) if name else None,
+                "interaction_counts": counts,
+                "interactions_total": sum(counts.values()),
+                "last_contact_at": latest[2] if latest else None,
+            }
+        return build
 
-    def timeline(self, cid: str, *, limit: int, before: tuple[int, str] | None,
+    def open_cases_reads(self, conn: Conn, who: Subject,
+                         ) -> Callable[[], list[dict[str, Any]]]:
+        """As ``customer_reads``: the customer's unresolved cases, newest first."""
+        cur = conn.execute(
+            "SELECT case_id, status, priority, channel, queue, agent_id, opened_at FROM"
+            " cases WHERE customer_id = ANY(%s) AND status<>'resolved'"
+            " ORDER BY opened_ms DESC, case_id", (who.members,))
+        return lambda: [{"id": c, "status": s, "priority": p, "channel": ch, "queue": q,
+                         "agent_id": a, "opened_at": o}
+                        for c, s, p, ch, q, a, o in cur.fetchall()]
+
+    def timeline(self, who: str | Subject, *, limit: int, before: tuple[int, str] | None,
                  channels: list[str], types: list[str], as_of_ms: int | None,
-                 ) -> list[dict[str, Any]]:
-        bases = self.members(cid)
-        sql = ["SELECT event_id, occurred_ms, occurred_at, received_at, type, channel, source,"
-               " agent_id, queue, case_id, payload FROM timeline WHERE customer_id = ANY(%s)"]
+                 conn: Conn | None = None) -> list[dict[str, Any]]:
+        """A page of the customer's timeline, newest first; ``who`` a survivor's id or its
+        ``Subject`` (then one statement)."""
+        if conn is None:
+            with self.reading() as own:
+                return self.timeline(who, limit=limit, before=before, channels=channels,
+                                     types=types, as_of_ms=as_of_ms, conn=own)
+        bases = who.members if isinstance(who, Subject) else self.members(who, conn)
+        sql = [f"SELECT {_TIMELINE_COLUMNS} FROM timeline WHERE customer_id = ANY(%s)"]
         args: list[Any] = [bases]
         if before is not None:
             sql.append("AND (occurred_ms, event_id) < (%s, %s)")
@@ -329,8 +378,8 @@ class ReadStore:
         sql.append("ORDER BY occurred_ms DESC, event_id DESC LIMIT %s")
         args.append(limit)
         out = []
-        for (eid, ms, at, recv, typ, ch, src, agent, queue, case, payload) in self.db.all(
-                " ".join(sql), args):
+        for (eid, ms, at, recv, typ, ch, src, agent, queue, case, payload) in conn.execute(
+                " ".join(sql), args).fetchall():
             out.append({"event_id": eid, "occurred_ms": ms, "occurred_at": at,
                         "received_at": recv, "type": typ, "channel": ch, "source": src,
                         "agent_id": agent, "queue": queue, "case_id": case,
@@ -342,15 +391,6 @@ class ReadStore:
 
     def _open_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self.privacy.open_payload(payload) if self.privacy is not None else payload
-
-    def open_cases(self, cid: str) -> list[dict[str, Any]]:
-        with self.db.tx() as conn:
-            rows = conn.execute(
-                "SELECT case_id, status, priority, channel, queue, agent_id, opened_at FROM"
-                " cases WHERE customer_id = ANY(%s) AND status<>'resolved'"
-                " ORDER BY opened_ms DESC, case_id", (self.members(cid, conn),)).fetchall()
-        return [{"id": c, "status": s, "priority": p, "channel": ch, "queue": q,
-                 "agent_id": a, "opened_at": o} for c, s, p, ch, q, a, o in rows]
 
     def count_events(self) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM timeline"))

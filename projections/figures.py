@@ -47,9 +47,10 @@ class Tally:
         self.total += sign * other.total
 
 
-def tally(kind: str, score: int) -> Tally:
+def tally(kind: str, score: int, n: int = 1) -> Tally:
+    """``n`` answers of ``kind`` with ``score``."""
     good = score >= 4 if kind == "csat" else score >= 9 if kind == "nps" else False
-    return Tally(1, int(good), int(kind == "nps" and score <= 6), score)
+    return Tally(n, n * int(good), n * int(kind == "nps" and score <= 6), n * score)
 
 
 def summary(tallies: Mapping[str, Tally]) -> dict[str, Any]:

@@ -34,10 +34,13 @@ class CaseRow:
 
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """A `call.ended` event: when it happened and its payload's `outcome`."""
+    """A `call.ended` event: when it happened and its payload's `outcome`; or ``count`` of
+    them with that outcome, the latest at ``occurred_ms`` (a store counts them by outcome
+    in the window rather than sending each)."""
 
     occurred_ms: int
     outcome: str | None
+    count: int = 1
 
 
 def _mean_s(spans_ms: list[int]) -> float | None:
@@ -86,8 +89,8 @@ def service_report(cases: Iterable[CaseRow], breached_case_ids: Collection[str],
     ended = abandoned = 0
     for call in calls:
         if in_window(call.occurred_ms):
-            ended += 1
-            abandoned += call.outcome == "abandoned"
+            ended += call.count
+            abandoned += call.count if call.outcome == "abandoned" else 0
 
     return {
         "window_days": window_days,

@@ -81,3 +81,10 @@ def test_no_window_means_all_time() -> None:
                             now_ms=NOW, window_days=None)
     assert report["sla_attainment_pct"] == 0.0
     assert report["abandonment_rate"] == 0.5
+
+
+def test_calls_counted_by_outcome_weigh_as_many() -> None:
+    one_by_one = [CallEnded(NOW - H, "abandoned")] * 3 + [CallEnded(NOW - H, "answered")] * 5
+    counted = [CallEnded(NOW - H, "abandoned", 3), CallEnded(NOW - H, "answered", 5)]
+    assert service_report([], set(), counted, now_ms=NOW, window_days=1) == \
+        service_report([], set(), one_by_one, now_ms=NOW, window_days=1)
