@@ -13,6 +13,8 @@ from psycopg.pq import TransactionStatus
 
 from contactstream.adapters.database import Database, alive, with_database
 
+pytestmark = pytest.mark.integration
+
 
 def _backends(db: Database) -> set[int]:
     """The server pids of the pool's idle connections."""
