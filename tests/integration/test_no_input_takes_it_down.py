@@ -166,6 +166,7 @@ async def test_405_415_and_an_unexpected_500_use_the_error_envelope(settings: Se
             raise RuntimeError("a bug")
 
         monkeypatch.setattr(sys.api.store, "resolve", broken)
+        monkeypatch.setattr(sys.api.store, "subject", broken)  # the view's first read
         resp = await sys.get("/v1/customers/c-1001")
         assert is_error(resp, 500, "internal")["message"] == "an unexpected error; it was logged"
         # the next request on the same client is answered as usual
@@ -274,6 +275,7 @@ async def test_an_unexpected_error_keeps_the_connection_over_real_http(
             raise RuntimeError("a bug")
 
         monkeypatch.setattr(sys.api.store, "resolve", broken)
+        monkeypatch.setattr(sys.api.store, "subject", broken)  # the view's first read
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(sys.app, log_level="critical", lifespan="off"))
