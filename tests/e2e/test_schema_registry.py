@@ -52,8 +52,9 @@ def test_a_standard_client_decodes_every_topic_with_the_printed_registry_url(
         tmp_path: Path) -> None:
     up = Up(tmp_path / "data").start()
     try:
-        printed = re.search(r"schema registry: (\S+)", up.logs())
-        assert printed, up.logs()[-2000:]
+        # the banner follows /readyz 200 by a moment (it is printed once `up` sees it ready)
+        printed = eventually(lambda: re.search(r"schema registry: (\S+)", up.logs()),
+                             timeout=10)
         registry_url = printed.group(1)
         assert registry_url == f"{up.url}/schema-registry"
         # three complaints in 30 days: a case each, and a repeat-complaint alert
