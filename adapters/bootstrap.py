@@ -282,7 +282,6 @@ async def restore_broker(settings: Settings, window: bool = True) -> None:
 def passed_offsets(db: Database, settings: Settings) -> dict[tuple[str, int], int]:
     """The projector's stored next offsets of the topics only it reads on the embedded
     broker (the DLQ and the alerts stay whole: people and other systems read them)."""
-    rows = db.all("SELECT topic, partition, next_offset FROM offsets WHERE consumer=%s"
-                  " AND topic = ANY(%s)", ("projector", [settings.interactions_topic,
-                                                         settings.cases_topic]))
-    return {(t, int(p)): int(o) for t, p, o in rows}
+    stored = ReadStoreWriter(db)  # the projector's offsets, as it seeks to them
+    return {(t, p): o for t in (settings.interactions_topic, settings.cases_topic)
+            for p, o in stored.offsets(t).items()}
