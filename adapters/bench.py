@@ -112,6 +112,9 @@ async def _baseline(settings: Settings, codec: Any, n: int) -> float:
         await consumer.stop()
 
 
+VISIBLE_WITHIN_S = 30  # freshness: how long a sample is waited for
+
+
 async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
                      samples: int, *, load_per_s: int = 0) -> list[float]:
     """Accepted (ingest returned) -> visible in the read store, one event at a time; with
@@ -126,8 +129,12 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
             await ingestor.publish([env])
             t0 = time.perf_counter()
             while not store.has_event(env["event_id"]):
-                if time.perf_counter() - t0 > 10:
-                    raise TimeoutError("event not visible after 10 s")
+                if time.perf_counter() - t0 > VISIBLE_WITHIN_S:
+                    # the pipeline cannot keep up (a loaded machine, a load above its
+                    # rate): the sample counts as the wait, the load stops growing
+                    if load is not None:
+                        load.cancel()
+                    break
                 await asyncio.sleep(0.001)
             lat.append((time.perf_counter() - t0) * 1000)
             if load_per_s:
@@ -158,9 +165,11 @@ async def _load(ingestor: Ingestor, per_s: int) -> None:
 
 
 def _percentiles(lat: list[float]) -> dict[str, float]:
+    """p50 and p99, and how many samples were not visible within VISIBLE_WITHIN_S."""
     lat = sorted(lat)
     return {"p50": round(statistics.median(lat), 2),
-            "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)}
+            "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+            "late": sum(1 for x in lat if x >= VISIBLE_WITHIN_S * 1000)}
 
 
 def _disk_bytes(path: Path) -> int:
@@ -249,8 +258,9 @@ def _print(result: dict[str, Any], samples: int) -> None:
     for key, label in (("freshness_ms", "at a trickle"),
                        ("freshness_under_load_ms", "under 1,000 ev/s")):
         f = result[key]
+        late = f" ({f['late']} not visible within {VISIBLE_WITHIN_S} s)" if f["late"] else ""
         print(f"freshness accepted->visible {label}  p50 {f['p50']:.1f} ms"
-              f"  p99 {f['p99']:.1f} ms  ({samples} events)")
+              f"  p99 {f['p99']:.1f} ms  ({samples} events){late}")
 
 
 async def _run(settings: Settings, procs: Processes, n: int, samples: int,
