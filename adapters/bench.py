@@ -185,10 +185,13 @@ def _disk_bytes(path: Path) -> int:
 
 
 def _footprint(settings: Settings, db: Any) -> dict[str, int]:
-    """After a checkpoint: the data dir on disk and the database's own size."""
+    """After a checkpoint: the database's size (tables and indexes) and everything else
+    the data dir holds on disk (the embedded server's WAL and files, the key store)."""
     db.execute("CHECKPOINT")
-    return {"data_dir": _disk_bytes(settings.data_dir),
-            "database": int(db.scalar("SELECT pg_database_size(current_database())"))}
+    database = int(db.scalar("SELECT pg_database_size(current_database())"))
+    whole = _disk_bytes(settings.data_dir)
+    return {"data_dir": whole - database if settings.embedded_database else whole,
+            "database": database}
 
 
 async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False,
@@ -246,15 +249,17 @@ def _print(result: dict[str, Any], samples: int) -> None:
             ("ratio pipeline/baseline", f"{result['ratio']:.3f}"),
             ("cpu/event pipeline (all processes)", f"{cpu['pipeline']:,.0f} us"),
             ("cpu/event baseline (all processes)", f"{cpu['baseline']:,.0f} us"),
-            ("disk/event data dir", f"{disk['data_dir']:,.0f} B"),
-            ("disk/event database", f"{disk['database']:,.0f} B")]
+            ("disk/event database", f"{disk['database']:,.0f} B"),
+            ("disk/event data dir apart from it", f"{disk['data_dir']:,.0f} B"),
+            ("disk/event in all", f"{disk['total']:,.0f} B")]
     if "median_of" in result:
         print(f"medians of {result['median_of']} runs")
     for label, value in rows:
         print(f"{label:<42}{value:>16}")
-    for name in ("pipeline_parts", "baseline_parts"):
-        parts = ", ".join(f"{k} {v:,.0f} us" for k, v in cpu[name].items() if v is not None)
-        print(f"  {name.replace('_', ' ')}: {parts}")
+    for name, parts in (("pipeline", {k: cpu[k] for k in ("worker", "database", "broker")}),
+                        ("baseline", cpu["baseline_parts"])):
+        split = ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items() if v is not None)
+        print(f"  {name} cpu/event: {split}")
     for key, label in (("freshness_ms", "at a trickle"),
                        ("freshness_under_load_ms", "under 1,000 ev/s")):
         f = result[key]
@@ -303,9 +308,12 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
         # CPU time per event of every process involved (this one, the embedded database
         # server with its backends, the embedded broker; null when external)
         "cpu_us_per_event": {"pipeline": _total(pipe_parts), "baseline": _total(base_parts),
-                             "pipeline_parts": pipe_parts, "baseline_parts": base_parts},
+                             **pipe_parts, "baseline_parts": base_parts},
         # (size after the n events - size of the fresh instance) / n, after checkpoints
-        "disk_bytes_per_event": {k: round((after[k] - fresh[k]) / n) for k in after},
+        "disk_bytes_per_event": {"events": n, **{k: round((after[k] - fresh[k]) / n)
+                                                 for k in after},
+                                 "total": round((sum(after.values()) - sum(fresh.values()))
+                                                / n)},
         "freshness_ms": _percentiles(lat),
         "freshness_under_load_ms": _percentiles(loaded),
         "ingest_events_per_s": round(ingest_rate, 1),
