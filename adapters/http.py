@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.interactions import CHANNELS, EVENT_TYPES
 from ..projections.identifiers import derived_customer_id, normalize
+from .api.docs import add_docs
 from .auth import GRANTS, TokenTable
 from .control import ControlStore
 from .erasure import destroy_keys
@@ -163,8 +164,10 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                insights: Insights | None = None,
                database_up: Callable[[], bool] | None = None,
                kafka_up: Callable[[], bool] | None = None) -> FastAPI:
-    app = FastAPI(title="contactstream", version="1.0",
+    # /docs and /redoc offline, from the bundles in the installed package (api/docs.py)
+    app = FastAPI(title="contactstream", version="1.0", docs_url=None, redoc_url=None,
                   description="Omnichannel contact-centre backend: ingest, customer view.")
+    add_docs(app)
     insights = insights or Insights(store)
     bearer = HTTPBearer(auto_error=False)
 
@@ -195,7 +198,8 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        # a 405 keeps its `Allow` header (RFC 9110), whatever else the exception carries
+        return _error(exc.status_code, "http_error", str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
