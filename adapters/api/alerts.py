@@ -47,18 +47,24 @@ def kinds_of(values: list[str]) -> list[str]:
     return [k.strip() for v in values for k in v.split(",") if k.strip()]
 
 
-def parse_since(since: str) -> datetime:
-    text = since.strip()
+def parse_time(name: str, given: str) -> datetime:
+    """A query parameter's ISO 8601 time with its offset, in UTC; 400 bad_query else."""
+    text = given.strip()
     # an unencoded "+01:00" in a query string arrives as " 01:00"
     if len(text) > 6 and text[-6] == " " and text[-3] == ":":
         text = text[:-6] + "+" + text[-5:]
     try:
         at = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ApiError(400, "bad_query", f"since: {since!r} is not an ISO 8601 time") from exc
+        raise ApiError(400, "bad_query",
+                       f"{name}: {given[:40]!r} is not an ISO 8601 time") from exc
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ApiError(400, "bad_query", "since needs a UTC offset (or Z)")
+        raise ApiError(400, "bad_query", f"{name} needs a UTC offset (or Z)")
     return at.astimezone(UTC)
+
+
+def parse_since(since: str) -> datetime:
+    return parse_time("since", since)
 
 
 def _alert_at(row: dict[str, Any]) -> datetime | None:
@@ -97,13 +103,14 @@ class StreamSlots:
 @router.get("/v1/alerts", response_model=Page[Alert], summary="Alerts, newest first",
             responses=responses(*V1))
 def list_alerts(request: Request,
-                since: str | None = Query(None, description="ISO 8601 time with offset"),
+                since: str | None = Query(None, description="ISO 8601 time with offset",
+                                          json_schema_extra={"format": "date-time"}),
                 kind: list[str] = KIND, limit: int = Query(50, ge=1, le=500),
                 cursor: str | None = CURSOR, _: str = Depends(role("supervise")),
                 ) -> dict[str, Any]:
     control = ctx(request).need_control()
     kinds = kinds_of(kind)
-    after = parse_since(since) if since else None
+    after = parse_since(since) if since is not None else None
     before = decode_offset(cursor) if cursor else None
     items: list[dict[str, Any]] = []
     # newest first by seq; `since` is checked on the parsed times, whatever their offset

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...domain.identity import CustomerLink
 from ...projections.identifiers import derived_customer_id, normalize
+from .alerts import parse_time
 from .auth import role
 from .context import ctx
 from .errors import V1, ApiError, responses
@@ -213,12 +214,16 @@ async def timeline(customer_id: str, request: Request,
                    before: str | None = Query(None, description="the contract's name of"
                                               " `cursor`, kept as an alias"),
                    channel: list[str] = Query(default=[]),
-                   type: list[str] = Query(default=[]), as_of: datetime | None = None,
+                   type: list[str] = Query(default=[]),
+                   as_of: str | None = Query(None, description="ISO 8601 time with offset",
+                                             json_schema_extra={"format": "date-time"}),
                    _: str = Depends(role("read"))) -> dict[str, Any]:
     store = ctx(request).store
     if cursor and before and cursor != before:
         raise ApiError(400, "bad_query", "give cursor or before, not both")
     name, given = ("cursor", cursor) if cursor else ("before", before)
+    # an ISO 8601 time, not whatever pydantic would take for one (a number of seconds)
+    at = parse_time("as_of", as_of) if as_of is not None else None
 
     def page() -> list[dict[str, Any]]:
         with store.reading() as conn:  # two round trips on one connection
@@ -228,12 +233,10 @@ async def timeline(customer_id: str, request: Request,
             request.state.audit_customer_id = who.id  # the audit need not resolve it
             channels = [c for v in channel for c in v.split(",") if c]
             types = [t for v in type for t in v.split(",") if t]
-            if as_of is not None and as_of.tzinfo is None:
-                raise ApiError(400, "bad_query", "as_of needs a UTC offset")
             return store.timeline(
                 who, limit=limit + 1, before=decode_cursor(given, name) if given else None,
                 channels=channels, types=types,
-                as_of_ms=int(as_of.timestamp() * 1000) if as_of else None, conn=conn)
+                as_of_ms=int(at.timestamp() * 1000) if at else None, conn=conn)
     rows = await run_in_threadpool(page)  # as the view: one thread hop
     nxt = None
     if len(rows) > limit:

@@ -271,7 +271,8 @@ def export(customer_id: str, request: Request,
             responses=responses(*V1))
 def audit_log(request: Request, customer_id: str | None = None,
               role_: str | None = Query(None, alias="role"),
-              since: str | None = Query(None, description="ISO 8601 time with offset"),
+              since: str | None = Query(None, description="ISO 8601 time with offset",
+                                        json_schema_extra={"format": "date-time"}),
               limit: int = Query(100, ge=1, le=1000), cursor: str | None = CURSOR,
               _: str = Depends(role("admin"))) -> dict[str, Any]:
     api = ctx(request)
@@ -282,7 +283,7 @@ def audit_log(request: Request, customer_id: str | None = None,
         resolved = api.store.resolve(customer_id)
         ids = sorted({customer_id, *([resolved] if resolved else [])})
     rows = api.audit.query(customer_id=ids, role=role_,
-                           since=parse_since(since) if since else None, limit=limit + 1,
+                           since=parse_since(since) if since is not None else None, limit=limit + 1,
                            before_seq=decode_offset(cursor) if cursor else None)
     nxt = None
     if len(rows) > limit:

@@ -234,3 +234,11 @@ async def test_the_timeline_pages_by_cursor_with_before_as_its_alias(env: Env) -
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("cursor:")
     unknown = await c.get(path, headers=AGENT, params={"page": "2"})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_parameter"
+    # as it stood before anything was received (this fixture's rows were received at 0 ms)
+    before_all = await c.get(path, headers=AGENT, params={"as_of": "1969-12-31T23:59:59Z"})
+    assert before_all.status_code == 200 and before_all.json()["items"] == []
+    since_then = await c.get(path, headers=AGENT, params={"as_of": "1970-01-01T01:00:00+01:00"})
+    assert len(since_then.json()["items"]) == 50
+    for wrong in ("0", "", "2026-11-20T10:00:00", "yesterday"):  # not ISO 8601 with an offset
+        resp = await c.get(path, headers=AGENT, params={"as_of": wrong})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_query", wrong
