@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .avro import SchemaCatalog
 
@@ -35,11 +35,11 @@ class SchemaVersion(BaseModel):
     subject: str
     version: int
     id: int
-    schema: str  # type: ignore[assignment]  # the registry's name, shadowing BaseModel's
+    schema_: str = Field(alias="schema")  # the registry's name; BaseModel has a `schema`
 
 
 class Schema(BaseModel):
-    schema: str  # type: ignore[assignment]
+    schema_: str = Field(alias="schema")
 
 
 class SubjectVersion(BaseModel):
