@@ -71,6 +71,12 @@ class _Session:
 
 
 
+class CalendarInUse(Exception):
+    def __init__(self, calendar: str, policy: str) -> None:
+        super().__init__(f"calendar {calendar!r} is used by policy {policy!r}")
+        self.calendar, self.policy = calendar, policy
+
+
 class SupervisorSettings(_Session):
     """What supervisors configure: SLA policies (in matching order), calendars, webhooks
     and the failures of their deliveries."""
@@ -91,6 +97,10 @@ class SupervisorSettings(_Session):
             out.append(SlaPolicy.from_json(name, data))
         return out
 
+    def delete_policy(self, name: str) -> bool:
+        """Remove a policy (cases opened under it keep their snapshot); False if unknown."""
+        return self._write("DELETE FROM sla_policies WHERE name=%s", (name,)).rowcount > 0
+
     def put_calendar(self, calendar: BusinessCalendar, name: str) -> None:
         self._write("INSERT INTO calendars VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET"
                     " body=excluded.body", (name, Jsonb(calendar.to_dict())))
@@ -98,6 +108,24 @@ class SupervisorSettings(_Session):
     def calendars(self) -> dict[str, BusinessCalendar]:
         return {name: BusinessCalendar.from_json(name, body)
                 for name, body in self._all("SELECT name, body FROM calendars")}
+
+    def delete_calendar(self, name: str) -> bool:
+        """Remove a calendar no policy names (cases keep their snapshot); False if unknown.
+        Raises CalendarInUse naming a policy that uses it."""
+        with self._tx() as conn:
+            conn.execute("LOCK TABLE sla_policies IN SHARE ROW EXCLUSIVE MODE")
+            user = conn.execute("SELECT name FROM sla_policies WHERE body->>'calendar' = %s"
+                                " ORDER BY position LIMIT 1", (name,)).fetchone()
+            if user is not None:
+                raise CalendarInUse(name, user[0])
+            return conn.execute("DELETE FROM calendars WHERE name=%s", (name,)).rowcount > 0
+
+    def delete_webhook(self, name: str) -> bool:
+        """Remove a webhook with its failures and its delivery position; False if unknown."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM webhook_failures WHERE webhook=%s", (name,))
+            conn.execute("DELETE FROM positions WHERE name=%s", (f"webhook:{name}",))
+            return conn.execute("DELETE FROM webhooks WHERE name=%s", (name,)).rowcount > 0
 
     def put_webhook(self, name: str, body: dict[str, Any]) -> None:
         if self.secrets is not None and isinstance(body.get("secret"), str):

@@ -16,15 +16,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from . import bootstrap, kafka, metrics
+from .api.app import add_case_routes, add_privacy_routes, create_app
 from .audit import AuditLog
 from .auth import write_tokens
 from .avro import SchemaCatalog
 from .broker import EmbeddedBroker, die_with_parent
 from .config import Settings
 from .database import EmbeddedPostgres
-from .http import add_erasure_route, add_identity_routes, create_app
-from .http_cases import add_case_routes
-from .http_privacy import add_privacy_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
@@ -201,15 +199,12 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
                      max_batch=settings.max_batch, max_body_bytes=settings.max_body_bytes,
                      insights=services.insights, database_up=database_up,
                      kafka_up=kafka_up)
-    add_case_routes(app, app.state.role, services.cases, services.control, services.store,
-                    lambda: datetime.now(UTC), settings.max_streams_per_token)
+    add_case_routes(app, services.cases, services.control, lambda: datetime.now(UTC),
+                    settings.max_streams_per_token)
     metrics.watch(services.control)
-    add_erasure_route(app, services.store, services.control, services.insights)
     links = bootstrap.link_app(settings)
-    add_identity_routes(app, services.store, services.control, links)
     audit = AuditLog(services.db)
-    add_privacy_routes(app, app.state.role, services.store, services.insights,
-                       services.control, audit)
+    add_privacy_routes(app, services.control, audit, links)
     if not settings.schema_registry_url:  # the embedded registry, for standard clients
         add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit

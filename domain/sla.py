@@ -157,6 +157,10 @@ REOPENED: Final = "reopened"
 METRICS: Final = ("first_response", "next_response", "resolution")
 WARNING: Final = "sla.warning"
 BREACHED: Final = "sla.breached"
+REPEAT_COMPLAINT: Final = "escalation.repeat_complaint"
+LOW_SATISFACTION: Final = "escalation.low_satisfaction"
+# every kind of alert the system raises (a webhook may subscribe to any of them)
+ALERT_KINDS: Final = (WARNING, BREACHED, REPEAT_COMPLAINT, LOW_SATISFACTION)
 _ZERO = timedelta(0)
 
 

@@ -272,8 +272,8 @@ class Escalations:
             kind, score = p.get("kind"), p.get("score")
             if (kind == "csat" and score <= 2) or (kind == "nps" and score <= 6):
                 self._add(NewAlert(
-                    id=f"escalation.low_satisfaction:{env['event_id']}",
-                    kind="escalation.low_satisfaction", at=self.clock.now().isoformat(),
+                    id=f"{sla.LOW_SATISFACTION}:{env['event_id']}",
+                    kind=sla.LOW_SATISFACTION, at=self.clock.now().isoformat(),
                     level="warning", case_id=env.get("case_id"), customer_id=customer_id,
                     detail={"survey": kind, "score": str(score), "agent_id":
                             env.get("agent_id") or "", "queue": env.get("queue") or ""}))
@@ -300,8 +300,8 @@ class Escalations:
             trailing = around[bisect.bisect_right(times, ms - window):j + 1]
             if len(trailing) >= REPEAT_COUNT:
                 self._add(NewAlert(
-                    id=f"escalation.repeat_complaint:{customer_id}:{eid}",
-                    kind="escalation.repeat_complaint", at=self.clock.now().isoformat(),
+                    id=f"{sla.REPEAT_COMPLAINT}:{customer_id}:{eid}",
+                    kind=sla.REPEAT_COMPLAINT, at=self.clock.now().isoformat(),
                     level="critical", case_id=case_id, customer_id=customer_id,
                     detail={"complaints_in_30_days": str(len(trailing)),
                             "first_complaint_event": trailing[0][1]}))

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 
 from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.api.app import create_app
 from contactstream.adapters.auth import write_tokens
 from contactstream.adapters.config import Settings
-from contactstream.adapters.http import create_app
 
 
 class System:

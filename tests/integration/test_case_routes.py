@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,16 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import Depends, FastAPI
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI
 
-from contactstream.adapters import http_cases
-from contactstream.adapters.auth import GRANTS, TokenTable
+from contactstream.adapters.api import alerts as alert_routes
+from contactstream.adapters.api.app import add_case_routes, create_app
+from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.caseservice import CaseService, case_app
 from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
-from contactstream.adapters.http import ApiError, create_app
-from contactstream.adapters.http_cases import add_case_routes
 from contactstream.adapters.readstore import ReadStore
 from tests.helpers import envelope
 
@@ -49,22 +47,6 @@ class Clock:
         return self.at
 
 
-def _role_factory(tokens: TokenTable) -> Callable[[str], Callable[..., str]]:
-    """The same check as create_app's `role`, for an app that does not expose it."""
-    bearer = HTTPBearer(auto_error=False)
-
-    def role(right: str) -> Callable[..., str]:
-        def check(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-            who = None if creds is None else tokens.role_of(creds.credentials)
-            if who is None:
-                raise ApiError(401, "unauthenticated", "missing or unknown bearer token")
-            if right not in GRANTS[who]:
-                raise ApiError(403, "forbidden", f"role {who} may not do this")
-            return who
-        return check
-    return role
-
-
 @dataclass
 class Env:
     app: FastAPI
@@ -84,9 +66,7 @@ async def env(database_url: str) -> AsyncIterator[Env]:
     store = ReadStore(db)
     tokens = TokenTable(TOKENS)
     app = create_app(None, store, tokens)
-    if getattr(app.state, "role", None) is None:
-        app.state.role = _role_factory(tokens)
-    add_case_routes(app, app.state.role, cases, control, store, clock.now)
+    add_case_routes(app, cases, control, clock.now)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield Env(app, clock, cases, control, store, client)
@@ -409,7 +389,7 @@ async def next_event(lines: AsyncIterator[str]) -> dict[str, str]:
 
 async def test_the_alert_stream_sends_alerts_appended_after_connecting(
         env: Env, served: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_cases, "SSE_KEEPALIVE_S", 0.3)
+    monkeypatch.setattr(alert_routes, "SSE_KEEPALIVE_S", 0.3)
     old = breach(env, "case-old")
     async with httpx.AsyncClient(base_url=served, timeout=10) as client:
         async with client.stream("GET", "/v1/alerts/stream", headers=SUP) as resp:
@@ -444,3 +424,91 @@ async def test_the_alert_stream_sends_alerts_appended_after_connecting(
 
         forbidden = await client.get("/v1/alerts/stream", headers=AGENT)
         assert forbidden.status_code == 403
+
+
+async def test_policies_calendars_and_webhooks_can_be_deleted(env: Env) -> None:
+    c = env.client
+    await setup_sla(env)
+    hook = {"url": "https://hooks.example.com/a", "secret": "s", "kinds": ["sla.breached"]}
+    assert (await c.put("/v1/webhooks/ops", headers=SUP, json=hook)).status_code == 200
+    env.control.record_webhook_failure("ops", 1, "HTTP 500", "2026-11-22T10:00:00+00:00")
+
+    # a calendar a policy names stays until the policy goes
+    in_use = await c.delete("/v1/calendars/office", headers=SUP)
+    assert in_use.status_code == 409 and error_code(in_use) == "in_use"
+    assert "office" in in_use.json()["error"]["message"]
+    assert (await c.delete("/v1/sla-policies/vip", headers=AGENT)).status_code == 403
+    for path in ("/v1/sla-policies/office", "/v1/calendars/office", "/v1/webhooks/ops"):
+        gone = await c.delete(path, headers=SUP)
+        assert gone.status_code == 204 and gone.content == b"", path
+        again = await c.delete(path, headers=SUP)
+        assert again.status_code == 404 and error_code(again) == "not_found", path
+
+    policies = (await c.get("/v1/sla-policies", headers=SUP)).json()["items"]
+    assert [p["name"] for p in policies] == ["vip"]
+    assert (await c.get("/v1/calendars", headers=SUP)).json()["items"] == []
+    assert (await c.get("/v1/webhooks", headers=SUP)).json()["items"] == []
+    assert "ops" not in env.control.webhooks() and env.control.webhook_failures() == {}
+    # put again under the same name: a new webhook, with no failures of the old one
+    assert (await c.put("/v1/webhooks/ops", headers=SUP, json=hook)).status_code == 200
+    listed = (await c.get("/v1/webhooks", headers=SUP)).json()["items"]
+    assert listed == [{"name": "ops", "url": hook["url"], "kinds": ["sla.breached"],
+                       "failures": 0}]
+
+
+async def test_webhook_kinds_are_the_known_alert_kinds(env: Env) -> None:
+    c = env.client
+    body = {"url": "https://hooks.example.com/a", "secret": "s"}
+    resp = await c.put("/v1/webhooks/ops", headers=SUP, json={**body, "kinds": ["sla.breachd"]})
+    assert resp.status_code == 422 and error_code(resp) == "invalid_webhook"
+    assert "sla.breachd" in resp.json()["error"]["message"] or \
+        "sla.breached" in resp.json()["error"]["message"]
+    every = ["sla.warning", "sla.breached", "escalation.repeat_complaint",
+             "escalation.low_satisfaction"]
+    ok = await c.put("/v1/webhooks/ops", headers=SUP, json={**body, "kinds": every})
+    assert ok.status_code == 200 and ok.json()["kinds"] == every
+
+
+async def test_every_list_pages_by_cursor_and_refuses_unknown_parameters(env: Env) -> None:
+    c = env.client
+    for i in range(3):
+        assert (await c.put(f"/v1/sla-policies/p{i}", headers=SUP, json=POLICY)).status_code == 200
+        assert (await c.put(f"/v1/calendars/c{i}", headers=SUP, json=CALENDAR)).status_code == 200
+        assert (await c.put(f"/v1/webhooks/w{i}", headers=SUP, json={
+            "url": "https://hooks.example.com/a", "secret": "s"})).status_code == 200
+    for path in ("/v1/sla-policies", "/v1/calendars", "/v1/webhooks"):
+        first = (await c.get(path, headers=SUP, params={"limit": 2})).json()
+        rest = (await c.get(path, headers=SUP, params={"limit": 2, "cursor": first["next"]})
+                ).json()
+        names = [i["name"] for i in first["items"] + rest["items"]]
+        assert len(first["items"]) == 2 and rest["next"] is None, path
+        assert sorted(names) == sorted({*names}) and len(names) == 3, path
+        bad = await c.get(path, headers=SUP, params={"cursor": "nope"})
+        assert bad.status_code == 400 and error_code(bad) == "bad_cursor", path
+
+    for path, params in (("/v1/cases", {"page": "2"}), ("/v1/alerts", {"kinds": "x"}),
+                         ("/v1/sla-policies", {"offset": "1"}),
+                         ("/v1/reports/service", {"window": "7"}),
+                         ("/v1/cases", {"status": "open", "sort": "asc"})):
+        resp = await c.get(path, headers=SUP, params=params)
+        assert resp.status_code == 400 and error_code(resp) == "unknown_parameter", path
+        unknown = next(k for k in params if k not in ("status",))
+        assert repr(unknown) in resp.json()["error"]["message"], resp.text
+    known = await c.get("/v1/cases", headers=SUP, params={"status": "open", "limit": 5})
+    assert known.status_code == 200
+
+
+async def test_a_wrong_method_is_405_with_allow_and_bad_input_is_the_envelope(env: Env) -> None:
+    c = env.client
+    resp = await c.post("/v1/sla-policies", headers=SUP, json={})
+    assert resp.status_code == 405 and error_code(resp) == "http_error"
+    assert resp.headers["allow"] == "GET"
+    resp = await c.patch("/v1/webhooks/ops", headers=SUP, json={})
+    assert resp.status_code == 405 and resp.headers["allow"] == "DELETE, PUT"
+    # what FastAPI would answer as {"detail": [...]} is the contract's envelope
+    bad = await c.get("/v1/cases", headers=SUP, params={"limit": "many"})
+    assert bad.status_code == 422 and set(bad.json()) == {"error"}
+    assert error_code(bad) == "invalid_request" and "limit" in bad.json()["error"]["message"]
+    bad = await c.put("/v1/sla-policies/p", headers=SUP, json={**POLICY, "warn_at": "0.5"})
+    assert bad.status_code == 422 and error_code(bad) == "invalid_policy"
+    assert bad.json()["error"]["message"].startswith("warn_at:")

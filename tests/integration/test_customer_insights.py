@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.api.app import create_app
 from contactstream.adapters.auth import write_tokens
 from contactstream.adapters.config import Settings
 from contactstream.adapters.database import Database, EmbeddedPostgres, create_database
-from contactstream.adapters.http import create_app
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.insights import Insights, parse_rates
 from contactstream.adapters.journal import IngestJournal

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from contactstream.adapters.api.app import add_privacy_routes, create_app
+from contactstream.adapters.api.auth import token_fingerprint
 from contactstream.adapters.audit import AuditLog
 from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
-from contactstream.adapters.http import create_app
-from contactstream.adapters.http_privacy import add_privacy_routes, token_fingerprint
 from contactstream.adapters.insights import Insights
 from contactstream.adapters.readstore import ReadStore, ReadStoreWriter
 from contactstream.projections import timeline
@@ -90,7 +90,7 @@ async def env(db: Database) -> AsyncIterator[Env]:
     audit = AuditLog(db)
     insights = Insights(store)
     app = create_app(None, store, TokenTable(TOKENS), insights=insights)
-    add_privacy_routes(app, app.state.role, store, insights, control, audit)
+    add_privacy_routes(app, control, audit, links=None)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield Env(client, audit, db,
@@ -214,3 +214,31 @@ async def test_a_failing_audit_never_breaks_the_request(env: Env) -> None:
     resp = await env.client.get("/v1/customers/c-1001", headers=AGENT)
     assert resp.status_code == 200 and resp.json()["name"] == NAME
     assert env.audit.flush()  # the write failed, was logged, and the writer goes on
+
+
+async def test_the_timeline_pages_by_cursor_with_before_as_its_alias(env: Env) -> None:
+    c = env.client
+    path = "/v1/customers/c-1001/timeline"
+    first = (await c.get(path, headers=AGENT, params={"limit": 50})).json()
+    assert len(first["items"]) == 50 and first["next"]
+    by_cursor = (await c.get(path, headers=AGENT, params={"limit": 50, "cursor": first["next"]})
+                 ).json()
+    by_before = (await c.get(path, headers=AGENT, params={"limit": 50, "before": first["next"]})
+                 ).json()
+    assert by_cursor == by_before and len(by_cursor["items"]) == 50
+    seen = {i["event_id"] for i in first["items"]}
+    assert not seen & {i["event_id"] for i in by_cursor["items"]}
+    both = await c.get(path, headers=AGENT, params={"cursor": first["next"], "before": "x"})
+    assert both.status_code == 400 and both.json()["error"]["code"] == "bad_query"
+    bad = await c.get(path, headers=AGENT, params={"cursor": "not-one"})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("cursor:")
+    unknown = await c.get(path, headers=AGENT, params={"page": "2"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_parameter"
+    # as it stood before anything was received (this fixture's rows were received at 0 ms)
+    before_all = await c.get(path, headers=AGENT, params={"as_of": "1969-12-31T23:59:59Z"})
+    assert before_all.status_code == 200 and before_all.json()["items"] == []
+    since_then = await c.get(path, headers=AGENT, params={"as_of": "1970-01-01T01:00:00+01:00"})
+    assert len(since_then.json()["items"]) == 50
+    for wrong in ("0", "", "2026-11-20T10:00:00", "yesterday"):  # not ISO 8601 with an offset
+        resp = await c.get(path, headers=AGENT, params={"as_of": wrong})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_query", wrong

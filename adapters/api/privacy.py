@@ -1,26 +1,34 @@
-"""HTTP routes for privacy: the customer export, the access audit and its middleware."""
+"""Privacy: the erasure, the export of everything held about a customer, the access audit
+and the middleware that writes it."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..projections.identifiers import normalize
-from .audit import AuditLog
-from .control import ALERT_COLUMNS, ControlStore
-from .http import ApiError, decode_offset, encode_offset
-from .http_cases import _parse_since
-from .insights import Insights
-from .logging import get_logger
-from .readstore import ReadStore
+from ...projections.identifiers import normalize
+from ..audit import AuditLog
+from ..control import ALERT_COLUMNS, ControlStore
+from ..erasure import destroy_keys
+from ..insights import Insights
+from ..logging import get_logger
+from ..readstore import ReadStore
+from .alerts import parse_since
+from .auth import role, token_fingerprint
+from .context import ctx
+from .errors import V1, ApiError, responses
+from .paging import CURSOR, Page, decode_offset, encode_offset, only_known_params
 
 log = get_logger(__name__)
+router = APIRouter(tags=["privacy"], dependencies=[Depends(only_known_params)])
 
 # (method, route template) -> audit action: the API's reads of a customer's personal data
 AUDITED: dict[tuple[str, str], str] = {
@@ -34,11 +42,6 @@ AUDITED: dict[tuple[str, str], str] = {
 }
 LOOKUP_KINDS = ("id", "email", "phone", "visitor_id")
 EXPORT_PAGE = 500
-
-
-def token_fingerprint(token: str) -> str:
-    """The same fingerprint the auth dependency puts in ``request.state.token_id``."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -181,37 +184,109 @@ def export_customer(cid: str, store: ReadStore, insights: Insights, control: Con
     }
 
 
-def add_privacy_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
-                       store: ReadStore, insights: Insights, control: ControlStore,
-                       audit: AuditLog) -> None:
-    app.add_middleware(AuditMiddleware, audit=audit, store=store)
+class Erased(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    erased: Literal[True]
+    keys_destroyed: int
+    request: int
+    status: Literal["done", "purging"]
+    timeline_rows: int | None = None
+    timeline_rows_kept_as: list[str] | None = None
 
-    @app.get("/v1/customers/{customer_id}/export", tags=["privacy"],
-             summary="Everything held about the customer, decrypted, as one JSON document",
-             responses={404: {"description": "no such customer"}})
-    def export(customer_id: str, _: str = Depends(role("admin"))) -> dict[str, Any]:
-        cid = store.resolve(customer_id)
-        if cid is None:
-            raise ApiError(404, "not_found", "no such customer")
-        doc = export_customer(cid, store, insights, control, audit)
-        log.info("customer.exported", timeline=len(doc["timeline"]), cases=len(doc["cases"]))
-        return doc
 
-    @app.get("/v1/audit", tags=["privacy"],
-             summary="Who read customers' personal data, newest first")
-    def audit_log(customer_id: str | None = None, role_: str | None = Query(None, alias="role"),
-                  since: str | None = Query(None, description="ISO 8601 time with offset"),
-                  limit: int = Query(100, ge=1, le=1000), cursor: str | None = None,
-                  _: str = Depends(role("admin"))) -> dict[str, Any]:
-        ids: list[str] | None = None
-        if customer_id is not None:
-            resolved = store.resolve(customer_id)
-            ids = sorted({customer_id, *([resolved] if resolved else [])})
-        rows = audit.query(customer_id=ids, role=role_,
-                           since=_parse_since(since) if since else None, limit=limit + 1,
+class Export(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    exported_at: str
+    customer: dict[str, Any]
+    identifiers: dict[str, list[str]]
+    timeline: list[dict[str, Any]]
+    cases: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    access_log: list[dict[str, Any]]
+
+
+class Access(BaseModel):
+    seq: int
+    at: str
+    role: str | None
+    token_id: str | None
+    method: str
+    path: str
+    action: str
+    customer_id: str | None
+    case_id: str | None
+    status: int
+
+
+@router.delete("/v1/customers/{customer_id}", response_model=Erased,
+               summary="Erase a customer: destroy their keys, purge the read models",
+               responses={202: {"model": Erased, "description": "keys destroyed; the worker"
+                                " is still purging"}, **responses(*V1, 404)})
+def erase_customer(customer_id: str, request: Request,
+                   who: str = Depends(role("admin"))) -> Any:
+    api = ctx(request)
+    store, control = api.store, api.need_control()
+    cid = store.resolve(customer_id)
+    if cid is None:
+        raise ApiError(404, "not_found", "no such customer")
+    if store.privacy is None:
+        raise ApiError(503, "unavailable", "no key store configured")
+    # the keys go at once; the worker purges the read models between two batches
+    bases, key_ids, destroyed = destroy_keys(store.db, store.privacy, cid)
+    seq = control.request_erasure(cid, {"bases": bases, "key_ids": key_ids},
+                                  f"{who}:{request.state.token_id}",
+                                  datetime.now(UTC).isoformat())
+    deadline = time.monotonic() + 30
+    row = control.erasure_request(seq)
+    while row is not None and not row["done_at"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        row = control.erasure_request(seq)
+    api.insights.forget()
+    body = {"id": customer_id, "erased": True, "keys_destroyed": destroyed, "request": seq}
+    if row is None or not row["done_at"]:
+        return JSONResponse({**body, "status": "purging"}, status_code=202)
+    result = row["result"] or {}
+    return JSONResponse({**body, "status": "done",
+                         "timeline_rows": result.get("timeline_rows"),
+                         "timeline_rows_kept_as": result.get("pseudonyms")})
+
+
+@router.get("/v1/customers/{customer_id}/export", response_model=Export,
+            summary="Everything held about the customer, decrypted, as one JSON document",
+            responses=responses(*V1, 404))
+def export(customer_id: str, request: Request,
+           _: str = Depends(role("admin"))) -> dict[str, Any]:
+    api = ctx(request)
+    cid = api.store.resolve(customer_id)
+    if cid is None or api.audit is None:
+        raise ApiError(404, "not_found", "no such customer")
+    doc = export_customer(cid, api.store, api.insights, api.need_control(), api.audit)
+    log.info("customer.exported", timeline=len(doc["timeline"]), cases=len(doc["cases"]))
+    return doc
+
+
+@router.get("/v1/audit", response_model=Page[Access],
+            summary="Who read customers' personal data, newest first",
+            responses=responses(*V1))
+def audit_log(request: Request, customer_id: str | None = None,
+              role_: str | None = Query(None, alias="role"),
+              since: str | None = Query(None, description="ISO 8601 time with offset",
+                                        json_schema_extra={"format": "date-time"}),
+              limit: int = Query(100, ge=1, le=1000), cursor: str | None = CURSOR,
+              _: str = Depends(role("admin"))) -> dict[str, Any]:
+    api = ctx(request)
+    if api.audit is None:
+        raise ApiError(503, "unavailable", "the access audit is not configured")
+    ids: list[str] | None = None
+    if customer_id is not None:
+        resolved = api.store.resolve(customer_id)
+        ids = sorted({customer_id, *([resolved] if resolved else [])})
+    rows = api.audit.query(customer_id=ids, role=role_,
+                           since=parse_since(since) if since is not None else None, limit=limit + 1,
                            before_seq=decode_offset(cursor) if cursor else None)
-        nxt = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            nxt = encode_offset(rows[-1]["seq"])
-        return {"items": rows, "next": nxt}
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = encode_offset(rows[-1]["seq"])
+    return {"items": rows, "next": nxt}
