@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .database import check_url
 
@@ -46,6 +47,8 @@ class Settings:
     fx_rates: str = ""
     # customers of the `up --demo` population (its history is about 67 events each)
     demo_customers: int = 400
+    # the IANA time zone "today" is counted in (the console's wallboard, ?today=true)
+    timezone: str = "UTC"
     extra: dict[str, str] = field(default_factory=dict)
 
     # True when the broker is our own memory-only Tansu: enables the local archive and
@@ -59,6 +62,10 @@ class Settings:
     # tokens: a JSON file a deployment provides (shared by API replicas); empty: the data
     # dir's tokens.json
     tokens_path: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def keys_db(self) -> Path:
@@ -97,6 +104,19 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"CONTACTSTREAM_TIMEZONE: {name!r} is not an IANA time zone"
+                          " (such as Europe/Budapest)") from exc
+    return name
+
+
 def from_env(**overrides: object) -> Settings:
     """Read settings from the environment; explicit overrides (CLI flags) win."""
     database_url = _env("CONTACTSTREAM_DATABASE_URL", "")
@@ -126,6 +146,7 @@ def from_env(**overrides: object) -> Settings:
         demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),
         max_streams_per_token=int(_env("CONTACTSTREAM_MAX_STREAMS_PER_TOKEN", "10")),
         broker_max_mb=int(_env("CONTACTSTREAM_BROKER_MAX_MB", "512")),
+        timezone=check_timezone(_env("CONTACTSTREAM_TIMEZONE", "UTC")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

@@ -7,7 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from ..domain.calendars import BusinessCalendar, CalendarError
 from ..domain.cases import CaseError, InvalidCommand, InvalidTransition
 from ..domain.sla import PolicyError, SlaPolicy
-from ..projections.service import CallEnded, CaseRow, service_report
+from ..projections.service import CallEnded, CaseRow, service_report, today_start
 from ..streams.webhooks import alert_json
 from .caseservice import CaseNotFound, CaseService, case_json
 from .control import ControlStore
@@ -154,7 +154,8 @@ class StreamSlots:
 
 def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[str]]],
                     cases: CaseService, control: ControlStore, store: ReadStore,
-                    now: Callable[[], datetime], max_streams_per_token: int = 10) -> None:
+                    now: Callable[[], datetime], max_streams_per_token: int = 10,
+                    tz: tzinfo = UTC) -> None:
     """Register the case, SLA, alert, webhook and service-report routes on `app`."""
     slots = StreamSlots(max_streams_per_token)
 
@@ -406,12 +407,17 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[
     @app.get("/v1/reports/service", tags=["reports"],
              summary="SLA attainment, backlog, response and resolution times, abandonment")
     def service(window_days: int = Query(1, ge=0, le=3650, description="0 means all time"),
+                today: bool = Query(False, description="the window is today, from midnight"
+                                    " in CONTACTSTREAM_TIMEZONE; window_days is ignored"),
                 _: str = Depends(role("supervise"))) -> dict[str, Any]:
-        now_ms = int(now().timestamp() * 1000)
+        at = now()
+        now_ms = int(at.timestamp() * 1000)
         start_ms = now_ms - window_days * 86_400_000 if window_days else None
+        if today:  # the window (start, now]: a case opened at midnight is today's
+            start_ms = int(today_start(at, tz).timestamp() * 1000) - 1
         rows = store.db.all(
             "SELECT case_id, status, priority, opened_ms, policy, first_response_ms,"
-            " resolved_ms FROM cases WHERE status <> 'resolved' OR %s::bigint IS NULL"
+            " resolved_ms, queue FROM cases WHERE status <> 'resolved' OR %s::bigint IS NULL"
             " OR opened_ms > %s ORDER BY case_id",
             (start_ms, start_ms if start_ms is not None else 0))
         case_rows = [CaseRow(*r) for r in rows]
@@ -421,9 +427,12 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[
             " WHERE type='call.ended' AND occurred_ms > %s AND occurred_ms <= %s GROUP BY 2",
             (start_ms if start_ms is not None else -(2 ** 62), now_ms))]
         report = service_report(case_rows, control.breached_case_ids(), calls, now_ms=now_ms,
-                                window_days=window_days or None)
-        report["window_days"] = window_days
+                                window_days=window_days or None, start_ms=start_ms)
+        report["window_days"] = None if today else window_days
         report["from"] = (datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
                           if start_ms is not None else None)
+        if today:
+            report["from"] = today_start(at, tz).isoformat()
+            report["timezone"] = str(tz)
         report["to"] = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat()
         return report

@@ -202,7 +202,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
                      insights=services.insights, database_up=database_up,
                      kafka_up=kafka_up)
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
-                    lambda: datetime.now(UTC), settings.max_streams_per_token)
+                    lambda: datetime.now(UTC), settings.max_streams_per_token, settings.tz)
     metrics.watch(services.control)
     add_erasure_route(app, services.store, services.control, services.insights)
     links = bootstrap.link_app(settings)
