@@ -157,6 +157,18 @@ def decode_offset(cursor: str) -> int:
         raise ApiError(400, "bad_cursor", "cursor: not a cursor this API issued") from exc
 
 
+def find_customer(store: ReadStore, request: Request, kind: str, value: str) -> str:
+    """The id of the customer with this identifier (matched after normalisation), for the
+    lookups (GET here, POST in http_console.py); 404 when none."""
+    stored = (store.privacy.lookup_value(kind, value) if store.privacy is not None
+              else normalize(kind, value))
+    cid = store.lookup(kind, stored)
+    request.state.audit_customer_id = cid
+    if cid is None:
+        raise ApiError(404, "not_found", "no customer with that identifier")
+    return cid
+
+
 def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
                ready: Callable[[], Awaitable[bool]] | None = None,
                max_batch: int = 1000, max_body_bytes: int = 16 * 1024 * 1024,
@@ -293,13 +305,7 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
         if len(given) != 1:
             raise ApiError(400, "bad_query", "give exactly one of id, email, phone, visitor_id")
         kind, value = given[0]
-        stored = (store.privacy.lookup_value(kind, value) if store.privacy is not None
-                  else normalize(kind, value))
-        cid = store.lookup(kind, stored)
-        request.state.audit_customer_id = cid
-        if cid is None:
-            raise ApiError(404, "not_found", "no customer with that identifier")
-        return {"id": cid}
+        return {"id": find_customer(store, request, kind, value)}
 
     @app.get("/v1/customers", tags=["customers"],
              summary="Customers by segment and churn risk, riskiest first")

@@ -26,6 +26,7 @@ log = get_logger(__name__)
 AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/v1/customers"): "customer.list",
     ("GET", "/v1/customers/lookup"): "customer.lookup",
+    ("POST", "/v1/customers/lookup"): "customer.lookup",
     ("GET", "/v1/customers/{customer_id}"): "customer.view",
     ("GET", "/v1/customers/{customer_id}/timeline"): "customer.timeline",
     ("GET", "/v1/customers/{customer_id}/export"): "customer.export",

@@ -24,6 +24,7 @@ from .config import Settings
 from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
+from .http_console import console_router
 from .http_privacy import add_privacy_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
@@ -210,6 +211,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     audit = AuditLog(services.db)
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)
+    app.include_router(console_router(services.store, app.state.role))
     if not settings.schema_registry_url:  # the embedded registry, for standard clients
         add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit
@@ -283,6 +285,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         await asyncio.sleep(0.05)
         waited += 0.05
     print(f"contactstream is up: {url}  (API docs: {url}/docs)", flush=True)
+    print(f"console: {url}/console  (log in with a token of the file below)", flush=True)
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
     print("schema registry: " + (settings.schema_registry_url
                                  or f"{url}/schema-registry"), flush=True)
