@@ -14,7 +14,7 @@ const KIND_WORDS = {
   "escalation.repeat_complaint": "Repeat complaint",
   "escalation.low_satisfaction": "Low satisfaction",
 };
-const METRIC_WORDS = {first_response: "first response", next_response: "next response",
+const METRIC_WORDS = {first_response: "1st response", next_response: "next response",
   resolution: "resolution"};
 
 const state = {token: null, role: null, view: null, stream: null, figuresTimer: null,
@@ -50,12 +50,27 @@ function duration(seconds) {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
+function shortDuration(seconds) {
+  // for a tile: what fits in a few characters
+  const s = Math.round(seconds);
+  if (s < 100) return `${s} s`;
+  if (s < 6000) return `${(s / 60).toFixed(1)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
 function localTime(iso) {
+  // year-month-day hour:minute in the browser's zone: short, and the same everywhere
   if (!iso) return "–";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  return d.toLocaleString(undefined, {year: "numeric", month: "2-digit", day: "2-digit",
-                                      hour: "2-digit", minute: "2-digit"});
+  const two = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`
+    + ` ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+function shortId(id) {
+  // case ids are UUIDs: their first 8 characters tell them apart on a screen
+  return id && id.length > 12 ? el("span", {title: id}, `${id.slice(0, 8)}…`) : id || "–";
 }
 
 function pct(x) { return x === null || x === undefined ? "–" : `${Number(x).toFixed(1)} %`; }
@@ -234,7 +249,8 @@ async function refreshFigures() {
     if (state.view !== "wallboard") return;
     showService(service);
     showSatisfaction(satisfaction.items || []);
-    showBreached([...breachedOpen.items, ...breachedWaiting.items]);
+    showBreached([...breachedOpen.items, ...breachedWaiting.items],
+                 Boolean(breachedOpen.next || breachedWaiting.next));
     $("updated").textContent = new Date().toLocaleTimeString();
     $("wallboard-error").textContent = "";
   } catch (p) {
@@ -249,8 +265,9 @@ function showService(r) {
     : r.sla_attainment_pct >= 90 ? "good" : r.sla_attainment_pct >= 75 ? "fair" : "poor");
   $("t-attainment-n").textContent = `${c.cases_with_sla || 0} cases with an SLA opened today`;
   $("t-first-response").textContent =
-    r.mean_first_response_s === null ? "–" : duration(r.mean_first_response_s);
-  $("t-first-response-n").textContent = `over ${c.first_responses || 0} answered cases`;
+    r.mean_first_response_s === null ? "–" : shortDuration(r.mean_first_response_s);
+  $("t-first-response-n").textContent =
+    `mean today, over ${c.first_responses || 0} answered cases`;
   $("t-backlog").textContent = String(c.backlog || 0);
   const urgent = (r.backlog || {}).urgent || 0;
   $("t-backlog-n").textContent = `${urgent} urgent`;
@@ -308,12 +325,12 @@ function showSatisfaction(items) {
   $("t-nps-n").textContent = `${nps.responses} answers`;
 }
 
-function showBreached(cases) {
-  $("t-breached").textContent = String(cases.length);
+function showBreached(cases, more) {
+  $("t-breached").textContent = `${cases.length}${more ? "+" : ""}`;
   $("tile-breached").classList.toggle("alarm", cases.length > 0);
   $("breached-empty").hidden = cases.length > 0;
   $("breached").tBodies[0].replaceChildren(...cases.slice(0, 12).map((c) =>
-    el("tr", {"data-case": c.id}, el("td", {}, c.id), el("td", {dir: "auto"}, c.queue || "–"),
+    el("tr", {"data-case": c.id}, el("td", {}, shortId(c.id)), el("td", {dir: "auto"}, c.queue || "–"),
       el("td", {}, c.priority), el("td", {}, c.status), el("td", {}, c.customer_id || "–"))));
 }
 
@@ -390,17 +407,18 @@ function addAlert(a, live) {
   const body = $("alerts").tBodies[0];
   const level = a.level || "info";
   const row = el("tr", {"data-alert-id": a.id, "data-kind": a.kind, "data-case": a.case_id,
-                        "data-seq": a.seq, class: live ? "fresh" : ""},
+                        "data-seq": a.seq, "data-live": live, class: live ? "fresh" : ""},
     el("td", {}, el("span", {class: `kind ${level}`}, KIND_WORDS[a.kind] || a.kind)),
     el("td", {}, a.customer_id || "–"),
-    el("td", {}, a.case_id || "–"),
+    el("td", {}, shortId(a.case_id)),
     el("td", {dir: "auto"}, a.queue || "–"),
     el("td", {}, METRIC_WORDS[a.metric] || a.metric || "–"),
     el("td", {class: "how-late", "data-due": a.due_at, "data-at": a.at}));
   body.prepend(row);
   lateness(row.lastChild);
   // when it was on screen, for the measured alert-to-screen latency (epoch ms)
-  row.dataset.shownAt = String(performance.timeOrigin + performance.now());
+  row.dataset.shownAt = String(Date.now());
+  if (live) setTimeout(() => row.classList.remove("fresh"), 1000);
   while (body.rows.length > MAX_ALERT_ROWS) body.deleteRow(-1);
   $("alerts-empty").hidden = true;
 }
@@ -509,7 +527,8 @@ async function loadTimeline() {
     el("span", {class: "when"}, localTime(item.occurred_at)),
     el("span", {class: "chan"}, item.channel || ""),
     el("span", {class: "what", dir: "auto"}, summary(item),
-      el("span", {class: "type"}, item.type + (item.case_id ? ` · case ${item.case_id}` : ""))))));
+      el("span", {class: "type"}, item.type,
+        item.case_id ? " · case " : "", item.case_id ? shortId(item.case_id) : "")))));
   $("older").hidden = !page.next;
 }
 
@@ -548,7 +567,7 @@ function fillCase(card, c) {
   const act = (action) => el("button", {type: "button", "data-action": action,
     onclick: () => caseAction(card, c.id, action, text, result)}, action);
   card.replaceChildren(
-    el("h4", {}, `Case ${c.id}`),
+    el("h4", {}, "Case ", shortId(c.id)),
     el("div", {class: "meta"}, [c.status, c.priority, c.queue && `queue ${c.queue}`,
       c.channel, c.agent_id ? `agent ${c.agent_id}` : "unassigned",
       `opened ${localTime(c.opened_at)}`].filter(Boolean).join(" · ")),
