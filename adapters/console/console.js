@@ -17,8 +17,8 @@ const KIND_WORDS = {
 const METRIC_WORDS = {first_response: "1st response", next_response: "next response",
   resolution: "resolution"};
 
-const state = {token: null, role: null, view: null, stream: null, figuresTimer: null,
-  lastSeq: 0, customerId: null, timelineNext: null, refreshSoon: null};
+const state = {token: null, role: null, view: null, streaming: false, stream: null,
+  figuresTimer: null, lastSeq: 0, customerId: null, timelineNext: null, refreshSoon: null};
 
 const $ = (id) => document.getElementById(id);
 
@@ -186,7 +186,9 @@ function showLogin() {
 function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
   stopWallboard();
-  state.token = state.role = state.view = null;
+  state.token = state.role = state.view = state.customerId = null;
+  state.lastSeq = 0;
+  $("alerts").tBodies[0].replaceChildren();
   $("customer").hidden = true;
   $("token").value = "";
   showLogin();
@@ -210,12 +212,17 @@ function startWallboard() {
     refreshFigures();
     state.figuresTimer = setInterval(refreshFigures, FIGURES_EVERY_MS);
   }
-  if (state.stream === null) loadAlerts();
+  if (!state.streaming) {
+    state.streaming = true;
+    // back on the wallboard: the stream resumes after the last alert shown
+    if (state.lastSeq) openStream(); else loadAlerts();
+  }
 }
 
 function stopWallboard() {
   if (state.figuresTimer !== null) clearInterval(state.figuresTimer);
   state.figuresTimer = null;
+  state.streaming = false;
   if (state.stream !== null) state.stream.abort();
   state.stream = null;
 }
@@ -349,7 +356,7 @@ async function loadAlerts() {
 }
 
 async function openStream() {
-  if (state.view !== "wallboard" || state.role !== "supervisor") return;
+  if (!state.streaming) return;
   const control = new AbortController();
   state.stream = control;
   $("stream-state").textContent = "connecting…";
@@ -381,12 +388,20 @@ async function openStream() {
     }
   } catch (p) {
     if (control.signal.aborted) return;
-    if (p instanceof ApiProblem) $("wallboard-error").textContent = inWords(p);
+    if (p instanceof ApiProblem) {
+      $("wallboard-error").textContent = inWords(p);
+      if (p.status === 401 || p.status === 403) {  // retrying cannot help
+        state.streaming = false;
+        state.stream = null;
+        $("stream-state").textContent = "stopped";
+        return;
+      }
+    }
   }
   if (state.stream !== control || control.signal.aborted) return;
   state.stream = null;
   $("stream-state").textContent = "reconnecting…";
-  setTimeout(() => { if (state.stream === null) openStream(); }, retryMs);
+  setTimeout(() => { if (state.streaming && state.stream === null) openStream(); }, retryMs);
 }
 
 function onStreamEvent(block) {

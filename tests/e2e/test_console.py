@@ -75,6 +75,8 @@ def text_of(driver: Any, css: str) -> str:
 
 
 def test_a_supervisor_sees_an_sla_breach_appear_live(up: Up) -> None:
+    from selenium.webdriver.common.keys import Keys
+
     token = up.tokens["supervisor"]
     with chromium() as driver:
         login_by_link(driver, up, "supervisor")
@@ -97,13 +99,24 @@ def test_a_supervisor_sees_an_sla_breach_appear_live(up: Up) -> None:
         assert driver.execute_script("return window.sameDocument") == "yes"  # no reload
         for c in customers:
             row = next(r for r in shown if c in r["text"])
-            assert "billing" in row["text"] and "first response" in row["text"]
+            assert "billing" in row["text"] and "1st response" in row["text"]
             assert "late" in row["text"]
         # the figures follow: the breached cases are counted on the wallboard
         eventually(lambda: int("0" + "".join(
             ch for ch in text_of(driver, "#t-breached") if ch.isdigit())) >= len(customers))
         assert "billing" in text_of(driver, "#backlog")
         eventually(lambda: any(c in text_of(driver, "#breached") for c in customers))
+        # to the desk and back by keyboard: the stream resumes, no alert is shown twice
+        body = driver.find_element("tag name", "body")
+        body.send_keys("2")
+        eventually(lambda: visible(driver, "agent") and not visible(driver, "wallboard"))
+        body.send_keys(Keys.ESCAPE, "1")
+        eventually(lambda: visible(driver, "wallboard")
+                   and text_of(driver, "#stream-state") == "live")
+        ids = driver.execute_script(
+            "return [...document.querySelectorAll('#alerts tr[data-alert-id]')]"
+            ".map(r => r.dataset.alertId)")
+        assert len(ids) == len(set(ids)) and len(ids) >= 2 * len(customers)
         urls = requested_urls(driver)
         rows = driver.execute_script(
             "return [...document.querySelectorAll('#alerts tr[data-alert-id]')]"
