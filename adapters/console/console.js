@@ -538,7 +538,8 @@ async function loadTimeline() {
   const page = await api(path);
   if (id !== state.customerId) return;
   state.timelineNext = page.next;
-  $("timeline").append(...page.items.map((item) => el("li", {"data-event": item.event_id},
+  $("timeline").append(...page.items.map((item) => el("li", {"data-event": item.event_id,
+                                                             "data-at": item.occurred_at},
     el("span", {class: "when"}, localTime(item.occurred_at)),
     el("span", {class: "chan"}, item.channel || ""),
     el("span", {class: "what", dir: "auto"}, summary(item),

@@ -143,7 +143,10 @@ def test_an_agent_looks_a_customer_up_and_acts_on_a_case(up: Up) -> None:
     cid = f"c-desk-{uuid.uuid4().hex[:6]}"
     email = f"{uuid.uuid4().hex[:4]}.{EMAIL}"
     who = {"id": cid, "email": email, "name": NAME}
-    publish(up,
+    visits = [event("web.visit", who, "web", {"url": f"/page/{i}"},
+                    occurred_at=f"2026-11-0{1 + i // 10}T10:{i:02d}:00+01:00")
+              for i in range(20)]  # older than the rest: the timeline's second page
+    publish(up, *visits,
             event("chat.message", who, "chat", {"direction": "inbound", "text": PERSIAN}),
             event("email.received", who, "email", {"subject": CHINESE, "body": "…"}),
             event("complaint.filed", who, "web", {"category": "delivery", "priority": "high",
@@ -154,8 +157,8 @@ def test_an_agent_looks_a_customer_up_and_acts_on_a_case(up: Up) -> None:
         case_id = eventually(lambda: [c["id"] for c in agent.get(
             "/v1/cases", params={"customer_id": cid}).json()["items"]
             if c["queue"] == "support"])[0]
-        eventually(lambda: len(agent.get(f"/v1/customers/{cid}/timeline"
-                                         ).json().get("items", [])) >= 3)
+        eventually(lambda: len(agent.get(f"/v1/customers/{cid}/timeline", params={
+            "limit": 100}).json().get("items", [])) >= 23)
     with chromium() as driver:
         driver.get(f"{up.url}/console")
         token_box = driver.find_element(By.ID, "token")
@@ -173,8 +176,22 @@ def test_an_agent_looks_a_customer_up_and_acts_on_a_case(up: Up) -> None:
             ".find(e => e.textContent.includes(arguments[0]));"
             " return getComputedStyle(e).direction", PERSIAN)
         assert direction == "rtl"
+        # the timeline, newest first, a page at a time
+        def shown_times() -> list[str]:
+            return driver.execute_script(
+                "return [...document.querySelectorAll('#timeline li')].map(l => l.dataset.at)")
+        first_page = shown_times()
+        assert visible(driver, "older")
+        driver.find_element(By.ID, "older").click()
+        eventually(lambda: len(shown_times()) > len(first_page))
+        # (the timeline orders by the millisecond, then by event id)
+        times = [int(datetime.fromisoformat(t).timestamp() * 1000) for t in shown_times()]
+        assert times == sorted(times, reverse=True) and len(times) >= 23
+        # the case's clocks count down
         card = f'#cases article[data-case="{case_id}"]'
-        eventually(lambda: "left" in text_of(driver, f"{card} .clocks"))
+        left = eventually(lambda: (t := text_of(driver, f"{card} .clocks")) and "left" in t
+                          and t)
+        eventually(lambda: text_of(driver, f"{card} .clocks") != left, timeout=5)
 
         def act(action: str) -> str:
             before = text_of(driver, f"{card} .result")
