@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)
     try:
         return _run(args)
-    except (DatabaseError, DataDirBusy) as exc:  # one line, no traceback
+    except (DatabaseError, DataDirBusy, config.ConfigError) as exc:  # one line, no traceback
         print(f"contactstream {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .database import check_url
 
@@ -53,6 +54,8 @@ class Settings:
     fx_rates: str = ""
     # customers of the `up --demo` population (its history is about 67 events each)
     demo_customers: int = 400
+    # the IANA time zone "today" is counted in (the console's wallboard, ?today=true)
+    timezone: str = "UTC"
     extra: dict[str, str] = field(default_factory=dict)
 
     # the idempotent producer on an external cluster: "auto" asks for it and, when the
@@ -71,6 +74,10 @@ class Settings:
     # tokens: a JSON file a deployment provides (shared by API replicas); empty: the data
     # dir's tokens.json
     tokens_path: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def keys_db(self) -> Path:
@@ -109,6 +116,19 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"CONTACTSTREAM_TIMEZONE: {name!r} is not an IANA time zone"
+                          " (such as Europe/Budapest)") from exc
+    return name
+
+
 def from_env(**overrides: object) -> Settings:
     """Read settings from the environment; explicit overrides (CLI flags) win."""
     database_url = _env("CONTACTSTREAM_DATABASE_URL", "")
@@ -140,6 +160,7 @@ def from_env(**overrides: object) -> Settings:
         broker_max_mb=int(_env("CONTACTSTREAM_BROKER_MAX_MB", "512")),
         kafka_idempotence=_choice("CONTACTSTREAM_KAFKA_IDEMPOTENCE", "auto",
                                   ("auto", "on", "off")),
+        timezone=check_timezone(_env("CONTACTSTREAM_TIMEZONE", "UTC")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..streams.outbox import OutboxItem
+from ..streams.webhooks import alert_queue
 from .caseservice import EVENT_TYPES, CaseService
 from .control import ControlStore
 from .records import RecordCodec
@@ -72,7 +73,8 @@ def alert_source(control: ControlStore, codec: RecordCodec,
         items = []
         for a in control.alerts(after=after, limit=limit):
             key = (a["case_id"] or a["customer_id"] or "").encode()
-            record = {**a, "detail": {k: str(v) for k, v in a["detail"].items()}}
+            record = {**a, "queue": alert_queue(a),
+                      "detail": {k: str(v) for k, v in a["detail"].items()}}
             items.append(OutboxItem(a["seq"], key, codec.encode(record), ref=a))
         return items
     return fetch

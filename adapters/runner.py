@@ -200,7 +200,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
                      insights=services.insights, database_up=database_up,
                      kafka_up=kafka_up)
     add_case_routes(app, services.cases, services.control, lambda: datetime.now(UTC),
-                    settings.max_streams_per_token)
+                    settings.max_streams_per_token, settings.tz)
     metrics.watch(services.control)
     links = bootstrap.link_app(settings)
     audit = AuditLog(services.db)
@@ -278,6 +278,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         await asyncio.sleep(0.05)
         waited += 0.05
     print(f"contactstream is up: {url}  (API docs: {url}/docs)", flush=True)
+    print(f"console: {url}/console  (log in with a token of the file below)", flush=True)
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
     print("schema registry: " + (settings.schema_registry_url
                                  or f"{url}/schema-registry"), flush=True)

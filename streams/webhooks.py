@@ -34,8 +34,15 @@ RELOAD_S = 1.0
 def alert_json(row: dict[str, Any]) -> dict[str, Any]:
     """An alert as the API (and a webhook body) shows it, from a ControlStore.alerts row."""
     out = {k: row.get(k) for k in ALERT_FIELDS}
+    out["queue"] = alert_queue(row)
     out["detail"] = row.get("detail") or {}
     return out
+
+
+def alert_queue(row: dict[str, Any]) -> str | None:
+    """The queue an alert is about (its case's, or the survey's): kept in ``detail`` since
+    the first alerts, so alerts logged before the field existed have it too."""
+    return (row.get("detail") or {}).get("queue") or None
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -4,7 +4,7 @@ routers of each resource over the services the composition root hands it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +16,19 @@ from ..control import ControlStore
 from ..ingest import Ingestor
 from ..insights import Insights
 from ..readstore import ReadStore
-from . import alerts, cases, customers, errors, events, operations, privacy, reports, sla, webhooks
+from . import (
+    alerts,
+    cases,
+    console,
+    customers,
+    errors,
+    events,
+    operations,
+    privacy,
+    reports,
+    sla,
+    webhooks,
+)
 from .auth import role
 from .context import ApiContext, ctx
 from .docs import add_docs
@@ -48,7 +60,8 @@ def create_app(ingestor: Ingestor | None, store: ReadStore, tokens: TokenTable,
     _add_outage_middleware(app, database_up, kafka_up)
     # inside every middleware added later (the access audit sees the 500 it answers)
     app.add_middleware(errors.UnexpectedErrors)
-    for router in (operations.router, events.router, customers.router, reports.router):
+    for router in (operations.router, events.router, customers.router, reports.router,
+                   console.router, console.lookup_router):
         app.include_router(router)
     return app
 
@@ -82,11 +95,12 @@ def _context(app: FastAPI) -> ApiContext:
 
 
 def add_case_routes(app: FastAPI, cases_: CaseService, control: ControlStore,
-                    now: Callable[[], datetime], max_streams_per_token: int = 10) -> None:
+                    now: Callable[[], datetime], max_streams_per_token: int = 10,
+                    tz: tzinfo = UTC) -> None:
     """Cases, SLA policies and calendars, alerts and their stream, webhooks, the service
-    report."""
+    report ("today" in ``tz``)."""
     api = _context(app)
-    api.cases, api.control, api.now = cases_, control, now
+    api.cases, api.control, api.now, api.tz = cases_, control, now, tz
     api.streams = alerts.StreamSlots(max_streams_per_token)
     for router in (cases.router, sla.router, alerts.router, webhooks.router,
                    reports.service_router):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from fastapi import Request
@@ -39,6 +39,7 @@ class ApiContext:
     streams: Any = None  # alerts.StreamSlots
     audit: AuditLog | None = None
     links: Any = None  # the eventsourcing app of CustomerLink aggregates
+    tz: tzinfo = UTC  # CONTACTSTREAM_TIMEZONE: what "today" means in reports
 
     def need_control(self) -> ControlStore:
         if self.control is None:

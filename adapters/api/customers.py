@@ -167,15 +167,21 @@ def lookup(request: Request, id: str | None = None, email: str | None = None,
                                  ("visitor_id", visitor_id)) if v]
     if len(given) != 1:
         raise ApiError(400, "bad_query", "give exactly one of id, email, phone, visitor_id")
-    store = ctx(request).store
     kind, value = given[0]
+    return {"id": find_customer(request, kind, value)}
+
+
+def find_customer(request: Request, kind: str, value: str) -> str:
+    """The id of the customer with this identifier (matched after normalisation), for the
+    lookups (GET here, POST in console.py); 404 when none."""
+    store = ctx(request).store
     stored = (store.privacy.lookup_value(kind, value) if store.privacy is not None
               else normalize(kind, value))
     cid = store.lookup(kind, stored)
     request.state.audit_customer_id = cid
     if cid is None:
         raise ApiError(404, "not_found", "no customer with that identifier")
-    return {"id": cid}
+    return cid
 
 
 @router.get("/v1/customers", response_model=CustomerPage,

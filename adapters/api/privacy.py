@@ -34,6 +34,7 @@ router = APIRouter(tags=["privacy"], dependencies=[Depends(only_known_params)])
 AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/v1/customers"): "customer.list",
     ("GET", "/v1/customers/lookup"): "customer.lookup",
+    ("POST", "/v1/customers/lookup"): "customer.lookup",
     ("GET", "/v1/customers/{customer_id}"): "customer.view",
     ("GET", "/v1/customers/{customer_id}/timeline"): "customer.timeline",
     ("GET", "/v1/customers/{customer_id}/export"): "customer.export",

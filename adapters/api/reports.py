@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...projections.service import CallEnded, CaseRow, service_report
+from ...projections.service import CallEnded, CaseRow, service_report, today_start
 from .auth import role
 from .context import ctx
 from .customers import Open, Satisfaction
@@ -55,7 +55,7 @@ class ParetoReport(Open):
 
 class ServiceReport(Open):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    window_days: int
+    window_days: int | None = Field(description="null with today=true")
     sla_attainment_pct: float | None
     backlog: dict[str, int]
     mean_first_response_s: float | None
@@ -94,14 +94,19 @@ def pareto_report(request: Request, share: float = Query(0.2, gt=0, le=1),
     responses=responses(*V1))
 def service(request: Request,
             window_days: int = Query(1, ge=0, le=3650, description=WINDOW_DOC),
+            today: bool = Query(False, description="the window is today, from midnight in"
+                                " CONTACTSTREAM_TIMEZONE; window_days is ignored"),
             _: str = Depends(role("supervise"))) -> dict[str, Any]:
     api = ctx(request)
     store, control = api.store, api.need_control()
-    now_ms = int(api.now().timestamp() * 1000)
+    at = api.now()
+    now_ms = int(at.timestamp() * 1000)
     start_ms = now_ms - window_days * 86_400_000 if window_days else None
+    if today:  # the window (start, now]: a case opened at midnight is today's
+        start_ms = int(today_start(at, api.tz).timestamp() * 1000) - 1
     rows = store.db.all(
         "SELECT case_id, status, priority, opened_ms, policy, first_response_ms,"
-        " resolved_ms FROM cases WHERE status <> 'resolved' OR %s::bigint IS NULL"
+        " resolved_ms, queue FROM cases WHERE status <> 'resolved' OR %s::bigint IS NULL"
         " OR opened_ms > %s ORDER BY case_id",
         (start_ms, start_ms if start_ms is not None else 0))
     case_rows = [CaseRow(*r) for r in rows]
@@ -111,9 +116,12 @@ def service(request: Request,
         " WHERE type='call.ended' AND occurred_ms > %s AND occurred_ms <= %s GROUP BY 2",
         (start_ms if start_ms is not None else -(2 ** 62), now_ms))]
     report = service_report(case_rows, control.breached_case_ids(), calls, now_ms=now_ms,
-                            window_days=window_days or None)
-    report["window_days"] = window_days
+                            window_days=window_days or None, start_ms=start_ms)
+    report["window_days"] = None if today else window_days
     report["from"] = (datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()
                       if start_ms is not None else None)
+    if today:
+        report["from"] = today_start(at, api.tz).isoformat()
+        report["timezone"] = str(api.tz)
     report["to"] = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat()
     return report

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -353,6 +354,31 @@ async def test_service_report_from_the_read_store(env: Env) -> None:
     week = (await env.client.get("/v1/reports/service?window_days=7", headers=SUP)).json()
     assert week["counts"]["cases_opened"] == 4 and week["abandonment_rate"] == 0.5
     assert (await env.client.get("/v1/reports/service", headers=AGENT)).status_code == 403
+
+
+async def test_service_report_today_counts_from_midnight_in_the_configured_zone(
+        env: Env) -> None:
+    # 20:00 UTC on 22 November is 05:00 on the 23rd in Tokyo: today began at 15:00 UTC
+    env.clock.at = OPENED + timedelta(hours=12)
+    add_case_row(env, "case-a", "open", "high", OPENED + timedelta(hours=11),
+                 first_response=OPENED + timedelta(hours=11, minutes=1))
+    add_case_row(env, "case-b", "open", "high", OPENED + timedelta(hours=2),
+                 first_response=OPENED + timedelta(hours=3), queue="support")
+    app = create_app(None, env.store, TokenTable(TOKENS))
+    add_case_routes(app, env.cases, env.control, env.clock.now,
+                    tz=ZoneInfo("Asia/Tokyo"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://api") as client:
+        today = (await client.get("/v1/reports/service?today=true", headers=SUP)).json()
+        day = (await client.get("/v1/reports/service", headers=SUP)).json()
+    assert today["counts"]["cases_opened"] == 1 and today["mean_first_response_s"] == 60.0
+    assert today["from"] == "2026-11-23T00:00:00+09:00"
+    assert today["timezone"] == "Asia/Tokyo" and today["window_days"] is None
+    assert day["counts"]["cases_opened"] == 2  # the last 24 hours
+    # the backlog is of all time, by queue
+    assert today["backlog_by_queue"] == [
+        {"queue": "billing", "status": "open", "priority": "high", "cases": 1},
+        {"queue": "support", "status": "open", "priority": "high", "cases": 1}]
 
 
 # -- the alert stream, over a real socket (httpx's ASGITransport buffers whole responses) ---

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from contactstream.projections.service import DAY_MS, CallEnded, CaseRow, service_report
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from contactstream.projections.service import (
+    DAY_MS,
+    CallEnded,
+    CaseRow,
+    service_report,
+    today_start,
+)
 
 NOW = 1_800_000_000_000
 H = 3_600_000
@@ -88,3 +97,37 @@ def test_calls_counted_by_outcome_weigh_as_many() -> None:
     counted = [CallEnded(NOW - H, "abandoned", 3), CallEnded(NOW - H, "answered", 5)]
     assert service_report([], set(), counted, now_ms=NOW, window_days=1) == \
         service_report([], set(), one_by_one, now_ms=NOW, window_days=1)
+
+
+def test_backlog_by_queue_counts_open_and_waiting_cases_by_queue_status_and_priority() -> None:
+    rows = [CaseRow("a", "open", "high", NOW - H, queue="billing"),
+            CaseRow("b", "open", "high", NOW - H, queue="billing"),
+            CaseRow("c", "waiting", "low", NOW - H, queue="billing"),
+            CaseRow("d", "open", "urgent", NOW - H, queue=None),
+            CaseRow("e", "resolved", "high", NOW - H, queue="billing")]
+    report = service_report(rows, set(), [], now_ms=NOW, window_days=1)
+    assert report["backlog_by_queue"] == [
+        {"queue": None, "status": "open", "priority": "urgent", "cases": 1},
+        {"queue": "billing", "status": "open", "priority": "high", "cases": 2},
+        {"queue": "billing", "status": "waiting", "priority": "low", "cases": 1}]
+
+
+def test_a_start_given_is_the_window_instead_of_window_days() -> None:
+    cases = [case("a", first_after_s=60, opened_h_ago=2),
+             case("b", first_after_s=600, opened_h_ago=5)]
+    report = service_report(cases, {"b"}, [], now_ms=NOW, window_days=1,
+                            start_ms=NOW - 3 * H)
+    assert report["mean_first_response_s"] == 60.0
+    assert report["sla_attainment_pct"] == 100.0
+
+
+def test_today_starts_at_the_local_midnight_on_a_dst_day_too() -> None:
+    budapest = ZoneInfo("Europe/Budapest")
+    # 2026-03-29: clocks go from 02:00 to 03:00; at 10:00 local (08:00 UTC) today began
+    # at 00:00 CET, 23:00 UTC the day before
+    start = today_start(datetime(2026, 3, 29, 8, 0, tzinfo=UTC), budapest)
+    assert start.astimezone(UTC) == datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
+    # at 23:30 UTC on the 28th it is already the 29th in Budapest
+    assert today_start(datetime(2026, 3, 28, 23, 30, tzinfo=UTC), budapest) == start
+    assert today_start(datetime(2026, 3, 29, 8, 0, tzinfo=UTC), UTC) == \
+        datetime(2026, 3, 29, tzinfo=UTC)
