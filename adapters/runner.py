@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -28,6 +29,8 @@ from .http_privacy import add_privacy_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
+from .publish import write_instance
+from .startup import listen_socket
 
 log = get_logger(__name__)
 
@@ -216,17 +219,23 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
 
 
 async def up(settings: Settings, demo: bool = False) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    write_tokens(settings.tokens_file)
-    settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+    # the API's port first: in use, `up` says so before it starts anything else
+    sock = listen_socket(settings.host, settings.port)
     try:
-        return await _up(settings, pg, demo)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_tokens(settings.tokens_file)
+        settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+        try:
+            return await _up(settings, pg, demo, sock)
+        finally:
+            if pg is not None:
+                pg.stop()
     finally:
-        if pg is not None:
-            pg.stop()
+        sock.close()
 
 
-async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> int:
+async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
+              sock: socket.socket) -> int:
     settings, broker = await bootstrap.prepare_broker(settings)
     stop = asyncio.Event()
     database_up = asyncio.Event()
@@ -260,7 +269,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():
@@ -276,6 +285,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         serving.result()
         return 1
     url = f"http://{settings.host}:{settings.port}"
+    instance = write_instance(settings.data_dir, url)  # `publish --data-dir` reads it
     # the banner once /readyz would answer 200 (the worker holds its partitions), so a
     # user who reads it can use it at once
     waited = 0.0
@@ -311,5 +321,6 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     links.close()
     if broker:
         broker.stop()
+    instance.unlink(missing_ok=True)
     log.info("up.stopped")
     return 0
