@@ -229,7 +229,7 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[
         except IntegrityError as exc:
             raise ApiError(409, "conflict", "the case was changed concurrently; "
                            "fetch it and try again") from exc
-        log.info("case.command", case_id=str(case.id), action=action, version=case.version)
+        log.debug("case.command", case_id=str(case.id), action=action, version=case.version)
         return _view(case)
 
     def _add_action(action: str) -> None:

@@ -175,7 +175,7 @@ class Ingestor:
         self.totals["accepted"] += result.accepted
         self.totals["duplicates"] += result.duplicates
         self.totals["rejected"] += len(result.rejected)
-        log.info("ingest.batch", items=len(items), accepted=result.accepted,
+        log.debug("ingest.batch", items=len(items), accepted=result.accepted,
                  duplicates=result.duplicates, rejected=len(result.rejected))
         return result
 

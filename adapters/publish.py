@@ -25,10 +25,11 @@ class PublishError(Exception):
     """A mistake the user can fix; its message says how."""
 
 
-def write_instance(data_dir: Path, url: str) -> Path:
-    """`up` records its URL in its data dir, so `publish --data-dir` finds it."""
+def write_instance(data_dir: Path, url: str, kafka: str) -> Path:
+    """`up` records its URL (and its Kafka bootstrap address, for Kafka tools) in its data
+    dir, so `publish --data-dir` finds it."""
     path = data_dir / INSTANCE_FILE
-    path.write_text(json.dumps({"url": url}))
+    path.write_text(json.dumps({"url": url, "kafka": kafka}))
     return path
 
 

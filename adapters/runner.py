@@ -16,11 +16,12 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from ..streams.telemetry import log_throughput
 from . import bootstrap, kafka, metrics
 from .audit import AuditLog
 from .auth import write_tokens
 from .avro import SchemaCatalog
-from .broker import EmbeddedBroker, die_with_parent
+from .broker import EmbeddedBroker, die_with_parent, free_port
 from .config import Settings
 from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
@@ -38,6 +39,9 @@ log = get_logger(__name__)
 def _child_env(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
+        # the worker's /metrics, on loopback: the API's /metrics shows it (metrics.py)
+        "CONTACTSTREAM_HOST": "127.0.0.1",
+        "CONTACTSTREAM_METRICS_PORT": str(settings.metrics_port),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "CONTACTSTREAM_EMBEDDED_BROKER": "1" if settings.embedded_broker else "0",
         "CONTACTSTREAM_DATA_DIR": str(settings.data_dir),
@@ -207,6 +211,8 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     add_case_routes(app, app.state.role, services.cases, services.control, services.store,
                     lambda: datetime.now(UTC), settings.max_streams_per_token)
     metrics.watch(services.control)
+    if settings.metrics_port:  # `up`'s worker
+        metrics.relay_worker(f"http://127.0.0.1:{settings.metrics_port}/metrics")
     add_erasure_route(app, services.store, services.control, services.insights)
     links = bootstrap.link_app(settings)
     add_identity_routes(app, services.store, services.control, links)
@@ -236,6 +242,7 @@ async def up(settings: Settings, demo: bool = False) -> int:
 
 async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
               sock: socket.socket) -> int:
+    settings = settings.with_(metrics_port=settings.metrics_port or free_port())
     settings, broker = await bootstrap.prepare_broker(settings)
     stop = asyncio.Event()
     database_up = asyncio.Event()
@@ -285,7 +292,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
         serving.result()
         return 1
     url = f"http://{settings.host}:{settings.port}"
-    instance = write_instance(settings.data_dir, url)  # `publish --data-dir` reads it
+    # `publish --data-dir` reads it, and the README's Kafka tools
+    instance = write_instance(settings.data_dir, url, settings.bootstrap_servers)
     # the banner once /readyz would answer 200 (the worker holds its partitions), so a
     # user who reads it can use it at once
     waited = 0.0
@@ -296,8 +304,14 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
     print("schema registry: " + (settings.schema_registry_url
                                  or f"{url}/schema-registry"), flush=True)
+    print(f"kafka: {settings.bootstrap_servers}" + (
+        "  (embedded broker; older librdkafka tools: see README, Kafka tools)"
+        if settings.embedded_broker else ""), flush=True)
+    print(f"metrics: {url}/metrics  (the worker's included)", flush=True)
     log.info("up.ready", url=url, broker=settings.bootstrap_servers,
              embedded=settings.embedded_broker)
+    throughput = asyncio.create_task(log_throughput(
+        stop, event="api.throughput", totals=metrics.ingest_totals, rate_of="accepted"))
     demo_task = None
     if demo:
         from .demo_feed import run_demo_feed
@@ -305,6 +319,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
                                                       customers=settings.demo_customers))
     await stop.wait()
     log.info("up.stopping")
+    await throughput
     if demo_task:
         demo_task.cancel()
         with suppress(asyncio.CancelledError, Exception):
