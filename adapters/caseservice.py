@@ -204,7 +204,7 @@ class CaseService:
             # facts are not rejected: an interaction that does not fit the case's state
             # (say, a reply to a resolved case) stays in the timeline, the case unchanged
             log.debug("case.interaction_ignored", case_id=str(target.id), event_id=eid,
-                     reason=type(exc).__name__)
+                      reason=type(exc).__name__)
             return str(target.id)
         self._save(target)
         return str(target.id)
@@ -234,7 +234,7 @@ class CaseService:
             pass  # opened concurrently by the same event: the one stored stands
         self.control.index_case(customer_id, env["channel"], str(case.id))
         log.debug("case.opened", case_id=str(case.id), priority=priority,
-                 policy=policy.name if policy else None)
+                  policy=policy.name if policy else None)
         return str(case.id)
 
     def _policies(self) -> list[sla.SlaPolicy]:

@@ -229,7 +229,7 @@ class SlaScheduler:
         if seq is not None:
             self.emitted += 1
             log.debug("sla.alert", kind=due.kind, case_id=str(case.id), metric=due.metric,
-                     seq=seq)
+                      seq=seq)
             self.on_alert()
 
     async def start(self) -> int:
