@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from aiokafka import TopicPartition
 
 from . import bootstrap, kafka
@@ -26,6 +29,64 @@ from .privacy import privacy
 from .readstore import ReadStore
 
 log = get_logger(__name__)
+
+
+@dataclass
+class Processes:
+    """The processes a bench run measures besides its own: the embedded database server
+    and broker (None when external: their CPU is then not seen)."""
+    database: int | None = None
+    broker: int | None = None
+
+
+def _tree_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of a process, its live descendants and its reaped
+    children: a PostgreSQL server's backends come and go, their time stays counted."""
+    if pid is None:
+        return None
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return None
+
+
+class CpuMeter:
+    """CPU seconds spent between ``start`` and ``stop`` by this process (the worker or the
+    baseline loop, all threads), the database server and the broker, each apart."""
+
+    def __init__(self, procs: Processes) -> None:
+        self.procs = procs
+        self.spent: dict[str, float | None] = {}
+
+    def _now(self) -> dict[str, float | None]:
+        return {"worker": time.process_time(), "database": _tree_cpu(self.procs.database),
+                "broker": _tree_cpu(self.procs.broker)}
+
+    def start(self) -> None:
+        self._t0 = self._now()
+
+    def stop(self) -> dict[str, float | None]:
+        end = self._now()
+        self.spent = {k: (None if end[k] is None or self._t0[k] is None
+                          else end[k] - self._t0[k])  # type: ignore[operator]
+                      for k in end}
+        return self.spent
+
+    def us_per_event(self, n: int) -> dict[str, float | None]:
+        return {k: None if v is None else round(v / n * 1e6, 1) for k, v in self.spent.items()}
+
+
+def _total(parts: dict[str, float | None]) -> float:
+    return round(sum(v for v in parts.values() if v is not None), 1)
 
 
 async def _baseline(settings: Settings, codec: Any, n: int) -> float:
@@ -51,62 +112,164 @@ async def _baseline(settings: Settings, codec: Any, n: int) -> float:
         await consumer.stop()
 
 
+VISIBLE_WITHIN_S = 30  # freshness: how long a sample is waited for
+
+
 async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
-                     samples: int) -> list[float]:
-    """Accepted (ingest returned) -> visible in the read store, one event at a time."""
+                     samples: int, *, load_per_s: int = 0) -> list[float]:
+    """Accepted (ingest returned) -> visible in the read store, one event at a time; with
+    ``load_per_s``, while other events are ingested at that rate beside the samples."""
     store = ReadStore(services.db)
     live = asyncio.create_task(services.projector.run(group=False))
+    load = asyncio.create_task(_load(ingestor, load_per_s)) if load_per_s else None
     lat = []
     try:
         for i, env in enumerate(synthetic_events(samples, seed=99)):
-            env = {**env, "event_id": f"fresh-{i}-{env['event_id']}"}
+            env = {**env, "event_id": f"fresh-{load_per_s}-{i}-{env['event_id']}"}
             await ingestor.publish([env])
             t0 = time.perf_counter()
             while not store.has_event(env["event_id"]):
-                if time.perf_counter() - t0 > 10:
-                    raise TimeoutError("event not visible after 10 s")
+                if time.perf_counter() - t0 > VISIBLE_WITHIN_S:
+                    # the pipeline cannot keep up (a loaded machine, a load above its
+                    # rate): the sample counts as the wait, the load stops growing
+                    if load is not None:
+                        load.cancel()
+                    break
                 await asyncio.sleep(0.001)
             lat.append((time.perf_counter() - t0) * 1000)
+            if load_per_s:
+                await asyncio.sleep(0.02)  # samples spread over the load
     finally:
-        live.cancel()
-        try:
-            await live
-        except asyncio.CancelledError:
-            pass
+        for task in (load, live):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
     return lat
 
 
+async def _load(ingestor: Ingestor, per_s: int) -> None:
+    """Ingest ``per_s`` events a second, in requests of 50, until cancelled."""
+    tick = 50 / per_s
+    data = synthetic_events(per_s * 120, seed=7)
+    i, next_at = 0, time.perf_counter()
+    while True:
+        batch = [{**e, "event_id": f"load-{i + j}-{e['event_id']}"}
+                 for j, e in enumerate(data[i % len(data):i % len(data) + 50])]
+        await ingestor.publish(batch)
+        i += 50
+        next_at += tick
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+
+def _percentiles(lat: list[float]) -> dict[str, float]:
+    """p50 and p99, and how many samples were not visible within VISIBLE_WITHIN_S."""
+    lat = sorted(lat)
+    return {"p50": round(statistics.median(lat), 2),
+            "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+            "late": sum(1 for x in lat if x >= VISIBLE_WITHIN_S * 1000)}
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (what ``du`` counts)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass  # a temporary file that went away meanwhile
+    return total
+
+
+def _footprint(settings: Settings, db: Any) -> dict[str, int]:
+    """After a checkpoint: the database's size (tables and indexes) and everything else
+    the data dir holds on disk (the embedded server's WAL and files, the key store)."""
+    db.execute("CHECKPOINT")
+    database = int(db.scalar("SELECT pg_database_size(current_database())"))
+    whole = _disk_bytes(settings.data_dir)
+    return {"data_dir": whole - database if settings.embedded_database else whole,
+            "database": database}
+
+
 async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False,
-                    samples: int = 200, views: dict[str, Any] | None = None) -> int:
-    """``views``: the arguments of a ``--views`` part (adapters/bench_views.py), run after
+                    samples: int = 200, views: dict[str, Any] | None = None,
+                    runs: int = 1) -> int:
+    """``runs`` pipeline parts, each in a scratch dir of its own, judged on their medians.
+    ``views``: the arguments of a ``--views`` part (adapters/bench_views.py), run after
     the pipeline part in a scratch dir of its own; its figures go under ``views``."""
-    async with scratch(base, "bench") as settings:
-        result = await _run(settings, events, samples)
+    parts = []
+    for _ in range(runs):
+        async with scratch_with_processes(base, "bench") as (settings, procs):
+            parts.append(await _run(settings, procs, events, samples))
+    result = _summary(parts)
     if views is not None:
         from .bench_views import run_views
         result["views"] = await run_views(base, **views)
     if as_json:
         print(json.dumps(result))
     else:
-        rows = [("events", f"{result['events']}"),
-                ("ingest (validate+encode+produce+journal)",
-                 f"{result['ingest_events_per_s']:,.0f} ev/s"),
-                ("baseline (getmany+decode)", f"{result['baseline_events_per_s']:,.0f} ev/s"),
-                ("pipeline (decode+project+read store)",
-                 f"{result['pipeline_events_per_s']:,.0f} ev/s"),
-                ("ratio pipeline/baseline", f"{result['ratio']:.3f}")]
-        for label, value in rows:
-            print(f"{label:<42}{value:>16}")
-        f = result["freshness_ms"]
-        print(f"freshness accepted->visible  p50 {f['p50']:.1f} ms  p99 {f['p99']:.1f} ms"
-              f"  ({samples} events)")
+        _print(result, samples)
         if views is not None:
             from .bench_views import print_views
             print_views(result["views"])
     return 0
 
 
-async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
+def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures as they are; several: the median of each figure over the runs,
+    the runs themselves kept under ``runs``."""
+    if len(parts) == 1:
+        return parts[0]
+    return {**_medians(parts), "median_of": len(parts), "runs": parts}
+
+
+def _medians(values: list[Any]) -> Any:
+    """The median, figure by figure, of like-shaped results (texts from the first)."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _medians([v[k] for v in values]) for k in first}
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    if any(v is None for v in values):
+        return None
+    return round(statistics.median(values), 4)
+
+
+def _print(result: dict[str, Any], samples: int) -> None:
+    cpu, disk = result["cpu_us_per_event"], result["disk_bytes_per_event"]
+    rows = [("events", f"{result['events']}"),
+            ("ingest (validate+encode+produce+journal)",
+             f"{result['ingest_events_per_s']:,.0f} ev/s"),
+            ("baseline (getmany+decode)", f"{result['baseline_events_per_s']:,.0f} ev/s"),
+            ("pipeline (decode+project+read store)",
+             f"{result['pipeline_events_per_s']:,.0f} ev/s"),
+            ("ratio pipeline/baseline", f"{result['ratio']:.3f}"),
+            ("cpu/event pipeline (all processes)", f"{cpu['pipeline']:,.0f} us"),
+            ("cpu/event baseline (all processes)", f"{cpu['baseline']:,.0f} us"),
+            ("disk/event database", f"{disk['database']:,.0f} B"),
+            ("disk/event data dir apart from it", f"{disk['data_dir']:,.0f} B"),
+            ("disk/event in all", f"{disk['total']:,.0f} B")]
+    if "median_of" in result:
+        print(f"medians of {result['median_of']} runs")
+    for label, value in rows:
+        print(f"{label:<42}{value:>16}")
+    for name, parts in (("pipeline", {k: cpu[k] for k in ("worker", "database", "broker")}),
+                        ("baseline", cpu["baseline_parts"])):
+        split = ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items() if v is not None)
+        print(f"  {name} cpu/event: {split}")
+    for key, label in (("freshness_ms", "at a trickle"),
+                       ("freshness_under_load_ms", "under 1,000 ev/s")):
+        f = result[key]
+        late = f" ({f['late']} not visible within {VISIBLE_WITHIN_S} s)" if f["late"] else ""
+        print(f"freshness accepted->visible {label}  p50 {f['p50']:.1f} ms"
+              f"  p99 {f['p99']:.1f} ms  ({samples} events){late}")
+
+
+async def _run(settings: Settings, procs: Processes, n: int, samples: int,
+               ) -> dict[str, Any]:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     data = synthetic_events(n, seed=1)
     services = await bootstrap.worker_services(settings)
@@ -114,26 +277,45 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
     ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
                         journal, privacy(settings, services.db))
     try:
+        fresh = _footprint(settings, services.db)
         t0 = time.perf_counter()
         for i in range(0, n, 1000):
             result = await ingestor.publish(data[i:i + 1000])
             if result.accepted != len(data[i:i + 1000]):
                 raise RuntimeError(f"bench data rejected: {result.rejected[:3]}")
         ingest_rate = n / (time.perf_counter() - t0)
+        base_cpu = CpuMeter(procs)
+        base_cpu.start()
         baseline = await _baseline(settings, services.projector.decoder, n)
+        base_cpu.stop()
+        pipe_cpu = CpuMeter(procs)
+        pipe_cpu.start()
         t0 = time.perf_counter()
         progress = await services.projector.run(group=False, until_end=True)
         pipeline = progress.events / (time.perf_counter() - t0)
-        lat = sorted(await _freshness(settings, services, ingestor, samples))
+        pipe_cpu.stop()
+        after = _footprint(settings, services.db)
+        lat = await _freshness(settings, services, ingestor, samples)
+        loaded = await _freshness(settings, services, ingestor, samples, load_per_s=1000)
     finally:
         await services.close()
+    pipe_parts, base_parts = pipe_cpu.us_per_event(n), base_cpu.us_per_event(n)
     return {
         "events": n,
         "pipeline_events_per_s": round(pipeline, 1),
         "baseline_events_per_s": round(baseline, 1),
         "ratio": round(pipeline / baseline, 4),
-        "freshness_ms": {"p50": round(statistics.median(lat), 2),
-                         "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)},
+        # CPU time per event of every process involved (this one, the embedded database
+        # server with its backends, the embedded broker; null when external)
+        "cpu_us_per_event": {"pipeline": _total(pipe_parts), "baseline": _total(base_parts),
+                             **pipe_parts, "baseline_parts": base_parts},
+        # (size after the n events - size of the fresh instance) / n, after checkpoints
+        "disk_bytes_per_event": {"events": n, **{k: round((after[k] - fresh[k]) / n)
+                                                 for k in after},
+                                 "total": round((sum(after.values()) - sum(fresh.values()))
+                                                / n)},
+        "freshness_ms": _percentiles(lat),
+        "freshness_under_load_ms": _percentiles(loaded),
         "ingest_events_per_s": round(ingest_rate, 1),
         "broker": "embedded" if settings.embedded_broker else "external",
     }
@@ -143,6 +325,14 @@ async def _run(settings: Settings, n: int, samples: int) -> dict[str, Any]:
 async def scratch(base: Settings, prefix: str) -> AsyncIterator[Settings]:
     """Settings for one benchmark run: a temporary data dir, topics of its own and the
     embedded broker unless a cluster is configured."""
+    async with scratch_with_processes(base, prefix) as (settings, _procs):
+        yield settings
+
+
+@asynccontextmanager
+async def scratch_with_processes(base: Settings, prefix: str,
+                                 ) -> AsyncIterator[tuple[Settings, Processes]]:
+    """``scratch``, with the embedded database's and broker's process ids."""
     with tempfile.TemporaryDirectory(prefix=f"contactstream-{prefix}-") as tmp:
         settings = base.with_(data_dir=Path(tmp), database_url="",
                               topic_prefix=f"{prefix}{int(time.time() * 1000)}")
@@ -152,8 +342,11 @@ async def scratch(base: Settings, prefix: str) -> AsyncIterator[Settings]:
             broker = EmbeddedBroker().start()
             settings = settings.with_(bootstrap_servers=broker.bootstrap_servers,
                                       embedded_broker=True)
+        procs = Processes(database=pg.proc.pid if pg is not None and pg.proc else None,
+                          broker=broker.proc.pid if broker is not None and broker.proc
+                          else None)
         try:
-            yield settings
+            yield settings, procs
         finally:
             if broker:
                 broker.stop()

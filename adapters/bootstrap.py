@@ -136,8 +136,7 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
                           ) -> WorkerServices:
     """The projector with the identity graph and the case stage, and around it the SLA
     timers, outbox relays and webhook deliveries."""
-    producer = kafka.producer(settings)
-    await producer.start()
+    producer = await kafka.start_producer(settings)
     db = database(settings)
     clock = clock or SystemClock()
     now = clock.now
@@ -231,8 +230,7 @@ class ApiServices:
 
 
 async def api_services(settings: Settings) -> ApiServices:
-    producer = kafka.producer(settings)
-    await producer.start()
+    producer = await kafka.start_producer(settings)
     db = database(settings, max_size=16)
     try:
         return await _api_services(settings, producer, db)
@@ -279,8 +277,7 @@ async def restore_broker(settings: Settings, window: bool = True) -> None:
     what the projector has passed on the interactions and cases topics comes back as
     packed placeholders (a replay, reading from the start, restores it all)."""
     db = database(settings, max_size=2)
-    producer = kafka.producer(settings)
-    await producer.start()
+    producer = await kafka.start_producer(settings)
     try:
         passed = passed_offsets(db, settings) if window else {}
         await restore(producer, [IngestJournal(db).records(), archived(db)], passed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -69,17 +69,25 @@ class CaseService:
         # IntegrityError, the cache is dropped and the batch redone from the store
         self._cache: OrderedDict[uuid.UUID, Case] = OrderedDict()
         self._policies_cache: list[sla.SlaPolicy] | None = None
+        # inside batch(): case ids known not to be stored when it began
+        self._absent: set[uuid.UUID] = set()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, interactions: Sequence[tuple[str, dict[str, Any]]] = (),
+              ) -> Iterator[None]:
         """Apply many interactions, then save every changed case in one transaction (and
         the control store's writes in one more). IntegrityError when an agent changed one
         of the cases meanwhile: nothing of the batch is saved, and the caller redoes it
-        interaction by interaction (every command is idempotent)."""
+        interaction by interaction (every command is idempotent). ``interactions``, the
+        (customer, envelope)s the batch will handle, are looked up in a few queries first
+        (their routes, the customers' open cases, which cases they would open exist)."""
         self._pending = {}
         self._policies_cache = None
+        self._absent = set()
         try:
             with self.control.batch():
+                if interactions:
+                    self._preload(interactions)
                 yield
                 if self._pending:
                     self.app.save(*self._pending.values())
@@ -94,6 +102,21 @@ class CaseService:
         finally:
             self._pending = None
             self._policies_cache = None
+            self._absent = set()
+
+    def _preload(self, interactions: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        event_ids = [env["event_id"] for _, env in interactions]
+        self.control.preload(event_ids, {(c, env["channel"]) for c, env in interactions})
+        # the cases these interactions would open, if not opened already (a redelivery,
+        # a crash after the save): one query instead of one a message
+        ids = {Case.id_for(e) for e in event_ids} - set(self._cache)
+        if ids:
+            table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+            found = {r[0] for r in self.control.db.all(
+                f"SELECT DISTINCT originator_id FROM {table}"  # noqa: S608 (our own name)
+                " WHERE originator_id = ANY(%s)", (sorted(ids),))}
+            self._absent = ids - found
+
     # -- queries ---------------------------------------------------------------------------
     def get(self, case_id: str | uuid.UUID) -> Case:
         try:
@@ -103,6 +126,8 @@ class CaseService:
                     return self._pending[cid]
                 if cid in self._cache:
                     return self._cache[cid]
+                if cid in self._absent:  # not stored when the batch began
+                    raise AggregateNotFoundError(cid)
             return self.app.repository.get(cid)  # type: ignore[return-value]
         except (ValueError, AggregateNotFoundError) as exc:
             raise CaseNotFound(str(case_id)) from exc

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="pipeline vs raw aiokafka baseline, one run")
     bench.add_argument("--events", type=int, default=100_000)
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--runs", type=int, default=1,
+                       help="pipeline parts to run, each on fresh data; medians reported")
+    bench.add_argument("--samples", type=int, default=200,
+                       help="events timed one by one for freshness, at a trickle and under load")
     bench.add_argument("--alerts", type=int, metavar="CASES",
                        help="instead: alert latency after the deadline over CASES cases")
     bench.add_argument("--views", type=int, metavar="EVENTS",
@@ -125,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(run_alert_bench(settings, cases=args.alerts, as_json=args.json))
         from .bench import run_bench
         return asyncio.run(run_bench(settings, events=args.events, as_json=args.json,
-                                     views=views))
+                                     views=views, runs=max(1, args.runs),
+                                     samples=max(1, args.samples)))
     return 2
 
 

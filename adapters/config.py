@@ -14,6 +14,13 @@ def _env(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default).lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a contactstream process needs to know about its surroundings."""
@@ -49,6 +56,11 @@ class Settings:
     # customers of the `up --demo` population (its history is about 67 events each)
     demo_customers: int = 400
     extra: dict[str, str] = field(default_factory=dict)
+
+    # the idempotent producer on an external cluster: "auto" asks for it and, when the
+    # broker refuses (some Kafka-protocol brokers, e.g. Tansu, answer InitProducerId with
+    # an error), goes on without it and says so; "on" requires it; "off" never asks
+    kafka_idempotence: str = "auto"
 
     # True when the broker is our own memory-only Tansu: enables the local archive and
     # restore, and turns the idempotent producer off (Tansu cannot do it).
@@ -129,6 +141,8 @@ def from_env(**overrides: object) -> Settings:
         demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),
         max_streams_per_token=int(_env("CONTACTSTREAM_MAX_STREAMS_PER_TOKEN", "10")),
         broker_max_mb=int(_env("CONTACTSTREAM_BROKER_MAX_MB", "512")),
+        kafka_idempotence=_choice("CONTACTSTREAM_KAFKA_IDEMPOTENCE", "auto",
+                                  ("auto", "on", "off")),
     )
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" in clean:

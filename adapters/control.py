@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -144,16 +145,82 @@ class SupervisorSettings(_Session):
 
 
 
+@dataclass
+class _CaseMemo:
+    """What a batch of the case stage knows of the case index and the routes: read once
+    for the batch (``CaseMemory.preload``), changed in memory, written at its end."""
+    routes: dict[str, str | None] = field(default_factory=dict)  # handled: event -> case
+    unrouted: set[str] = field(default_factory=set)  # known not handled yet
+    index: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    new_routes: dict[str, str | None] = field(default_factory=dict)
+    new_index: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
 class CaseMemory(_Session):
     """What the case stage remembers between batches: each customer's open case per
-    channel, the case each interaction went to, complaint history, erasures."""
+    channel, the case each interaction went to, complaint history, erasures.
+
+    Inside ``batch()``, the routes and the index are kept in memory after ``preload``
+    read them for the whole batch, and written together when the batch ends (in its
+    transaction): two queries and two statements a batch instead of four a message."""
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with super().batch():
+            self._local.memo = memo = _CaseMemo()
+            try:
+                yield
+                self._write_memo(memo)
+            finally:
+                self._local.memo = None
+
+    def _memo(self) -> _CaseMemo | None:
+        return getattr(self._local, "memo", None)
+
+    def preload(self, event_ids: Sequence[str], pairs: Iterable[tuple[str, str]]) -> None:
+        """Inside ``batch()``: read the routes of these interactions and the open cases of
+        these (customer, channel)s, each in one query."""
+        memo = self._memo()
+        if memo is None:
+            return
+        wanted = [e for e in event_ids if e not in memo.routes]
+        memo.routes.update(self._all("SELECT event_id, case_id FROM case_routes"
+                                     " WHERE event_id = ANY(%s)", (wanted,)))
+        memo.unrouted.update(e for e in wanted if e not in memo.routes)
+        pairs = {p for p in pairs if p not in memo.index}
+        customers = sorted({c for c, _ in pairs})
+        found = {(c, ch): case for c, ch, case in self._all(
+            "SELECT customer_id, channel, case_id FROM case_index"
+            " WHERE customer_id = ANY(%s)", (customers,))}
+        memo.index.update({p: found.get(p) for p in pairs})
+
+    def _write_memo(self, memo: _CaseMemo) -> None:
+        with self._tx() as conn:
+            if memo.new_routes:
+                conn.execute("INSERT INTO case_routes SELECT * FROM unnest(%s::text[],"
+                             " %s::text[]) ON CONFLICT DO NOTHING",
+                             [list(c) for c in zip(*memo.new_routes.items(), strict=True)])
+            if memo.new_index:
+                rows = sorted((c, ch, case) for (c, ch), case in memo.new_index.items())
+                conn.execute("INSERT INTO case_index SELECT * FROM unnest(%s::text[],"
+                             " %s::text[], %s::text[]) ON CONFLICT (customer_id, channel)"
+                             " DO UPDATE SET case_id=excluded.case_id",
+                             [list(c) for c in zip(*rows, strict=True)])
 
     def open_case_for(self, customer_id: str, channel: str) -> str | None:
+        memo = self._memo()
+        if memo is not None and (customer_id, channel) in memo.index:
+            return memo.index[(customer_id, channel)]
         rows = self._all("SELECT case_id FROM case_index WHERE customer_id=%s AND"
                          " channel=%s", (customer_id, channel))
         return rows[0][0] if rows else None
 
     def index_case(self, customer_id: str, channel: str, case_id: str) -> None:
+        memo = self._memo()
+        if memo is not None:
+            memo.index[(customer_id, channel)] = case_id
+            memo.new_index[(customer_id, channel)] = case_id
+            return
         self._write("INSERT INTO case_index VALUES (%s,%s,%s) ON CONFLICT (customer_id,"
                     " channel) DO UPDATE SET case_id=excluded.case_id",
                     (customer_id, channel, case_id))
@@ -161,10 +228,22 @@ class CaseMemory(_Session):
     def case_route(self, event_id: str) -> tuple[bool, str | None]:
         """Whether the case stage already handled this interaction, and the case it went to
         (None: no case, e.g. an agent's message outside any case)."""
+        memo = self._memo()
+        if memo is not None:
+            if event_id in memo.routes:
+                return True, memo.routes[event_id]
+            if event_id in memo.unrouted:
+                return False, None
         rows = self._all("SELECT case_id FROM case_routes WHERE event_id=%s", (event_id,))
         return (False, None) if not rows else (True, rows[0][0])
 
     def record_case_route(self, event_id: str, case_id: str | None) -> None:
+        memo = self._memo()
+        if memo is not None:
+            if event_id not in memo.routes:  # the first decision stands, as in the table
+                memo.routes[event_id] = memo.new_routes[event_id] = case_id
+                memo.unrouted.discard(event_id)
+            return
         self._write("INSERT INTO case_routes VALUES (%s,%s) ON CONFLICT DO NOTHING",
                     (event_id, case_id))
 

@@ -83,10 +83,11 @@ class IngestJournal:
         return int(self.db.scalar("SELECT COUNT(*) FROM ingest_journal"))
 
     def records(self) -> Iterable[ArchivedRecord]:
-        """Every journalled record, in (topic, partition, offset) order, streamed."""
+        """Every journalled record, streamed, in no particular order (the restore places
+        each by its position)."""
         with self.db.tx() as conn, conn.cursor(name="journal_scan") as cur:
             cur.execute('SELECT topic, partition, "offset", key, value, received_at'
-                        ' FROM ingest_journal ORDER BY topic, partition, "offset"')
+                        ' FROM ingest_journal')
             for t, p, o, k, v, ts in cur:
                 yield ArchivedRecord(t, p, o, k, v, [], ts)
 

@@ -7,7 +7,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownError,
+    UnsupportedVersionError,
+)
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from .config import Settings
@@ -27,12 +33,13 @@ def record_size(key: bytes | None, value: bytes | None) -> int:
 
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """acks=all always. The idempotent producer only against a real cluster: the embedded
-    broker answers InitProducerId with UnknownError."""
+    """acks=all always. The idempotent producer only against an external cluster, unless
+    ``kafka_idempotence`` is off: the embedded broker answers InitProducerId with
+    UnknownError. ``start_producer`` also falls back where an external broker refuses."""
     opts: dict[str, Any] = dict(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
-        enable_idempotence=not settings.embedded_broker,
+        enable_idempotence=_idempotent(settings),
         linger_ms=2,
         max_batch_size=1024 * 1024,
         max_request_size=MAX_RECORD_BYTES,
@@ -40,6 +47,41 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     )
     opts.update(overrides)
     return AIOKafkaProducer(**opts)
+
+
+def _idempotent(settings: Settings) -> bool:
+    return not settings.embedded_broker and settings.kafka_idempotence != "off"
+
+
+class IdempotenceRefused(KafkaError):
+    """CONTACTSTREAM_KAFKA_IDEMPOTENCE=on, and the broker cannot give it."""
+
+
+async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A started ``producer``. Where the broker refuses the idempotent producer (it
+    answers InitProducerId with an error), ``kafka_idempotence=auto`` goes on without it,
+    with a warning: acks=all still holds, a retried send may then be written twice, and
+    every consumer of ours keys its rows by event id, so a duplicate changes nothing."""
+    asked = overrides.get("enable_idempotence", _idempotent(settings))
+    p = producer(settings, **overrides)
+    try:
+        await p.start()
+        return p
+    except (UnknownError, UnsupportedVersionError, ClusterAuthorizationFailedError) as exc:
+        await p.stop()
+        if not asked:
+            raise
+        if settings.kafka_idempotence == "on":
+            raise IdempotenceRefused(
+                f"the broker refused the idempotent producer ({type(exc).__name__});"
+                " set CONTACTSTREAM_KAFKA_IDEMPOTENCE=auto or off to go on without it"
+            ) from exc
+        log.warning("kafka.idempotence_refused", error=type(exc).__name__,
+                    action="producing without idempotence (acks=all);"
+                           " set CONTACTSTREAM_KAFKA_IDEMPOTENCE=off to skip the attempt")
+    p = producer(settings, **{**overrides, "enable_idempotence": False})
+    await p.start()
+    return p
 
 
 def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any,

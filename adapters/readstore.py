@@ -26,6 +26,7 @@ from .figurestore import (
     FIGURE_TABLES,
     FigureWriter,
     survivors,
+    unnest_insert,
 )
 from .logging import get_logger
 
@@ -69,28 +70,27 @@ def _display(displays: Displays, ident: tuple[str, str]) -> tuple[Any, Any, Any]
 
 def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays) -> None:
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
-    batch's transaction."""
+    batch's transaction: one statement a table, rows in key order (row locks in one
+    order); each table's rows are keyed by its conflict key, so no row comes twice."""
     cur = conn.cursor()
-    cur.executemany(
-        "INSERT INTO identity_edges VALUES (%s,%s,%s) ON CONFLICT (edge) DO UPDATE SET"
-        " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event"
-        " WHERE (excluded.claim_ms, excluded.claim_event)"
-        " < (identity_edges.claim_ms, identity_edges.claim_event)",
-        [(e, ms, ev) for e, (ms, ev) in batch.edges.items()])
-    cur.executemany("INSERT INTO identity_bases VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
-                    [(b, k, v) for b, (k, v) in batch.new_bases.items()])
-    cur.executemany("INSERT INTO identity_separations VALUES (%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING",
-                    [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])
-    cur.executemany(
-        "INSERT INTO customer_links VALUES (%s,%s) ON CONFLICT (base) DO UPDATE SET"
-        " survivor=excluded.survivor", list(batch.links.items()))
-    cur.executemany(
-        "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
-        " display_event) VALUES (%s,%s,%s,TRUE,%s,%s,%s) ON CONFLICT (kind, value) DO UPDATE"
-        " SET customer_id=excluded.customer_id," + KEEP_EARLIEST_DISPLAY,
-        [(k, v, cid, *_display(displays, (k, v)))
-         for (k, v), cid in batch.identifiers.items()])
+    unnest_insert(cur, "INSERT INTO identity_edges", "text int8 text",
+            sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items()),
+            "ON CONFLICT (edge) DO UPDATE SET claim_ms=excluded.claim_ms,"
+            " claim_event=excluded.claim_event WHERE (excluded.claim_ms, excluded.claim_event)"
+            " < (identity_edges.claim_ms, identity_edges.claim_event)")
+    unnest_insert(cur, "INSERT INTO identity_bases", "text text text",
+            sorted((b, k, v) for b, (k, v) in batch.new_bases.items()), "ON CONFLICT DO NOTHING")
+    unnest_insert(cur, "INSERT INTO identity_separations", "text text text text",
+            sorted({(a[0], a[1], b[0], b[1]) for a, b in batch.separations}),
+            "ON CONFLICT DO NOTHING")
+    unnest_insert(cur, "INSERT INTO customer_links", "text text", sorted(batch.links.items()),
+            "ON CONFLICT (base) DO UPDATE SET survivor=excluded.survivor")
+    unnest_insert(cur, "INSERT INTO identifiers (kind, value, customer_id, strong, display,"
+            " display_ms, display_event)", "text text text bool text int8 text",
+            sorted((k, v, cid, True, *_display(displays, (k, v)))
+                   for (k, v), cid in batch.identifiers.items()),
+            "ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
+            + KEEP_EARLIEST_DISPLAY)
 
 
 class ReadStoreWriter:
@@ -168,13 +168,12 @@ class ReadStoreWriter:
                           ) -> list[TimelineEntry]:
         """Returns the entries the timeline did not hold yet: only they add to figures."""
         cur = conn.cursor()
-        cur.executemany(
-            "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
-            " display_event) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (kind, value)"
-            " DO UPDATE SET customer_id=excluded.customer_id, strong=TRUE"
-            " WHERE excluded.strong AND NOT identifiers.strong",
-            [(k, v, cid, bool(strong), *_display(state.displays, (k, v)))
-             for (k, v), (cid, strong) in state.new_identifiers.items()])
+        unnest_insert(cur, "INSERT INTO identifiers (kind, value, customer_id, strong, display,"
+                " display_ms, display_event)", "text text text bool text int8 text",
+                sorted((k, v, cid, bool(strong), *_display(state.displays, (k, v)))
+                       for (k, v), (cid, strong) in state.new_identifiers.items()),
+                "ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
+                " strong=TRUE WHERE excluded.strong AND NOT identifiers.strong")
         # an identifier already stored shows the earliest form any batch brought
         older = [(k, v, shown, ms, ev) for (k, v), (ms, ev, shown) in state.displays.items()
                  if (k, v) not in state.new_identifiers]
@@ -197,12 +196,12 @@ class ReadStoreWriter:
             " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
             " %b::text[], %b::text[]) AS u(e, c, ms, at, r, t, ch, s, a, q, cs, p, k)"
             " ON CONFLICT DO NOTHING RETURNING event_id", [list(c) for c in columns])]
-        cur.executemany(
-            "INSERT INTO customers VALUES (%s,%s,%s,%s) ON CONFLICT (customer_id) DO UPDATE"
-            " SET name=excluded.name, name_ms=excluded.name_ms, name_event=excluded.name_event"
-            " WHERE (excluded.name_ms, excluded.name_event)"
-            " > (customers.name_ms, customers.name_event)",
-            [(cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()])
+        unnest_insert(cur, "INSERT INTO customers", "text text int8 text",
+                sorted((cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()),
+                "ON CONFLICT (customer_id) DO UPDATE SET name=excluded.name,"
+                " name_ms=excluded.name_ms, name_event=excluded.name_event"
+                " WHERE (excluded.name_ms, excluded.name_event)"
+                " > (customers.name_ms, customers.name_event)")
         return figures.fresh(state.entries, inserted)
 
     def _write_cases(self, conn: psycopg.Connection[Any],

@@ -37,10 +37,54 @@ def text_problem(s: str) -> str | None:
     return None
 
 
+def _text_ok(s: str) -> bool:
+    if "\x00" in s:
+        return False
+    if s.isascii():  # the common case: no surrogate can hide in ASCII
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_storable(envelope: object, max_depth: int | None) -> bool:
+    """``unstorable(...) is None``, quickly: the same walk without naming paths (every
+    record read from the log takes it, so it stays off the per-key string work)."""
+    limit = max_depth if max_depth is not None else -1
+    stack: list[tuple[object, int]] = [(envelope, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        kind = type(value)
+        if kind is str:
+            if not _text_ok(value):  # type: ignore[arg-type]
+                return False
+        elif kind is float:
+            if not math.isfinite(value):  # type: ignore[arg-type]
+                return False
+        elif kind is dict:
+            if depth == limit:
+                return False
+            for k, v in value.items():  # type: ignore[attr-defined]
+                if type(k) is str and not _text_ok(k):
+                    return False
+                push((v, depth + 1))
+        elif kind is list:
+            if depth == limit:
+                return False
+            for v in value:  # type: ignore[attr-defined]
+                push((v, depth + 1))
+    return True
+
+
 def unstorable(envelope: object, max_depth: int | None = MAX_DEPTH) -> str | None:
     """``"<field>: <why>"`` for the first thing in ``envelope`` no store can keep (or
     nested deeper than ``max_depth``), in document order; None when there is none. Walks
     without recursion: depth is data."""
+    if _all_storable(envelope, max_depth):
+        return None
     stack: list[tuple[object, str, int]] = [(envelope, "", 0)]
     while stack:
         value, path, depth = stack.pop()

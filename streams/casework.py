@@ -34,7 +34,7 @@ def case_stage(cases: CaseStore, escalations: Escalations,
         if not relevant:
             return
         try:
-            with cases.batch():
+            with cases.batch(relevant):
                 touched = apply(relevant)
         except IntegrityError:
             # an agent changed a case meanwhile: one by one, each saved on its own

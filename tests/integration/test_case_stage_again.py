@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,9 +119,9 @@ def test_a_batch_an_agent_changed_a_case_of_is_redone_one_by_one(
     batch = worker.batch
 
     @contextmanager
-    def watched() -> Iterator[None]:
+    def watched(interactions: Sequence[tuple[str, dict[str, Any]]] = ()) -> Iterator[None]:
         try:
-            with batch():
+            with batch(interactions):
                 yield
         except IntegrityError as exc:
             conflicts.append(exc)

@@ -46,13 +46,13 @@ def test_a_duplicate_keeps_its_first_place(db: Database) -> None:
     assert (first.partition, first.offset) == (0, 1)
 
 
-def test_records_come_back_whole_and_in_log_order(db: Database) -> None:
+def test_records_come_back_whole_at_their_positions(db: Database) -> None:
     journal = IngestJournal(db)
     rows = [accepted(3, partition=1), accepted(1, partition=0), accepted(2, partition=1),
             accepted(0, partition=0)]
     journal.record(rows)
-    back = list(journal.records())
-    assert [(r.partition, r.offset) for r in back] == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    back = list(journal.records())  # in no particular order: the restore places them
+    assert sorted((r.partition, r.offset) for r in back) == [(0, 0), (0, 1), (1, 2), (1, 3)]
     by_offset = {a.offset: a for a in rows}
     for r in back:
         a = by_offset[r.offset]

@@ -172,6 +172,50 @@ async def test_restore_puts_every_record_back_at_its_offset(tmp_path: Path, db: 
     await asyncio.sleep(0)
 
 
+async def test_the_archive_keeps_only_what_the_journal_does_not_hold(
+        tmp_path: Path, db: Database, database_url: str) -> None:
+    """Issue 12, footprint: an event accepted over HTTP is in the ingest journal, so the
+    projector does not copy it into the archive again; a record produced straight to the
+    broker is archived. The restore brings both back at their offsets."""
+    with EmbeddedBroker() as first:
+        s = Settings(data_dir=tmp_path, bootstrap_servers=first.bootstrap_servers,
+                     embedded_broker=True, partitions=3, topic_prefix="arj",
+                     database_url=database_url)
+        await kafka.ensure_topics(s, kafka.all_topics(s))
+        producer = kafka.producer(s)
+        await producer.start()
+        from contactstream.adapters.ingest import Ingestor
+        codec = bootstrap.codec(s, db)
+        ingestor = Ingestor(s, producer, codec, IngestJournal(db), privacy(s, db))
+        events = [envelope(i, customer={"id": f"c-{i % 7}"}, event_id=f"j-{i}")
+                  for i in range(120)]
+        assert (await ingestor.publish(events[:60])).accepted == 60
+        direct = set()
+        for env in events[60:]:  # a publisher that writes to Kafka itself
+            meta = await (await producer.send(s.interactions_topic, codec.encode(env),
+                                              key=b"c"))
+            direct.add((meta.partition, meta.offset))
+        await _project_all(s)
+        await producer.stop()
+    archived = {(p, o) for p, o in db.all(
+        'SELECT partition, "offset" FROM broker_archive WHERE topic=%s',
+        (s.interactions_topic,))}
+    assert archived == direct
+    before = _dump(database_url)
+    with EmbeddedBroker() as second:
+        s2 = s.with_(bootstrap_servers=second.bootstrap_servers)
+        await kafka.ensure_topics(s2, kafka.all_topics(s2))
+        producer = kafka.producer(s2)
+        await producer.start()
+        counts = await restore(producer, [IngestJournal(db).records(),
+                                          ReadStoreWriter(db).archived()])
+        await producer.stop()
+        assert counts[s2.interactions_topic] == 120
+        ReadStoreWriter(db).reset_projections()
+        await _project_all(s2)
+        assert _dump(database_url)["timeline"] == before["timeline"]
+
+
 async def test_a_windowed_restore_packs_what_the_projector_passed(tmp_path: Path, db: Database,
                                                                   database_url: str) -> None:
     """Issue 10, item 5: records every reader has passed come back as placeholders; the
