@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from .database import DatabaseError
 from .datadir import DataDirBusy
+from .kafka import IdempotenceRefused
 
 
 class StartupError(RuntimeError):
@@ -40,7 +41,7 @@ def listen_socket(host: str, port: int, what: str = "the API",
 def explain(exc: BaseException) -> str | None:
     """The one line for an error that keeps a command from starting; None for any other
     error (a bug: its traceback is worth more than a line)."""
-    if isinstance(exc, (StartupError, DatabaseError, DataDirBusy)):
+    if isinstance(exc, (StartupError, DatabaseError, DataDirBusy, IdempotenceRefused)):
         return str(exc)
     if isinstance(exc, psycopg.OperationalError):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
