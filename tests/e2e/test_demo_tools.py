@@ -171,6 +171,10 @@ def test_metrics_cover_the_worker_and_the_dashboard_uses_only_exported_ones(
     value = {s.name: s.value for f in families for s in f.samples if not s.labels}
     assert value["contactstream_worker_scrape_up"] == 1
     assert value["contactstream_projector_events_total"] > 0
+    # read at the scrape from the database: both relays, a number (a failed read is NaN)
+    relay_lags = {s.labels["relay"]: s.value for f in families for s in f.samples
+                  if s.name == "contactstream_outbox_lag"}
+    assert set(relay_lags) == {"cases", "alerts"} and all(v >= 0 for v in relay_lags.values())
     exported = set(names) | {s.name for f in families for s in f.samples}
     exported |= {f"{f.name}_total" for f in families if f.type == "counter"}
     exported |= {f"{f.name}_{part}" for f in families if f.type == "histogram"
