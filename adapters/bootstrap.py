@@ -232,6 +232,16 @@ class ApiServices:
 async def api_services(settings: Settings) -> ApiServices:
     producer = await kafka.start_producer(settings)
     db = database(settings, max_size=16)
+    try:
+        return await _api_services(settings, producer, db)
+    except BaseException:  # e.g. a schema registry it cannot reach: nothing left open
+        await producer.stop()
+        db.close()
+        raise
+
+
+async def _api_services(settings: Settings, producer: AIOKafkaProducer, db: Database,
+                        ) -> ApiServices:
     journal = IngestJournal(db)
     kit = privacy(settings, db)
     ingestor = Ingestor(settings, producer, codec(settings, db), journal, kit)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .logging import get_logger
+from .startup import StartupError
 
 log = get_logger(__name__)
 
@@ -69,12 +70,15 @@ class EmbeddedBroker:
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         deadline = time.monotonic() + timeout
+        where = f" (its log: {self.log_file})" if self.log_file else ""
         while not _answers(self.host, self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with code {self.proc.returncode}")
+                raise StartupError(f"the embedded broker (tansu) exited with code"
+                                   f" {self.proc.returncode}{where}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"tansu did not answer on {self.bootstrap_servers}")
+                raise StartupError(f"the embedded broker (tansu) did not answer on"
+                                   f" {self.bootstrap_servers} within {timeout:g} s{where}")
             time.sleep(0.05)
         log.info("broker.started", bootstrap=self.bootstrap_servers, pid=self.proc.pid)
         return self

@@ -228,8 +228,8 @@ class CaseService:
         except CaseError as exc:
             # facts are not rejected: an interaction that does not fit the case's state
             # (say, a reply to a resolved case) stays in the timeline, the case unchanged
-            log.info("case.interaction_ignored", case_id=str(target.id), event_id=eid,
-                     reason=type(exc).__name__)
+            log.debug("case.interaction_ignored", case_id=str(target.id), event_id=eid,
+                      reason=type(exc).__name__)
             return str(target.id)
         self._save(target)
         return str(target.id)
@@ -258,8 +258,8 @@ class CaseService:
         except IntegrityError:
             pass  # opened concurrently by the same event: the one stored stands
         self.control.index_case(customer_id, env["channel"], str(case.id))
-        log.info("case.opened", case_id=str(case.id), priority=priority,
-                 policy=policy.name if policy else None)
+        log.debug("case.opened", case_id=str(case.id), priority=priority,
+                  policy=policy.name if policy else None)
         return str(case.id)
 
     def _policies(self) -> list[sla.SlaPolicy]:

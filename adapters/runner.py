@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -15,17 +16,20 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from ..streams.telemetry import log_throughput
 from . import bootstrap, kafka, metrics
 from .api.app import add_case_routes, add_privacy_routes, create_app
 from .audit import AuditLog
 from .auth import write_tokens
 from .avro import SchemaCatalog
-from .broker import EmbeddedBroker, die_with_parent
+from .broker import EmbeddedBroker, die_with_parent, free_port
 from .config import Settings
 from .database import EmbeddedPostgres
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
+from .publish import write_instance
+from .startup import listen_socket
 
 log = get_logger(__name__)
 
@@ -33,6 +37,9 @@ log = get_logger(__name__)
 def _child_env(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
+        # the worker's /metrics, on loopback: the API's /metrics shows it (metrics.py)
+        "CONTACTSTREAM_HOST": "127.0.0.1",
+        "CONTACTSTREAM_METRICS_PORT": str(settings.metrics_port),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "CONTACTSTREAM_EMBEDDED_BROKER": "1" if settings.embedded_broker else "0",
         "CONTACTSTREAM_DATA_DIR": str(settings.data_dir),
@@ -202,6 +209,8 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     add_case_routes(app, services.cases, services.control, lambda: datetime.now(UTC),
                     settings.max_streams_per_token, settings.tz)
     metrics.watch(services.control)
+    if settings.metrics_port:  # `up`'s worker
+        metrics.relay_worker(f"http://127.0.0.1:{settings.metrics_port}/metrics")
     links = bootstrap.link_app(settings)
     audit = AuditLog(services.db)
     add_privacy_routes(app, services.control, audit, links)
@@ -211,17 +220,24 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
 
 
 async def up(settings: Settings, demo: bool = False) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    write_tokens(settings.tokens_file)
-    settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+    # the API's port first: in use, `up` says so before it starts anything else
+    sock = listen_socket(settings.host, settings.port)
     try:
-        return await _up(settings, pg, demo)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_tokens(settings.tokens_file)
+        settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
+        try:
+            return await _up(settings, pg, demo, sock)
+        finally:
+            if pg is not None:
+                pg.stop()
     finally:
-        if pg is not None:
-            pg.stop()
+        sock.close()
 
 
-async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> int:
+async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
+              sock: socket.socket) -> int:
+    settings = settings.with_(metrics_port=settings.metrics_port or free_port())
     settings, broker = await bootstrap.prepare_broker(settings)
     stop = asyncio.Event()
     database_up = asyncio.Event()
@@ -255,7 +271,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():
@@ -271,6 +287,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
         serving.result()
         return 1
     url = f"http://{settings.host}:{settings.port}"
+    # `publish --data-dir` reads it, and the README's Kafka tools
+    instance = write_instance(settings.data_dir, url, settings.bootstrap_servers)
     # the banner once /readyz would answer 200 (the worker holds its partitions), so a
     # user who reads it can use it at once
     waited = 0.0
@@ -282,8 +300,14 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     print(f"tokens: {settings.tokens_file.resolve()}", flush=True)
     print("schema registry: " + (settings.schema_registry_url
                                  or f"{url}/schema-registry"), flush=True)
+    print(f"kafka: {settings.bootstrap_servers}" + (
+        "  (embedded broker; older librdkafka tools: see README, Kafka tools)"
+        if settings.embedded_broker else ""), flush=True)
+    print(f"metrics: {url}/metrics  (the worker's included)", flush=True)
     log.info("up.ready", url=url, broker=settings.bootstrap_servers,
              embedded=settings.embedded_broker)
+    throughput = asyncio.create_task(log_throughput(
+        stop, event="api.throughput", totals=metrics.ingest_totals, rate_of="accepted"))
     demo_task = None
     if demo:
         from .demo_feed import run_demo_feed
@@ -291,6 +315,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
                                                       customers=settings.demo_customers))
     await stop.wait()
     log.info("up.stopping")
+    await throughput
     if demo_task:
         demo_task.cancel()
         with suppress(asyncio.CancelledError, Exception):
@@ -307,5 +332,6 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool) -> in
     links.close()
     if broker:
         broker.stop()
+    instance.unlink(missing_ok=True)
     log.info("up.stopped")
     return 0

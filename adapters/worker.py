@@ -7,7 +7,7 @@ import asyncio
 import signal
 
 from ..streams.app import StreamWorker
-from . import bootstrap, migrations
+from . import bootstrap, metrics, migrations
 from .config import Settings
 from .logging import get_logger
 
@@ -19,8 +19,13 @@ async def run_worker(settings: Settings) -> int:
         log.error("worker.no_database",
                   hint="set CONTACTSTREAM_DATABASE_URL, or run `contactstream up`")
         return 2
+    # the metrics port first: in use, the worker says so before it starts anything
+    server = (metrics.serve_worker_metrics(settings.host, settings.metrics_port)
+              if settings.metrics_port else None)
     await asyncio.to_thread(migrations.migrate, settings.database_url)
     services = await bootstrap.worker_services(settings)
+    if services.control is not None:
+        metrics.watch_worker(services.scheduler, services.control, services.cases)
     failed = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -29,12 +34,16 @@ async def run_worker(settings: Settings) -> int:
         loop.add_signal_handler(sig, signalled.set)
     worker = StreamWorker(settings, services, failed, stop)
     await worker.start()
-    log.info("worker.started", topic=settings.interactions_topic)
+    log.info("worker.started", topic=settings.interactions_topic,
+             metrics=f"http://{settings.host}:{settings.metrics_port}/metrics"
+             if server is not None else None)
     waiters = [asyncio.create_task(signalled.wait()), asyncio.create_task(failed.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
     await worker.stop()
     await services.close()
+    if server is not None:
+        server.shutdown()
     log.info("worker.stopped", failed=failed.is_set())
     return 1 if failed.is_set() else 0

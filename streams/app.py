@@ -22,6 +22,7 @@ from .outbox import OutboxRelay
 from .ports import GAP_HEADER, FigureJob, StreamSettings
 from .projector import Projector
 from .sla import Clock, SlaScheduler, SystemClock
+from .telemetry import log_throughput
 from .webhooks import WebhookDispatcher
 
 log = structlog.get_logger(__name__)
@@ -155,7 +156,8 @@ class StreamWorker:
             "figures", refresh_figures_every(services.writer.refresh_figures,
                                              services.clock or SystemClock(),
                                              self.stop_event))),
-                      asyncio.create_task(self._cases_and_alerts())]
+                      asyncio.create_task(self._cases_and_alerts()),
+                      asyncio.create_task(log_throughput(self.stop_event))]
         await self.app.start()
 
     async def stop(self, drain_s: float = 20.0) -> None:

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from .ports import ArchivedRecord, ConsumerFactory, Positions
+from .telemetry import PUBLISHED
 
 log = structlog.get_logger(__name__)
 
@@ -136,6 +137,7 @@ class OutboxRelay:
         await asyncio.to_thread(self.control.advance, self.name, last,
                                 archive if self.archive else [])
         self.published += len(sends)
+        PUBLISHED.labels(self.name).inc(len(sends))
         if self.on_published:
             self.on_published(items)
         return last

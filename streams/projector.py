@@ -13,6 +13,7 @@ streams/case_events.py, streams/casework.py); this module only wires them to the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from .ports import (
     StreamSettings,
 )
 from .requests import RequestWork
+from .telemetry import BATCH_SECONDS, note_batch, timed
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +107,7 @@ class Projector:
         self._pending_offsets: Mapping[tuple[str, int], int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readstore")
+        self._lags: dict[Any, int] = {}  # per partition, for the lag metric
 
     async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """On the one writer thread: calls run in order, after the commit in flight."""
@@ -191,6 +194,7 @@ class Projector:
     async def process(self, batch: Mapping[Any, Sequence[Any]]) -> None:
         """One fetched batch: its changes are computed here and committed on the writer
         thread while the next batch is fetched and decoded (one commit in flight)."""
+        started = time.perf_counter()
         read = sort_batch(batch, self.topic, self.decoder, archive=self.archive)
         if read.dead and self.dead_letter and self.dead_letters is not None:
             published = await self.dead_letters.send(read.dead)
@@ -208,11 +212,17 @@ class Projector:
         # Commits stay in order (one writer thread), and the identifiers the next batch
         # reads are those of committed batches plus this one, which is awaited before the
         # next lookup.
+        BATCH_SECONDS.labels("process").observe(time.perf_counter() - started)
         await self.flush()
-        self._pending = asyncio.ensure_future(self._db_call(self.store.commit, changes))
+        self._pending = asyncio.ensure_future(
+            self._db_call(timed("commit", self.store.commit), changes))
         self._pending_offsets = read.offsets
         self.progress.records += sum(len(r) for r in batch.values())
         self.progress.events += len(read.envelopes)
+        note_batch(batch, len(read.envelopes), len(read.dead), self._highwater, self._lags)
+
+    def _highwater(self, tp: Any) -> int | None:
+        return self.consumer.highwater(tp) if self.consumer is not None else None
 
     async def _project(self, read: SortedBatch, changes: BatchChanges) -> None:
         """Identity, timeline and the case stage over the batch's valid interactions."""

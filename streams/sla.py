@@ -153,6 +153,11 @@ class SlaScheduler:
             log.error("sla.timer_failed", case_id=case_id, error=repr(task.exception()))
 
     @property
+    def armed(self) -> int:
+        """Cases with a timer task (the metric contactstream_sla_timers_armed)."""
+        return len(self._tasks)
+
+    @property
     def busy(self) -> int:
         """Timer tasks computing now, not asleep until their next instant."""
         return sum(1 for t in self._tasks.values() if t not in self._asleep and not t.done())
@@ -223,8 +228,8 @@ class SlaScheduler:
                     "cycle": str(due.cycle)}))
         if seq is not None:
             self.emitted += 1
-            log.info("sla.alert", kind=due.kind, case_id=str(case.id), metric=due.metric,
-                     seq=seq)
+            log.debug("sla.alert", kind=due.kind, case_id=str(case.id), metric=due.metric,
+                      seq=seq)
             self.on_alert()
 
     async def start(self) -> int:
@@ -309,5 +314,5 @@ class Escalations:
     def _add(self, alert: NewAlert) -> None:
         seq = self.control.add_alert(alert)
         if seq is not None:
-            log.info("escalation.alert", kind=alert.kind, seq=seq)
+            log.debug("escalation.alert", kind=alert.kind, seq=seq)
             self.raised = True  # the caller notifies once its transaction committed

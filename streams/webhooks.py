@@ -14,15 +14,12 @@ from typing import Any
 
 import httpx
 import structlog
-from prometheus_client import Counter
 
 from .ports import Deliveries
+from .telemetry import DELIVERIES
 
 log = structlog.get_logger(__name__)
 
-DELIVERIES = Counter("contactstream_webhook_deliveries_total",
-                     "Webhook delivery attempts by outcome (delivered, retried, failed)",
-                     ["outcome"])
 SIGNATURE_HEADER = "X-Contactstream-Signature"
 ALERT_ID_HEADER = "X-Contactstream-Alert-Id"
 ALERT_FIELDS = ("id", "kind", "case_id", "customer_id", "metric", "due_at", "at", "level",

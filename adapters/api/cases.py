@@ -166,7 +166,7 @@ def _command(api: ApiContext, case_id: str, action: str, body: dict[str, Any],
     except IntegrityError as exc:
         raise ApiError(409, "conflict", "the case was changed concurrently; "
                        "fetch it and try again") from exc
-    log.info("case.command", case_id=str(case.id), action=action, version=case.version)
+    log.debug("case.command", case_id=str(case.id), action=action, version=case.version)
     return _view(api, case)
 
 

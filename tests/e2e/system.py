@@ -18,13 +18,16 @@ import httpx
 from contactstream.adapters.broker import free_port
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """A `contactstream` command as a new user runs it: no CONTACTSTREAM_ or KAFKA_
-    settings inherited from the test process (only those given in ``env``)."""
+    settings inherited from the test process (only those given in ``env``); ``stdin`` is
+    what it reads on its standard input."""
     env = {**{k: v for k, v in os.environ.items()
               if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "contactstream.adapters.cli", *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env,
+                          input=stdin)
 
 
 class Up:

@@ -22,7 +22,9 @@ ANNA = {"id": "c-1001", "email": "anna.kovacs@example.com", "phone": "+363012345
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    with Up(tmp_path_factory.mktemp("up") / "data").start() as system:
+    # at DEBUG: the per-batch and per-case lines too, for the personal-data check below
+    with Up(tmp_path_factory.mktemp("up") / "data",
+            env={"CONTACTSTREAM_LOG_LEVEL": "debug"}).start() as system:
         yield system
 
 
