@@ -26,6 +26,7 @@ from .broker import EmbeddedBroker
 from .caseservice import CaseService, case_app
 from .config import Settings
 from .control import ControlStore
+from .crmstore import CrmReports
 from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
 from .erasure import purge
 from .figurestore import FigureWriter
@@ -245,6 +246,12 @@ async def api_services(settings: Settings) -> ApiServices:
                         parse_rates(settings.fx_rates, settings.base_currency))
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
                        journal, insights, case_service(settings, control, kit), control, db)
+
+
+def crm_reports(settings: Settings, services: ApiServices) -> CrmReports:
+    """The CRM reports (issue 14) over the API's database and control store."""
+    return CrmReports(services.db, services.control, settings.base_currency,
+                      services.insights.rates, settings.timezone)
 
 
 async def prepare_broker(settings: Settings, *, window: bool = True,

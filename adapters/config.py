@@ -42,6 +42,8 @@ class Settings:
     # base64 of 32 bytes; empty: a key file in the data dir (embedded default only)
     master_key: str = ""
     base_currency: str = "EUR"
+    # the reports' calendar: what "today" and a month are (IANA name; issue 14)
+    timezone: str = "UTC"
     # extra or overriding fixed rates, "HUF=0.0025,USD=0.92" (base units per unit)
     fx_rates: str = ""
     # customers of the `up --demo` population (its history is about 67 events each)
@@ -121,6 +123,7 @@ def from_env(**overrides: object) -> Settings:
         key_store=_env("CONTACTSTREAM_KEY_STORE", ""),
         tokens_path=_env("CONTACTSTREAM_TOKENS_FILE", ""),
         base_currency=_env("CONTACTSTREAM_BASE_CURRENCY", "EUR").upper(),
+        timezone=_env("CONTACTSTREAM_TIMEZONE", "UTC"),
         master_key=_env("CONTACTSTREAM_MASTER_KEY", ""),
         fx_rates=_env("CONTACTSTREAM_FX_RATES", ""),
         demo_customers=int(_env("CONTACTSTREAM_DEMO_CUSTOMERS", "400")),

@@ -351,11 +351,15 @@ def _write_buckets(cur: psycopg.Cursor[Any], changes: dict[figures.BucketKey, fi
 
 
 def survivors(conn: psycopg.Connection[Any], bases: set[str]) -> dict[str, str]:
-    """base -> the customer it belongs to now (itself when not linked)."""
+    """base -> the customer it belongs to now (itself when not linked); the pseudonyms of
+    one erasure belong to its first one (``erased_groups``, migration 8), so an erased
+    customer keeps the scores it had."""
     out = {b: b for b in bases}
     if bases:
-        out.update(conn.execute("SELECT base, survivor FROM customer_links WHERE base = ANY(%s)",
-                                (sorted(bases),)).fetchall())
+        out.update(conn.execute(
+            "SELECT base, survivor FROM customer_links WHERE base = ANY(%(b)s) UNION ALL"
+            " SELECT pseudonym, grp FROM erased_groups WHERE pseudonym = ANY(%(b)s)",
+            {"b": sorted(bases)}).fetchall())
     return out
 
 
@@ -364,8 +368,10 @@ def _members(conn: psycopg.Connection[Any], customers: list[str]) -> dict[str, s
     ``_survivors``: a customer's own base counts unless it is linked elsewhere)."""
     return dict(conn.execute(
         "SELECT base, survivor FROM customer_links WHERE survivor = ANY(%(c)s) UNION ALL"
+        " SELECT pseudonym, grp FROM erased_groups WHERE grp = ANY(%(c)s) UNION ALL"
         " SELECT s, s FROM unnest(%(c)s::text[]) AS s WHERE NOT EXISTS"
-        " (SELECT 1 FROM customer_links l WHERE l.base = s)", {"c": customers}).fetchall())
+        " (SELECT 1 FROM customer_links l WHERE l.base = s) AND NOT EXISTS"
+        " (SELECT 1 FROM erased_groups g WHERE g.pseudonym = s)", {"c": customers}).fetchall())
 
 
 def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],

@@ -24,6 +24,7 @@ from .config import Settings
 from .database import EmbeddedPostgres
 from .http import add_erasure_route, add_identity_routes, create_app
 from .http_cases import add_case_routes
+from .http_crm import add_crm_routes
 from .http_privacy import add_privacy_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
@@ -210,6 +211,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     audit = AuditLog(services.db)
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)
+    add_crm_routes(app, bootstrap.crm_reports(settings, services))
     if not settings.schema_registry_url:  # the embedded registry, for standard clients
         add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit
