@@ -29,7 +29,7 @@ from .control import ControlStore
 from .crmstore import CrmReports
 from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
 from .erasure import purge
-from .figurestore import FigureWriter
+from .figurestore import FigureWriter, StoredValues
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
@@ -99,9 +99,12 @@ def link_app(settings: Settings) -> LinkApp:
 
 
 def case_service(settings: Settings, control: ControlStore, kit: Privacy,
-                 clock: Clock | None = None) -> CaseService:
+                 clock: Clock | None = None, db: Database | None = None) -> CaseService:
+    """With ``db`` (the worker's), cases open with policies that match on the customer's
+    stored segment and revenue."""
     now = (clock or SystemClock()).now
-    return CaseService(case_app(settings.database_url), control, now, seal=kit.seal)
+    return CaseService(case_app(settings.database_url), control, now, seal=kit.seal,
+                       values=None if db is None else StoredValues(db))
 
 
 @dataclass
@@ -158,7 +161,7 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     loop = asyncio.get_running_loop()
     kit = privacy(settings, db)
     control = ControlStore(db, kit.secrets)
-    service = case_service(settings, control, kit, clock)
+    service = case_service(settings, control, kit, clock, db)
     webhooks = WebhookDispatcher(control)
     new_consumer = partial(consumer_factory, settings)
     embedded = settings.embedded_broker

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..domain.sla import CustomerValue
 from ..projections import figures, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
@@ -254,6 +255,22 @@ class FigureWriter:
                         [(to[e.event_id], e.customer_id, e.event_id) for e in rows
                          if e.type == "survey.answered"])
         self.rescore(conn, {*customers, *to.values()}, self.clock())
+
+
+class StoredValues:
+    """A base customer's segment and lifetime revenue as the stored scores have them now
+    (its survivor's row): what an SLA policy matching on value reads when a case opens."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __call__(self, base: str) -> CustomerValue | None:
+        row = self.db.one(
+            "SELECT segment, revenue FROM customer_scores WHERE customer_id = COALESCE("
+            "(SELECT survivor FROM customer_links WHERE base = %s), %s)", (base, base))
+        if row is None or not value.countable(Decimal(row[1])):
+            return None
+        return CustomerValue(row[0], Decimal(row[1]).quantize(value.CENT))
 
 
 def _write_rfm(conn: psycopg.Connection[Any], changed: Sequence[tuple[Any, ...]]) -> None:

@@ -162,7 +162,8 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[
     @app.get("/v1/cases", tags=["cases"], summary="Cases, newest first")
     def list_cases(status: str | None = Query(None, pattern=STATUS_PATTERN),
                    breached: bool | None = None, queue: str | None = None,
-                   customer_id: str | None = None, limit: int = Query(50, ge=1, le=500),
+                   customer_id: str | None = None, segment: str | None = None,
+                   limit: int = Query(50, ge=1, le=500),
                    cursor: str | None = None, _: str = Depends(role("read")),
                    ) -> dict[str, Any]:
         sql = [f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE 1=1"]
@@ -177,6 +178,10 @@ def add_case_routes(app: FastAPI, role: Callable[[str], Callable[..., Awaitable[
             # the customer and every base customer merged into it
             sql.append("AND customer_id = ANY(%s)")
             args.append(store.members(store.resolve(customer_id) or customer_id))
+        if segment is not None:  # the segment its SLA policy was chosen on (issue 14)
+            sql.append("AND case_id IN (SELECT case_id FROM timeline WHERE type ="
+                       " 'case.opened' AND payload->>'segment' = %s)")
+            args.append(segment)
         breached_ids = control.breached_case_ids()
         if breached is not None:
             # one parameter however many: the ids travel as an array

@@ -5,7 +5,6 @@ day, which here began an hour before midnight UTC."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStore
 from contactstream.domain.cases import Case
 from tests.helpers import envelope
+from tests.integration.relaying import relay_all
 
 pytestmark = pytest.mark.integration
 
@@ -45,26 +45,6 @@ class Clock:
 
     def now(self) -> datetime:
         return self.at
-
-
-async def _relay_all(worker: bootstrap.WorkerServices, cases: CaseService) -> None:
-    """Publish every case event to cases.v1, then project the topics to their end."""
-    stop = asyncio.Event()
-    relay = next(r for r in worker.relays if r.name == "cases")
-    task = asyncio.create_task(relay.run(stop))
-    db = worker.db
-    try:
-        for _ in range(400):
-            last = cases.app.recorder.max_notification_id()
-            if db.scalar("SELECT position FROM positions WHERE name='cases'") == last:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the case relay did not catch up")
-    finally:
-        stop.set()
-        await task
-    await worker.projector.run(group=False, until_end=True)
 
 
 async def test_the_workload_report_matches_what_the_agents_did(settings: Settings) -> None:
@@ -123,7 +103,7 @@ async def test_the_workload_report_matches_what_the_agents_did(settings: Setting
             control.add_alert(NewAlert(id=f"sla.breached:{cid}", kind="sla.breached",
                                        at=NOW.isoformat(), level="critical", case_id=cid,
                                        metric="resolution", due_at=NOW.isoformat()))
-        await _relay_all(worker, cases)
+        await relay_all(worker, cases)
         assert db.scalar("SELECT COUNT(*) FROM cases") == len(ids)
 
         queues: dict[Any, Counter[str]] = defaultdict(Counter)
