@@ -1,16 +1,26 @@
 """HTTP routes of issue 14 (what the CRM texts ask for): churn economics, purchase cohorts
-and workload reports, as one APIRouter with pydantic response models."""
+and workload reports, consent-aware campaign audiences, as one APIRouter with pydantic
+response models."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..domain.segments import SEGMENTS
+from .audiences import COLUMNS, audience
+from .audit import AuditLog
 from .crmstore import CrmReports
+from .http import ApiError, decode_cursor, encode_cursor
+from .readstore import ReadStore
 
 Role = Callable[[str], Callable[..., Awaitable[str]]]
 
@@ -109,7 +119,39 @@ class Workload(BaseModel):
     as_of: str
 
 
-def crm_router(role: Role, reports: CrmReports) -> APIRouter:
+class AudienceMember(BaseModel):
+    customer_id: str
+    contact: str = Field(description="the e-mail address (email) or phone number (sms,"
+                                     " voice), decrypted")
+    segment: str
+    churn_risk: float
+    consent_at: str = Field(description="when the customer granted it (the latest answer)")
+
+
+class AudiencePage(BaseModel):
+    items: list[AudienceMember]
+    next: str | None
+    excluded: int = Field(description="selected customers left out for lack of consent")
+    unreachable: int = Field(description="consenting customers without a readable contact"
+                                         " identifier for the channel")
+
+
+EXCLUDED = "X-Contactstream-Excluded"
+UNREACHABLE = "X-Contactstream-Unreachable"
+AUDIENCE_PATH = "/v1/audiences"
+MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def _csv(items: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(items)
+    return out.getvalue()
+
+
+def crm_router(role: Role, reports: CrmReports, store: ReadStore | None = None,
+               audit: AuditLog | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["reports"], responses=ERRORS)
 
     @router.get("/reports/churn", response_model=ChurnReport,
@@ -130,8 +172,55 @@ def crm_router(role: Role, reports: CrmReports) -> APIRouter:
     async def workload(_: str = Depends(role("supervise"))) -> Any:
         return await run_in_threadpool(reports.workload)
 
+    if store is not None:
+        _audience_route(router, role, store, audit)
     return router
 
 
-def add_crm_routes(app: FastAPI, reports: CrmReports) -> None:
-    app.include_router(crm_router(app.state.role, reports))
+def _audience_route(router: APIRouter, role: Role, store: ReadStore,
+                    audit: AuditLog | None) -> None:
+    @router.get(
+        "/audiences", tags=["audiences"], response_model=AudiencePage,
+        summary="Customers to reach with a campaign: only those who consented",
+        responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}},
+                         "description": "format=json: a page; csv and jsonl: the whole"
+                                        " audience. Header X-Contactstream-Excluded: how"
+                                        " many were left out for lack of consent"}})
+    async def audiences(
+            request: Request, channel: Literal["email", "sms", "voice"],
+            purpose: str = Query("marketing", min_length=1, max_length=100),
+            segment: Literal[SEGMENTS] | None = None,  # type: ignore[valid-type]
+            min_churn_risk: float | None = Query(None, ge=0, le=1),
+            format: Literal["json", "csv", "jsonl"] = "json",
+            limit: int = Query(1000, ge=1, le=1000), cursor: str | None = None,
+            who: str = Depends(role("admin"))) -> Response:
+        found = await run_in_threadpool(audience, store, channel, purpose, segment,
+                                        min_churn_risk)
+        items, nxt = found.items, None
+        if format == "json":
+            if cursor is not None:
+                try:
+                    after = decode_cursor(cursor)[1]
+                except ApiError as exc:
+                    raise ApiError(400, "bad_cursor", "cursor: not a cursor this API"
+                                   " issued") from exc
+                items = [i for i in items if i["customer_id"] > after]
+            if len(items) > limit:
+                items = items[:limit]
+                nxt = encode_cursor(0, items[-1]["customer_id"])
+        if audit is not None:  # every export, with how many customers it gave out
+            audit.record(role=who, token_id=getattr(request.state, "token_id", None),
+                         method="GET", path="/v1/audiences", action="audience.export",
+                         status=200, items=len(items))
+        headers = {EXCLUDED: str(found.excluded), UNREACHABLE: str(found.unreachable)}
+        if format == "json":
+            return JSONResponse({"items": items, "next": nxt, "excluded": found.excluded,
+                                 "unreachable": found.unreachable}, headers=headers)
+        body = _csv(items) if format == "csv" else "".join(
+            json.dumps(i, ensure_ascii=False) + "\n" for i in items)
+        return Response(body, media_type=MEDIA[format], headers=headers)
+
+
+def add_crm_routes(app: FastAPI, reports: CrmReports, store: ReadStore | None = None,
+                   audit: AuditLog | None = None) -> None:
+    app.include_router(crm_router(app.state.role, reports, store, audit))

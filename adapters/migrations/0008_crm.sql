@@ -2,5 +2,8 @@
 
 -- an erasure moves a customer's rows to one pseudonym per data key; the reports count
 -- those pseudonyms as the one customer they were (grp: the erasure's first pseudonym)
-CREATE TABLE erased_groups (
+CREATE TABLE IF NOT EXISTS erased_groups (
   pseudonym TEXT COLLATE "C" PRIMARY KEY, grp TEXT COLLATE "C" NOT NULL);
+
+-- the access audit: how many customers an export gave out (audiences; NULL elsewhere)
+ALTER TABLE access_log ADD COLUMN IF NOT EXISTS items INTEGER;
