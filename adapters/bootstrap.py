@@ -20,6 +20,7 @@ from ..streams.requests import RequestWork
 from ..streams.sla import CaseTimers, Clock, Escalations, SlaScheduler, SystemClock
 from . import kafka, migrations
 from .archive import archived
+from .audit import AuditLog
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
@@ -30,6 +31,7 @@ from .crmstore import CrmReports
 from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
 from .erasure import purge
 from .figurestore import FigureWriter, StoredValues
+from .http_crm import Crm
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
@@ -37,6 +39,7 @@ from .logging import get_logger
 from .privacy import Privacy, privacy
 from .readstore import ReadStore, ReadStoreWriter
 from .records import RecordCodec
+from .retention import Retention
 
 log = get_logger(__name__)
 
@@ -121,6 +124,7 @@ class WorkerServices:
     clock: Clock | None = None  # what the periodic refresh of figures runs on
     keys: Any = None  # the data-key store (adapters/keystore.py)
     links: LinkApp | None = None  # the CustomerLink aggregates' recorder
+    retention: Retention | None = None  # data that expires (issue 14)
 
     async def close(self) -> None:
         if self.scheduler is not None:
@@ -206,7 +210,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         # the embedded broker serves the one worker of `up`: every partition, no group join
         assign_all=settings.embedded_broker)
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
-                          (case_relay, alert_relay), webhooks, clock, kit.keystore, links)
+                          (case_relay, alert_relay), webhooks, clock, kit.keystore, links,
+                          Retention(db, control, kit))
 
 
 def worker_ready_file(settings: Settings) -> Path:
@@ -251,10 +256,12 @@ async def api_services(settings: Settings) -> ApiServices:
                        journal, insights, case_service(settings, control, kit), control, db)
 
 
-def crm_reports(settings: Settings, services: ApiServices) -> CrmReports:
-    """The CRM reports (issue 14) over the API's database and control store."""
-    return CrmReports(services.db, services.control, settings.base_currency,
-                      services.insights.rates, settings.timezone)
+def crm_services(settings: Settings, services: ApiServices, audit: AuditLog) -> Crm:
+    """What the routes of issue 14 need, over the API's database and stores."""
+    return Crm(CrmReports(services.db, services.control, settings.base_currency,
+                          services.insights.rates, settings.timezone),
+               services.store, audit,
+               Retention(services.db, services.control, services.store.privacy))
 
 
 async def prepare_broker(settings: Settings, *, window: bool = True,

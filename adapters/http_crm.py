@@ -8,19 +8,22 @@ import csv
 import io
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..domain.retention import RetentionError, RetentionPolicy
 from ..domain.segments import SEGMENTS
 from .audiences import COLUMNS, audience
 from .audit import AuditLog
 from .crmstore import CrmReports
 from .http import ApiError, decode_cursor, encode_cursor
 from .readstore import ReadStore
+from .retention import Retention
 
 Role = Callable[[str], Callable[..., Awaitable[str]]]
 
@@ -221,6 +224,54 @@ def _audience_route(router: APIRouter, role: Role, store: ReadStore,
         return Response(body, media_type=MEDIA[format], headers=headers)
 
 
-def add_crm_routes(app: FastAPI, reports: CrmReports, store: ReadStore | None = None,
-                   audit: AuditLog | None = None) -> None:
-    app.include_router(crm_router(app.state.role, reports, store, audit))
+class RetentionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    inactive_days: int | None = Field(
+        description="erase every customer with no interaction for this many days (1 to"
+                    " 36500); null switches the policy off")
+
+
+class RetentionOut(BaseModel):
+    inactive_days: int | None
+    set_at: str | None
+    last_run_at: str | None
+    last_erased: int = Field(description="customers the last run erased")
+    erased_total: int = Field(description="customers the policy erased in all")
+    next_run_at: str | None
+    next_erasure_at: str | None = Field(description="when the customer inactive longest"
+                                                    " falls due")
+
+
+def _retention_routes(router: APIRouter, role: Role, retention: Retention) -> None:
+    @router.put("/retention-policy", tags=["privacy"], response_model=RetentionOut,
+                summary="Erase customers with no interaction for N days, continuously")
+    async def put_retention(body: RetentionIn, request: Request,
+                            _: str = Depends(role("admin"))) -> Any:
+        try:
+            policy = RetentionPolicy.from_json(body.model_dump())
+        except RetentionError as exc:
+            raise ApiError(422, "invalid_policy", str(exc)) from exc
+        return await run_in_threadpool(retention.put, policy,
+                                       getattr(request.state, "token_id", None))
+
+    @router.get("/retention-policy", tags=["privacy"], response_model=RetentionOut,
+                summary="The retention policy, its last run and when the next falls due")
+    async def get_retention(_: str = Depends(role("admin"))) -> Any:
+        return await run_in_threadpool(retention.status)
+
+
+@dataclass(frozen=True)
+class Crm:
+    """What the routes of issue 14 read and write (adapters/bootstrap.py builds it)."""
+
+    reports: CrmReports
+    store: ReadStore | None = None  # audiences: decryption
+    audit: AuditLog | None = None  # audiences: every export
+    retention: Retention | None = None
+
+
+def add_crm_routes(app: FastAPI, crm: Crm) -> None:
+    router = crm_router(app.state.role, crm.reports, crm.store, crm.audit)
+    if crm.retention is not None:
+        _retention_routes(router, app.state.role, crm.retention)
+    app.include_router(router)

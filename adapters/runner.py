@@ -211,7 +211,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     audit = AuditLog(services.db)
     add_privacy_routes(app, app.state.role, services.store, services.insights,
                        services.control, audit)
-    add_crm_routes(app, bootstrap.crm_reports(settings, services), services.store, audit)
+    add_crm_routes(app, bootstrap.crm_services(settings, services, audit))
     if not settings.schema_registry_url:  # the embedded registry, for standard clients
         add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit

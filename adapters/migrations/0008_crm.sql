@@ -7,3 +7,10 @@ CREATE TABLE IF NOT EXISTS erased_groups (
 
 -- the access audit: how many customers an export gave out (audiences; NULL elsewhere)
 ALTER TABLE access_log ADD COLUMN IF NOT EXISTS items INTEGER;
+
+-- data that expires: the one retention policy (inactive_days NULL: off) and its runs
+CREATE TABLE IF NOT EXISTS retention_policy (
+  id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id),
+  inactive_days INTEGER, set_at TEXT NOT NULL, set_by TEXT,
+  last_run_ms BIGINT, last_erased INTEGER NOT NULL DEFAULT 0,
+  erased_total BIGINT NOT NULL DEFAULT 0);

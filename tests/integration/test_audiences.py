@@ -25,7 +25,7 @@ from contactstream.adapters.control import ControlStore
 from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
-from contactstream.adapters.http_crm import add_crm_routes
+from contactstream.adapters.http_crm import Crm, add_crm_routes
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.journal import IngestJournal
 from contactstream.adapters.privacy import privacy
@@ -90,8 +90,8 @@ async def test_an_audience_holds_only_who_consented_and_is_audited(settings: Set
         assert db.scalar("SELECT COUNT(*) FROM customer_links WHERE base <> survivor") > 0
         store = ReadStore(db, kit)
         app = create_app(None, store, TokenTable(TOKENS))
-        add_crm_routes(app, CrmReports(db, ControlStore(db), "EUR", parse_rates("", "EUR")),
-                       store, audit)
+        add_crm_routes(app, Crm(CrmReports(db, ControlStore(db), "EUR",
+                                           parse_rates("", "EUR")), store, audit))
         segment = dict(db.all("SELECT customer_id, segment FROM customer_scores"))
 
         def expected(channel: str, purpose: str, seg: str | None = None,

@@ -24,7 +24,7 @@ from contactstream.adapters.control import ControlStore
 from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
-from contactstream.adapters.http_crm import add_crm_routes
+from contactstream.adapters.http_crm import Crm, add_crm_routes
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.insights import Insights
 from contactstream.adapters.journal import IngestJournal
@@ -184,9 +184,9 @@ class Loaded:
         store = ReadStore(db)
         self.app = create_app(None, store, TokenTable(TOKENS),
                               insights=Insights(store, "EUR", parse_rates("", "EUR")))
-        add_crm_routes(self.app, CrmReports(db, ControlStore(db), "EUR",
-                                            parse_rates("", "EUR"), TZ,
-                                            clock=NOW.timestamp))
+        add_crm_routes(self.app, Crm(CrmReports(db, ControlStore(db), "EUR",
+                                                parse_rates("", "EUR"), TZ,
+                                                clock=NOW.timestamp)))
 
     async def get(self, path: str, **params: Any) -> Any:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),

@@ -21,7 +21,7 @@ from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
-from contactstream.adapters.http_crm import add_crm_routes
+from contactstream.adapters.http_crm import Crm, add_crm_routes
 from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.journal import IngestJournal
 from contactstream.adapters.privacy import privacy
@@ -127,8 +127,8 @@ async def test_the_workload_report_matches_what_the_agents_did(settings: Setting
         store = ReadStore(db)
         app = create_app(None, store, TokenTable({"supervisor": "tok-sup",
                                                    "agent": "tok-agent"}))
-        add_crm_routes(app, CrmReports(db, control, "EUR", parse_rates("", "EUR"), TZ,
-                                       clock=NOW.timestamp))
+        add_crm_routes(app, Crm(CrmReports(db, control, "EUR", parse_rates("", "EUR"), TZ,
+                                           clock=NOW.timestamp)))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://t") as c:
             resp = await c.get("/v1/reports/workload",
