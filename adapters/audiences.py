@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..projections.identifiers import normalize
 from .readstore import ReadStore
 
 # the identifier that reaches a customer on each channel an audience may use
@@ -62,7 +63,8 @@ def audience(store: ReadStore, channel: str, purpose: str, segment: str | None,
 
 
 def _contacts(store: ReadStore, customers: Sequence[str], kind: str) -> dict[str, str]:
-    """Each customer's newest identifier of this kind, decrypted (a destroyed key: none)."""
+    """Each customer's newest identifier of this kind, decrypted (a destroyed key: none)
+    and normalised as matching has it (an e-mail trimmed and lowercased, a phone E.164)."""
     if not customers:
         return {}
     out = {}
@@ -71,6 +73,7 @@ def _contacts(store: ReadStore, customers: Sequence[str], kind: str) -> dict[str
             " WHERE kind = %s AND customer_id = ANY(%s) AND display IS NOT NULL"
             " ORDER BY customer_id, display_ms DESC NULLS LAST, value", (kind, list(customers))):
         opened = store.privacy.open(display) if store.privacy is not None else display
-        if isinstance(opened, str) and opened:
-            out[cid] = opened
+        if isinstance(opened, str) and opened.strip():
+            region = store.privacy.region if store.privacy is not None else "HU"
+            out[cid] = normalize(kind, opened, region)
     return out

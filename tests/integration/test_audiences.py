@@ -48,7 +48,10 @@ def population(n: int = 60, seed: int = 3) -> tuple[list[dict[str, Any]], dict[s
         cid = f"a-{i:02d}"
         email = f"person{i}@example.org"
         phone = f"+3630{1000000 + i:07d}" if i % 5 else None
-        who = {"id": cid, "email": email, **({"phone": phone} if phone else {})}
+        # some as people type them: the export gives the form matching uses
+        shown = f" Person{i}@Example.ORG " if i % 9 == 0 else email
+        typed = f"06 30 {1000000 + i:07d}" if phone and i % 3 == 0 else phone
+        who = {"id": cid, "email": shown, **({"phone": typed} if phone else {})}
         people[cid] = {"email": email, "phone": phone, "answers": {}}
         events.append({"event_id": f"au-{i}-p", "type": "purchase.completed",
                        "occurred_at": (NOW - timedelta(days=rng.uniform(1, 300))).isoformat(),
@@ -64,7 +67,7 @@ def population(n: int = 60, seed: int = 3) -> tuple[list[dict[str, Any]], dict[s
             early = i % 4 == 0 and j == 0  # given under the e-mail alone: merged later
             events.append({"event_id": eid, "type": "consent.changed",
                            "occurred_at": at.isoformat(), "source": "preferences",
-                           "customer": {"email": email} if early else who, "channel": "web",
+                           "customer": {"email": shown} if early else who, "channel": "web",
                            "agent_id": None, "queue": None, "case_id": None,
                            "payload": {"channel": channel, "purpose": purpose,
                                        "granted": granted}})
