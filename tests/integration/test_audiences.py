@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contactstream.adapters import bootstrap, erasure, kafka
+from contactstream.adapters import erasure
 from contactstream.adapters.audit import AuditLog
 from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.config import Settings
@@ -26,11 +26,8 @@ from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
 from contactstream.adapters.http_crm import Crm, add_crm_routes
-from contactstream.adapters.ingest import Ingestor
-from contactstream.adapters.journal import IngestJournal
-from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStore
-from contactstream.streams.sla import ManualClock
+from tests.integration.crm_helpers import project
 
 pytestmark = pytest.mark.integration
 
@@ -80,16 +77,10 @@ def population(n: int = 60, seed: int = 3) -> tuple[list[dict[str, Any]], dict[s
 
 async def test_an_audience_holds_only_who_consented_and_is_audited(settings: Settings) -> None:
     events, people = population()
-    await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    worker = await bootstrap.worker_services(settings, clock=ManualClock(NOW))
+    worker, kit = await project(settings, events, NOW)
     db = worker.db
-    kit = privacy(settings, db)
     audit = AuditLog(db)
     try:
-        ingestor = Ingestor(settings, worker.producer, bootstrap.codec(settings, db),
-                            IngestJournal(db), kit)
-        assert (await ingestor.publish(events)).rejected == []
-        await worker.projector.run(group=False, until_end=True)
         assert db.scalar("SELECT COUNT(*) FROM customer_links WHERE base <> survivor") > 0
         store = ReadStore(db, kit)
         app = create_app(None, store, TokenTable(TOKENS))

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from contactstream.adapters import bootstrap, erasure, kafka
+from contactstream.adapters import bootstrap, erasure
 from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.config import Settings
 from contactstream.adapters.control import ControlStore
@@ -25,12 +25,10 @@ from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
 from contactstream.adapters.http_crm import Crm, add_crm_routes
-from contactstream.adapters.ingest import Ingestor
 from contactstream.adapters.insights import Insights
-from contactstream.adapters.journal import IngestJournal
 from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStore
-from contactstream.streams.sla import ManualClock
+from tests.integration.crm_helpers import project
 
 pytestmark = pytest.mark.integration
 
@@ -203,18 +201,8 @@ class Loaded:
 
 async def load(settings: Settings) -> Loaded:
     events, truth = population()
-    await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    services = await bootstrap.worker_services(settings, clock=ManualClock(NOW))
-    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
-                        IngestJournal(services.db), privacy(settings, services.db))
-    try:
-        for i in range(0, len(events), 1000):
-            assert (await ingestor.publish(events[i:i + 1000])).rejected == []
-        await services.projector.run(group=False, until_end=True)
-    except BaseException:
-        await services.close()
-        raise
-    return Loaded(settings, services, truth)
+    worker, _ = await project(settings, events, NOW)
+    return Loaded(settings, worker, truth)
 
 
 @pytest.mark.parametrize("window", [30, 90])

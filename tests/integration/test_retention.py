@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from contactstream.adapters import bootstrap, kafka
 from contactstream.adapters.audit import AuditLog
 from contactstream.adapters.auth import TokenTable
 from contactstream.adapters.config import Settings
@@ -23,12 +22,9 @@ from contactstream.adapters.crmstore import CrmReports
 from contactstream.adapters.figurestore import parse_rates
 from contactstream.adapters.http import create_app
 from contactstream.adapters.http_crm import Crm, add_crm_routes
-from contactstream.adapters.ingest import Ingestor
-from contactstream.adapters.journal import IngestJournal
-from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStore
 from contactstream.adapters.retention import Retention
-from contactstream.streams.sla import ManualClock
+from tests.integration.crm_helpers import project
 
 pytestmark = pytest.mark.integration
 
@@ -72,19 +68,13 @@ def population(n: int = 40, seed: int = 9) -> tuple[list[dict[str, Any]], dict[s
 async def test_the_retention_policy_erases_the_inactive_as_the_clock_moves(
         settings: Settings) -> None:
     events, last = population()
-    await kafka.ensure_topics(settings, kafka.all_topics(settings))
-    worker = await bootstrap.worker_services(settings, clock=ManualClock(NOW))
+    worker, kit = await project(settings, events, NOW)
     db = worker.db
-    kit = privacy(settings, db)
     clock = Clock()
     control = ControlStore(db)
     job = Retention(db, control, kit, clock=clock.time)  # the worker's
     audit = AuditLog(db)
     try:
-        ingestor = Ingestor(settings, worker.producer, bootstrap.codec(settings, db),
-                            IngestJournal(db), kit)
-        assert (await ingestor.publish(events)).rejected == []
-        await worker.projector.run(group=False, until_end=True)
         assert db.scalar("SELECT COUNT(*) FROM customer_links WHERE base <> survivor") > 0
         store = ReadStore(db, kit)
         app = create_app(None, store, TokenTable(TOKENS))

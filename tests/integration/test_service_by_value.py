@@ -28,7 +28,7 @@ from contactstream.domain.cases import Case
 from contactstream.domain.sla import SlaPolicy
 from contactstream.streams.sla import ManualClock
 from tests.helpers import envelope
-from tests.integration.relaying import relay_all
+from tests.integration.crm_helpers import relay_all
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from contactstream.adapters.privacy import privacy
 from contactstream.adapters.readstore import ReadStore
 from contactstream.domain.cases import Case
 from tests.helpers import envelope
-from tests.integration.relaying import relay_all
+from tests.integration.crm_helpers import relay_all
 
 pytestmark = pytest.mark.integration
 
