@@ -185,7 +185,8 @@ def _audience_route(router: APIRouter, role: Role, store: ReadStore,
     @router.get(
         "/audiences", tags=["audiences"], response_model=AudiencePage,
         summary="Customers to reach with a campaign: only those who consented",
-        responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}},
+        responses={400: {"model": ErrorBody, "description": "a cursor this API did not issue"},
+                   200: {"content": {"text/csv": {}, "application/x-ndjson": {}},
                          "description": "format=json: a page; csv and jsonl: the whole"
                                         " audience. Header X-Contactstream-Excluded: how"
                                         " many were left out for lack of consent"}})
