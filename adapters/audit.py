@@ -17,7 +17,7 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 COLUMNS = ("seq", "at", "role", "token_id", "method", "path", "action", "customer_id",
-           "case_id", "status")
+           "case_id", "status", "items")
 MAX_PENDING = 100_000
 MAX_BATCH = 500
 LINGER_S = 0.02  # how long a first record waits for others to share its transaction
@@ -41,6 +41,7 @@ class Access:
     customer_id: str | None
     case_id: str | None
     status: int
+    items: int | None = None  # how many customers an export gave out (migration 9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class _Pending:
 
 
 INSERT = ("INSERT INTO access_log (at, role, token_id, method, path, action, customer_id,"
-          " case_id, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+          " case_id, status, items) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
 class AuditLog:
@@ -77,11 +78,12 @@ class AuditLog:
     def record(self, *, role: str | None, token_id: str | None, method: str, path: str,
                action: str, status: int, customer_id: str | None = None,
                case_id: str | None = None, at: datetime | None = None,
-               resolve: Callable[[], str | None] | None = None) -> None:
+               resolve: Callable[[], str | None] | None = None,
+               items: int | None = None) -> None:
         """Queue one access record. ``path`` is the route's template, never the raw URL."""
         try:
             access = Access(utc_iso(at or datetime.now(UTC)), role, token_id, method, path,
-                            action, customer_id, case_id, int(status))
+                            action, customer_id, case_id, int(status), items)
             self._start()
             with self._progress:
                 self._pending.put_nowait(_Pending(access, resolve))
@@ -136,7 +138,7 @@ class AuditLog:
             if a.customer_id is None and p.resolve is not None:
                 try:
                     a = Access(a.at, a.role, a.token_id, a.method, a.path, a.action,
-                               p.resolve(), a.case_id, a.status)
+                               p.resolve(), a.case_id, a.status, a.items)
                 except Exception as exc:
                     log.warning("audit.resolve_failed", action=a.action,
                                 error=type(exc).__name__)

@@ -46,6 +46,9 @@ REPORTS: dict[str, tuple[str, dict[str, Any]]] = {
     "segments": ("/v1/reports/segments", {}),
     "pareto": ("/v1/reports/pareto", {}),
     "at_risk": ("/v1/customers", {"segment": "at_risk", "min_churn_risk": 0.5, "limit": 50}),
+    "churn": ("/v1/reports/churn", {"window_days": 90}),  # issue 14
+    "cohorts": ("/v1/reports/cohorts", {"period": "month"}),
+    "workload": ("/v1/reports/workload", {}),
 }
 
 

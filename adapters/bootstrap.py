@@ -20,15 +20,18 @@ from ..streams.requests import RequestWork
 from ..streams.sla import CaseTimers, Clock, Escalations, SlaScheduler, SystemClock
 from . import kafka, migrations
 from .archive import archived
+from .audit import AuditLog
 from .auth import TokenTable, load_tokens
 from .avro import EnvelopeCodec, SchemaRegistry, build_registry
 from .broker import EmbeddedBroker
 from .caseservice import CaseService, case_app
 from .config import Settings
 from .control import ControlStore
+from .crmstore import CrmReports
 from .database import Database, DatabaseError, EmbeddedPostgres, eventsourcing_env
 from .erasure import purge
-from .figurestore import FigureWriter
+from .figurestore import FigureWriter, StoredValues
+from .http_crm import Crm
 from .ingest import Ingestor
 from .insights import Insights, parse_rates
 from .journal import IngestJournal, restore
@@ -36,6 +39,7 @@ from .logging import get_logger
 from .privacy import Privacy, privacy
 from .readstore import ReadStore, ReadStoreWriter
 from .records import RecordCodec
+from .retention import Retention
 
 log = get_logger(__name__)
 
@@ -98,9 +102,12 @@ def link_app(settings: Settings) -> LinkApp:
 
 
 def case_service(settings: Settings, control: ControlStore, kit: Privacy,
-                 clock: Clock | None = None) -> CaseService:
+                 clock: Clock | None = None, db: Database | None = None) -> CaseService:
+    """With ``db`` (the worker's), cases open with policies that match on the customer's
+    stored segment and revenue."""
     now = (clock or SystemClock()).now
-    return CaseService(case_app(settings.database_url), control, now, seal=kit.seal)
+    return CaseService(case_app(settings.database_url), control, now, seal=kit.seal,
+                       values=None if db is None else StoredValues(db))
 
 
 @dataclass
@@ -117,6 +124,7 @@ class WorkerServices:
     clock: Clock | None = None  # what the periodic refresh of figures runs on
     keys: Any = None  # the data-key store (adapters/keystore.py)
     links: LinkApp | None = None  # the CustomerLink aggregates' recorder
+    retention: Retention | None = None  # data that expires (issue 14)
 
     async def close(self) -> None:
         if self.scheduler is not None:
@@ -156,7 +164,7 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     loop = asyncio.get_running_loop()
     kit = privacy(settings, db)
     control = ControlStore(db, kit.secrets)
-    service = case_service(settings, control, kit, clock)
+    service = case_service(settings, control, kit, clock, db)
     webhooks = WebhookDispatcher(control)
     new_consumer = partial(consumer_factory, settings)
     embedded = settings.embedded_broker
@@ -201,7 +209,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         # the embedded broker serves the one worker of `up`: every partition, no group join
         assign_all=settings.embedded_broker)
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
-                          (case_relay, alert_relay), webhooks, clock, kit.keystore, links)
+                          (case_relay, alert_relay), webhooks, clock, kit.keystore, links,
+                          Retention(db, control, kit))
 
 
 def worker_ready_file(settings: Settings) -> Path:
@@ -253,6 +262,14 @@ async def _api_services(settings: Settings, producer: AIOKafkaProducer, db: Data
                         parse_rates(settings.fx_rates, settings.base_currency))
     return ApiServices(ingestor, store, TokenTable(load_tokens(settings.tokens_file)), producer,
                        journal, insights, case_service(settings, control, kit), control, db)
+
+
+def crm_services(settings: Settings, services: ApiServices, audit: AuditLog) -> Crm:
+    """What the routes of issue 14 need, over the API's database and stores."""
+    return Crm(CrmReports(services.db, services.control, settings.base_currency,
+                          services.insights.rates, settings.timezone),
+               services.store, audit,
+               Retention(services.db, services.control, services.store.privacy))
 
 
 async def prepare_broker(settings: Settings, *, window: bool = True,

@@ -56,8 +56,11 @@ def case_app(database_url: str) -> CaseApp:
 class CaseService:
     def __init__(self, app: CaseApp, control: ControlStore,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 seal: Callable[[str, str], str] | None = None) -> None:
+                 seal: Callable[[str, str], str] | None = None,
+                 values: Callable[[str], sla.CustomerValue | None] | None = None) -> None:
         self.app = app
+        # the customer's stored segment and revenue, for policies that match on them
+        self.values = values
         # encrypts an agent's free text with the customer's data key (adapters/privacy.py)
         self.seal = seal
         self.control = control
@@ -245,11 +248,15 @@ class CaseService:
             pass
         if priority not in ("low", "normal", "high", "urgent"):
             priority = "normal"
-        policy = sla.first_matching(self._policies(), priority, env["channel"])
+        policies = self._policies()
+        value = None  # read only when a policy matches on it (issue 14)
+        if self.values is not None and any(p.on_value for p in policies):
+            value = self.values(customer_id) or sla.CustomerValue()
+        policy = sla.first_matching(policies, priority, env["channel"], value)
         snapshot = None
         if policy is not None:
             calendar = self.control.calendars().get(policy.calendar) if policy.calendar else None
-            snapshot = sla.policy_snapshot(policy, calendar)
+            snapshot = sla.policy_snapshot(policy, calendar, value)
         case = Case.open(customer_id=customer_id, channel=env["channel"], priority=priority,
                          queue=env.get("queue"), opened_by_event_id=env["event_id"],
                          opened_at=at, policy=snapshot)
@@ -325,6 +332,8 @@ def case_json(case: Case, now: datetime, calendars: dict[str, Any] | None = None
         "first_response_at": _iso(case.first_response_at),
         "resolved_at": _iso(case.resolved_at), "resolution": open_text(case.resolution),
         "policy": case.policy.get("name") if case.policy else None,
+        # the segment and revenue the policy was chosen on, when a policy matched on them
+        "customer_value": case.policy.get(sla.VALUE_KEY) if case.policy else None,
         "version": case.version, "sla": clocks,
     }
 

@@ -56,7 +56,8 @@ class Settings:
     fx_rates: str = ""
     # customers of the `up --demo` population (its history is about 67 events each)
     demo_customers: int = 400
-    # the IANA time zone "today" is counted in (the console's wallboard, ?today=true)
+    # the IANA time zone of the reports' calendar: what "today" is (the console's
+    # wallboard, ?today=true, the workload report) and a month or quarter (cohorts)
     timezone: str = "UTC"
     extra: dict[str, str] = field(default_factory=dict)
 

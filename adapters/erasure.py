@@ -93,6 +93,10 @@ def purge(db: Database, cid: str, bases: list[str], key_ids: list[str],
         conn.cursor().executemany(
             "INSERT INTO erasures VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
             [(base, at_ms, first) for base in everyone])
+        # the reports count the pseudonyms as the one customer they were (migration 9)
+        conn.cursor().executemany(
+            "INSERT INTO erased_groups VALUES (%s,%s) ON CONFLICT DO NOTHING",
+            [(p, first) for p in sorted({*to.values(), first})])
         conn.execute("DELETE FROM case_index WHERE customer_id = ANY(%s)", (everyone,))
         conn.execute("UPDATE complaints SET customer_id=%s WHERE customer_id = ANY(%s)",
                      (first, everyone))

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..domain.sla import CustomerValue
 from ..projections import figures, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
@@ -256,6 +257,22 @@ class FigureWriter:
         self.rescore(conn, {*customers, *to.values()}, self.clock())
 
 
+class StoredValues:
+    """A base customer's segment and lifetime revenue as the stored scores have them now
+    (its survivor's row): what an SLA policy matching on value reads when a case opens."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __call__(self, base: str) -> CustomerValue | None:
+        row = self.db.one(
+            "SELECT segment, revenue FROM customer_scores WHERE customer_id = COALESCE("
+            "(SELECT survivor FROM customer_links WHERE base = %s), %s)", (base, base))
+        if row is None or not value.countable(Decimal(row[1])):
+            return None
+        return CustomerValue(row[0], Decimal(row[1]).quantize(value.CENT))
+
+
 def _write_rfm(conn: psycopg.Connection[Any], changed: Sequence[tuple[Any, ...]]) -> None:
     conn.cursor().executemany(
         "UPDATE customer_scores SET segment=%s, recency_days=%s, r=%s, f=%s, m=%s,"
@@ -352,11 +369,15 @@ def _write_buckets(cur: psycopg.Cursor[Any], changes: dict[figures.BucketKey, fi
 
 
 def survivors(conn: psycopg.Connection[Any], bases: set[str]) -> dict[str, str]:
-    """base -> the customer it belongs to now (itself when not linked)."""
+    """base -> the customer it belongs to now (itself when not linked); the pseudonyms of
+    one erasure belong to its first one (``erased_groups``, migration 9), so an erased
+    customer keeps the scores it had."""
     out = {b: b for b in bases}
     if bases:
-        out.update(conn.execute("SELECT base, survivor FROM customer_links WHERE base = ANY(%s)",
-                                (sorted(bases),)).fetchall())
+        out.update(conn.execute(
+            "SELECT base, survivor FROM customer_links WHERE base = ANY(%(b)s) UNION ALL"
+            " SELECT pseudonym, grp FROM erased_groups WHERE pseudonym = ANY(%(b)s)",
+            {"b": sorted(bases)}).fetchall())
     return out
 
 
@@ -365,8 +386,10 @@ def _members(conn: psycopg.Connection[Any], customers: list[str]) -> dict[str, s
     ``_survivors``: a customer's own base counts unless it is linked elsewhere)."""
     return dict(conn.execute(
         "SELECT base, survivor FROM customer_links WHERE survivor = ANY(%(c)s) UNION ALL"
+        " SELECT pseudonym, grp FROM erased_groups WHERE grp = ANY(%(c)s) UNION ALL"
         " SELECT s, s FROM unnest(%(c)s::text[]) AS s WHERE NOT EXISTS"
-        " (SELECT 1 FROM customer_links l WHERE l.base = s)", {"c": customers}).fetchall())
+        " (SELECT 1 FROM customer_links l WHERE l.base = s) AND NOT EXISTS"
+        " (SELECT 1 FROM erased_groups g WHERE g.pseudonym = s)", {"c": customers}).fetchall())
 
 
 def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from ..domain.sla import VALUE_KEY
 from ..streams.outbox import OutboxItem
 from ..streams.webhooks import alert_queue
 from .caseservice import EVENT_TYPES, CaseService
@@ -50,6 +51,10 @@ def case_event_source(cases: CaseService, codec: RecordCodec,
                     "resolved_ms": _ms(case.resolved_at)}
             if attrs.get("resolution"):
                 data["resolution"] = str(attrs["resolution"])
+            worth = (case.policy or {}).get(VALUE_KEY)
+            if worth:  # the customer value the policy was chosen on (issue 14)
+                data["segment"] = str(worth["segment"])
+                data["lifetime_revenue"] = str(worth["lifetime_revenue"])
             record = {
                 "event_id": f"case:{case.id}:{n.originator_version}",
                 "case_id": str(case.id), "version": n.originator_version,

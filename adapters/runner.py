@@ -25,6 +25,7 @@ from .avro import SchemaCatalog
 from .broker import EmbeddedBroker, die_with_parent, free_port
 from .config import Settings
 from .database import EmbeddedPostgres
+from .http_crm import add_crm_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
@@ -214,6 +215,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     links = bootstrap.link_app(settings)
     audit = AuditLog(services.db)
     add_privacy_routes(app, services.control, audit, links)
+    add_crm_routes(app, bootstrap.crm_services(settings, services, audit))
     if not settings.schema_registry_url:  # the embedded registry, for standard clients
         add_registry_routes(app, SchemaCatalog(services.db))
     return app, links, audit

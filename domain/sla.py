@@ -6,13 +6,17 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from contactstream.domain.calendars import ALWAYS, BusinessCalendar, Calendar
 from contactstream.domain.interactions import CHANNELS, PRIORITIES
+from contactstream.domain.segments import PROSPECT, SEGMENTS
 
 _FIELDS: Final = ("priority", "channel", "first_response_s", "next_response_s",
-                  "resolution_s", "warn_at", "calendar")
+                  "resolution_s", "warn_at", "calendar", "segment", "min_lifetime_revenue")
+# what a case's snapshot keeps besides the policy: the customer's value it matched on
+VALUE_KEY: Final = "customer_value"
 
 
 class PolicyError(ValueError):
@@ -28,6 +32,34 @@ def _choices(name: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]
         if v not in allowed:
             raise PolicyError(f"{name}: {v!r} is not one of {', '.join(allowed)}")
     return tuple(dict.fromkeys(value))
+
+
+def _revenue(value: Any) -> Decimal | None:
+    """``min_lifetime_revenue``: a decimal string (or a number) of at least 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise PolicyError("min_lifetime_revenue must be a decimal string such as \"1000.00\"")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise PolicyError(f"min_lifetime_revenue: {str(value)[:40]!r} is not a decimal"
+                          " number") from exc
+    if not amount.is_finite() or amount.is_signed() or amount >= 10 ** 15:
+        raise PolicyError("min_lifetime_revenue must be at least 0 and below 10^15")
+    return amount
+
+
+@dataclass(frozen=True)
+class CustomerValue:
+    """What a policy can match on besides priority and channel: the customer's segment and
+    lifetime revenue (base currency) as the stored figures had them when the case opened."""
+
+    segment: str = PROSPECT
+    lifetime_revenue: Decimal = Decimal("0.00")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"segment": self.segment, "lifetime_revenue": str(self.lifetime_revenue)}
 
 
 def _seconds(name: str, value: Any, required: bool = True) -> float | None:
@@ -54,6 +86,8 @@ class SlaPolicy:
     channel: tuple[str, ...] | None = None
     warn_at: float = 0.8
     calendar: str | None = None
+    segment: tuple[str, ...] | None = None  # the customer's segment at open; None: any
+    min_lifetime_revenue: Decimal | None = None  # base currency; None: any
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -89,6 +123,8 @@ class SlaPolicy:
             channel=_choices("channel", data.get("channel"), CHANNELS),
             warn_at=0.8 if warn_at is None else warn_at,
             calendar=data.get("calendar"),
+            segment=_choices("segment", data.get("segment"), SEGMENTS),
+            min_lifetime_revenue=_revenue(data.get("min_lifetime_revenue")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,29 +134,49 @@ class SlaPolicy:
                 "channel": None if self.channel is None else list(self.channel),
                 "first_response_s": self.first_response_s, "next_response_s": self.next_response_s,
                 "resolution_s": self.resolution_s, "warn_at": self.warn_at,
-                "calendar": self.calendar}
+                "calendar": self.calendar,
+                "segment": None if self.segment is None else list(self.segment),
+                "min_lifetime_revenue": None if self.min_lifetime_revenue is None
+                else str(self.min_lifetime_revenue)}
 
-    def matches(self, priority: str, channel: str) -> bool:
+    @property
+    def on_value(self) -> bool:
+        """Whether the policy matches on the customer's segment or revenue."""
+        return self.segment is not None or self.min_lifetime_revenue is not None
+
+    def matches(self, priority: str, channel: str, value: CustomerValue | None = None,
+                ) -> bool:
+        """A customer without figures (``value`` None) is a prospect with no revenue."""
+        v = value or CustomerValue()
         return ((self.priority is None or priority in self.priority)
-                and (self.channel is None or channel in self.channel))
+                and (self.channel is None or channel in self.channel)
+                and (self.segment is None or v.segment in self.segment)
+                and (self.min_lifetime_revenue is None
+                     or v.lifetime_revenue >= self.min_lifetime_revenue))
 
     def target_s(self, metric: str) -> float | None:
         return {"first_response": self.first_response_s, "next_response": self.next_response_s,
                 "resolution": self.resolution_s}[metric]
 
 
-def first_matching(policies: Iterable[SlaPolicy], priority: str, channel: str) -> SlaPolicy | None:
-    """The first policy, in the given order, that covers a case of this priority and channel."""
-    return next((p for p in policies if p.matches(priority, channel)), None)
+def first_matching(policies: Iterable[SlaPolicy], priority: str, channel: str,
+                   value: CustomerValue | None = None) -> SlaPolicy | None:
+    """The first policy, in the given order, that covers a case of this priority and
+    channel for a customer of this value."""
+    return next((p for p in policies if p.matches(priority, channel, value)), None)
 
 
-def policy_snapshot(policy: SlaPolicy, calendar: BusinessCalendar | None = None) -> dict[str, Any]:
+def policy_snapshot(policy: SlaPolicy, calendar: BusinessCalendar | None = None,
+                    value: CustomerValue | None = None) -> dict[str, Any]:
     """What a case keeps at open: the policy and, when it names one, its calendar as it was,
     so later edits of either never change the clocks of a case already open (and a replay
-    computes the same deadlines)."""
+    computes the same deadlines); and the customer's value when a policy was chosen on it
+    (``VALUE_KEY``)."""
     snap = policy.to_dict()
     if calendar is not None:
         snap["calendar_spec"] = calendar.to_dict()
+    if value is not None:
+        snap[VALUE_KEY] = value.to_dict()
     return snap
 
 
@@ -131,6 +187,7 @@ def from_snapshot(snapshot: Mapping[str, Any],
     `calendars` (PolicyError when it is in neither)."""
     data = dict(snapshot)
     spec = data.pop("calendar_spec", None)
+    data.pop(VALUE_KEY, None)
     policy = SlaPolicy.from_json(data.pop("name"), data)
     if policy.calendar is None:
         return policy, ALWAYS

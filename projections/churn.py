@@ -122,3 +122,25 @@ def churn_risk(facts: ChurnFacts, now_ms: int) -> ChurnRisk:
     signals = sorted((s for s in signals if s[0] > 0), key=lambda s: -s[0])
     z = BIAS + sum(w for w, _ in signals)
     return ChurnRisk(round(1 / (1 + math.exp(-z)), 2), [text for _, text in signals])
+
+
+
+# the kind of each factor text above, for reports that count customers per driver: texts
+# that start with the mark first, then texts that contain it
+FACTOR_STARTS = (("no contact for", "recency"), ("contacts down", "falling_frequency"),
+                 ("satisfaction falling", "falling_satisfaction"), ("low ", "low_score"))
+FACTOR_HOLDS = (("past its SLA", "sla_breaches"), ("unresolved case", "open_cases"),
+                ("complaint", "complaints"))
+
+
+def factor_kind(text: str) -> str:
+    """``recency``, ``falling_frequency``, ``falling_satisfaction``, ``low_score``,
+    ``sla_breaches``, ``open_cases`` or ``complaints``; ``other`` for a text this model
+    does not write."""
+    for mark, kind in FACTOR_STARTS:
+        if text.startswith(mark):
+            return kind
+    for mark, kind in FACTOR_HOLDS:
+        if mark in text:
+            return kind
+    return "other"

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ..domain.segments import PROSPECT, SEGMENTS
+
 DAY_MS = 86_400_000
 CENT = Decimal("0.01")
-PROSPECT = "prospect"
 # Every published purchase is under 10^12 (domain.interactions.MAX_AMOUNT), so a million
 # of them stay under this. A stored amount or total beyond it (or not finite) was written
 # before that limit or produced around ingest: the folds skip it rather than fail a view
@@ -26,7 +27,7 @@ _GRID = (
     (_P, _PL, _PL, _L, _L),        # R=4
     (_N, _PL, _PL, _C, _C),        # R=5
 )
-SEGMENTS = (_C, _L, _PL, _N, _P, _NA, _AS, _AR, _CL, _H, "lost", PROSPECT)
+__all__ = ["PROSPECT", "SEGMENTS"]  # named in domain/segments.py, which SLA policies read
 
 
 def countable(x: Decimal) -> bool:

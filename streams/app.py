@@ -19,7 +19,7 @@ import faust
 import structlog
 
 from .outbox import OutboxRelay
-from .ports import GAP_HEADER, FigureJob, StreamSettings
+from .ports import GAP_HEADER, FigureJob, RetentionJob, StreamSettings
 from .projector import Projector
 from .sla import Clock, SlaScheduler, SystemClock
 from .telemetry import log_throughput
@@ -30,18 +30,20 @@ log = structlog.get_logger(__name__)
 # how often stale satisfaction windows, churn risks and the base-wide RFM bounds are
 # recomputed; a stored figure is at most this much behind the clock
 FIGURES_EVERY_S = 60.0
+# how often the worker asks whether a retention run is due (adapters/retention.py)
+RETENTION_CHECK_S = 60.0
 
 
 async def refresh_figures_every(refresh: Callable[[int], dict[str, int]], clock: Clock,
                                 stop: asyncio.Event, every_s: float = FIGURES_EVERY_S,
-                                ) -> None:
+                                done_event: str = "figures.refreshed") -> None:
     """Run ``refresh(now_ms)`` at start and then every ``every_s`` of ``clock`` until
     ``stop``; the refresh itself makes sure one worker at a time does it."""
     while not stop.is_set():
         started = clock.now()
         done = await asyncio.to_thread(refresh, int(started.timestamp() * 1000))
         if any(done.values()):
-            log.info("figures.refreshed", **done)
+            log.info(done_event, **done)
         sleep = asyncio.ensure_future(clock.sleep_until(started + timedelta(seconds=every_s)))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait((sleep, stopped), return_when=asyncio.FIRST_COMPLETED)
@@ -75,6 +77,8 @@ class WorkerTasks(Protocol):
     def relays(self) -> tuple[OutboxRelay, ...]: ...
     @property
     def webhooks(self) -> WebhookDispatcher | None: ...
+    @property
+    def retention(self) -> RetentionJob | None: ...
 
 
 def build_app(settings: AppSettings) -> faust.App:
@@ -158,6 +162,11 @@ class StreamWorker:
                                              self.stop_event))),
                       asyncio.create_task(self._cases_and_alerts()),
                       asyncio.create_task(log_throughput(self.stop_event))]
+        if services.retention is not None:  # data that expires (issue 14): due hourly
+            self.tasks.append(asyncio.create_task(self._guarded(
+                "retention", refresh_figures_every(
+                    services.retention.run_due, services.clock or SystemClock(),
+                    self.stop_event, RETENTION_CHECK_S, "retention.ran"))))
         await self.app.start()
 
     async def stop(self, drain_s: float = 20.0) -> None:

@@ -131,6 +131,13 @@ class FigureJob(Protocol):
     def refresh_figures(self, now: int | None = None) -> dict[str, int]: ...
 
 
+class RetentionJob(Protocol):
+    """Data that expires (adapters/retention.py): a run erases the customers inactive for
+    longer than the policy allows, when one is due; one worker at a time."""
+
+    def run_due(self, now: int | None = None) -> dict[str, int]: ...
+
+
 class KeyRing(Protocol):
     """Which data keys an erasure destroyed (adapters/keystore.py)."""
 

@@ -91,7 +91,10 @@ class NoBody(BaseModel):
             responses=responses(*V1))
 def list_cases(request: Request, status: Status | None = None,
                breached: bool | None = None, queue: str | None = None,
-               customer_id: str | None = None, limit: int = Query(50, ge=1, le=500),
+               customer_id: str | None = None,
+               segment: str | None = Query(None, description="the customer's segment its"
+                                           " SLA policy was chosen on (issue 14)"),
+               limit: int = Query(50, ge=1, le=500),
                cursor: str | None = CURSOR, _: str = Depends(role("read")),
                ) -> dict[str, Any]:
     api = ctx(request)
@@ -108,6 +111,10 @@ def list_cases(request: Request, status: Status | None = None,
         # the customer and every base customer merged into it
         sql.append("AND customer_id = ANY(%s)")
         args.append(store.members(store.resolve(customer_id) or customer_id))
+    if segment is not None:  # the segment its SLA policy was chosen on (issue 14)
+        sql.append("AND case_id IN (SELECT case_id FROM timeline WHERE type ="
+                   " 'case.opened' AND payload->>'segment' = %s)")
+        args.append(segment)
     breached_ids = control.breached_case_ids()
     if breached is not None:
         # one parameter however many: the ids travel as an array

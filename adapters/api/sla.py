@@ -27,6 +27,10 @@ Priority = Literal["low", "normal", "high", "urgent"]
 Channel = Literal["voice", "email", "chat", "sms", "social", "web", "in_person"]
 Span = Annotated[list[str], Field(min_length=2, max_length=2,
                                   description='["HH:MM", "HH:MM"]')]
+# the RFM segments a policy may match on (domain/segments.py)
+Segment = Literal["champions", "loyal", "potential_loyalist", "new", "promising",
+                  "need_attention", "about_to_sleep", "at_risk", "cannot_lose",
+                  "hibernating", "lost", "prospect"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NAME = Path(min_length=1, max_length=200, pattern=r"\S")
 LIMIT = Query(100, ge=1, le=1000)
@@ -42,6 +46,12 @@ class PolicyIn(BaseModel):
     resolution_s: float = Field(gt=0, allow_inf_nan=False)
     warn_at: float = Field(0.8, gt=0, lt=1)
     calendar: str | None = None
+    segment: list[Segment] | None = Field(
+        None, min_length=1, description="the customer's RFM segment when the case opens")
+    min_lifetime_revenue: str | int | float | None = Field(
+        None, examples=["1000.00"],
+        description="the customer's lifetime revenue in the base currency when the case"
+                    " opens, at least this (a decimal string)")
     name: str | None = Field(None, description="ignored: the name is the path's")
 
 
@@ -54,6 +64,8 @@ class Policy(BaseModel):
     resolution_s: float
     warn_at: float
     calendar: str | None
+    segment: list[str] | None = None
+    min_lifetime_revenue: str | None = None
 
 
 class CalendarIn(BaseModel):

@@ -101,3 +101,22 @@ def test_logs_are_structured_and_carry_no_personal_data(up: Up) -> None:
     for secret in ("Szabó", "peter.szabo", "+36705556677", "v-peter-3", "Elromlott",
                    "anna.kovacs", "Kovács", "+36301234567", "王芳", "Kétszer"):
         assert secret not in logs, secret
+
+
+def test_the_crm_routes_are_served_and_documented(up: Up) -> None:
+    """Issue 14: every CRM endpoint is in `up`'s OpenAPI document and answers its role."""
+    paths = up.get("/openapi.json").json()["paths"]
+    for path in ("/v1/reports/churn", "/v1/reports/cohorts", "/v1/reports/workload",
+                 "/v1/audiences", "/v1/retention-policy"):
+        assert path in paths, path
+    assert "put" in paths["/v1/retention-policy"] and "get" in paths["/v1/retention-policy"]
+    for path, params in (("/v1/reports/churn", {"window_days": 30}),
+                         ("/v1/reports/cohorts", {"period": "quarter"}),
+                         ("/v1/reports/workload", {})):
+        assert up.get(path, role="supervisor", **params).status_code == 200, path
+        assert up.get(path, role="agent", **params).status_code == 403, path
+    export = up.get("/v1/audiences", role="admin", channel="email", format="csv")
+    assert export.status_code == 200 and "x-contactstream-excluded" in export.headers
+    assert export.text.splitlines()[0] == "customer_id,contact,segment,churn_risk,consent_at"
+    assert up.get("/v1/audiences", role="supervisor", channel="email").status_code == 403
+    assert up.get("/v1/retention-policy", role="admin").json()["inactive_days"] is None

@@ -49,7 +49,7 @@ def test_records_come_back_newest_first_with_every_field(audit: AuditLog) -> Non
     assert rows[1] == {"seq": rows[1]["seq"], "at": "2026-11-22T09:01:00.000000+00:00",
                        "role": "admin", "token_id": "ab12cd34ef56", "method": "GET",
                        "path": "/v1/customers/{customer_id}", "action": "customer.read",
-                       "customer_id": "c-2", "case_id": None, "status": 403}
+                       "customer_id": "c-2", "case_id": None, "status": 403, "items": None}
     assert rows[0]["role"] is None and rows[0]["customer_id"] is None
 
 

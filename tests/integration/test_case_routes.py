@@ -105,7 +105,8 @@ async def setup_sla(env: Env) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.json() == {"name": "vip", "priority": ["high", "urgent"], "channel": None,
                          "first_response_s": 3600.0, "next_response_s": None,
-                         "resolution_s": 86400.0, "warn_at": 0.8, "calendar": None}
+                         "resolution_s": 86400.0, "warn_at": 0.8, "calendar": None,
+                         "segment": None, "min_lifetime_revenue": None}
     office = await c.put("/v1/sla-policies/office", headers=SUP,
                          json={"first_response_s": 28800, "resolution_s": 144000,
                                "calendar": "office"})

@@ -138,6 +138,7 @@ def _expected_scores(db: Database, at: int) -> dict[str, tuple[Any, ...]]:
     timeline, the links, the cases and the SLA breaches."""
     d = figures.fold(_timeline(db))
     links = dict(db.all("SELECT base, survivor FROM customer_links"))  # type: ignore[arg-type]
+    links.update(db.all("SELECT pseudonym, grp FROM erased_groups"))  # type: ignore[arg-type]
     owner = {b: links.get(b, b) for b in d.bases}
     act: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for b, ms, _, kind in d.activity:
