@@ -131,11 +131,21 @@ AUDIENCE_PATH = "/v1/audiences"
 MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, -, @, a tab or CR first, or +
+    not followed by a digit: "+36 30…" stays a phone number) gets a leading apostrophe, as
+    OWASP advises for CSV exports; other values as they are."""
+    if isinstance(value, str) and value and (
+            value[0] in "=-@\t\r" or (value[0] == "+" and not value[1:2].isdigit())):
+        return "'" + value
+    return value
+
+
 def _csv(items: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(items)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in item.items()} for item in items)
     return out.getvalue()
 
 
