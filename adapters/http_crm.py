@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..domain.retention import RetentionError, RetentionPolicy
 from ..domain.segments import SEGMENTS
+from .api.bodies import StorableBody
 from .api.errors import V1, ApiError, responses
 from .api.paging import decode_cursor, encode_cursor, only_known_params
 from .audiences import COLUMNS, audience
@@ -223,7 +224,7 @@ def _audience_route(router: APIRouter, role: Role, store: ReadStore,
         return Response(body, media_type=MEDIA[format], headers=headers)
 
 
-class RetentionIn(BaseModel):
+class RetentionIn(StorableBody):
     model_config = ConfigDict(extra="forbid", strict=True)
     inactive_days: int | None = Field(
         description="erase every customer with no interaction for this many days (1 to"

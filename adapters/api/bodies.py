@@ -1,10 +1,14 @@
-"""Raw JSON bodies, for `POST /v1/events` whose items are checked one by one."""
+"""Request bodies: raw JSON for `POST /v1/events`, whose items are checked one by one, and
+the base of every other body's model (``StorableBody``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from pydantic import BaseModel, model_validator
+
+from ...domain.storable import unstorable
 from .errors import ApiError
 
 JSON_TYPES = ("application/json",)  # and application/*+json
@@ -39,3 +43,17 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "bad_json", "body is nested too deeply to read") from exc
     except ValueError as exc:
         raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+
+
+class StorableBody(BaseModel):
+    """The base of a request body's model: a body holding what no store can keep (U+0000,
+    a lone surrogate, NaN, nesting past 32 levels) breaks the model, so it is the route's
+    422 in the envelope instead of a database error's 500."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        why = unstorable(data)
+        if why is not None:
+            raise ValueError(why.removeprefix("envelope: "))
+        return data

@@ -13,6 +13,7 @@ from ...domain.cases import CaseError, InvalidCommand, InvalidTransition
 from ..caseservice import CaseNotFound, case_json
 from ..logging import get_logger
 from .auth import role
+from .bodies import StorableBody
 from .context import ApiContext, ctx
 from .errors import V1, ApiError, invalid_as, responses
 from .paging import CURSOR, Page, decode_cursor, encode_cursor, only_known_params
@@ -71,7 +72,7 @@ class CaseView(BaseModel):
     breached: dict[str, bool]
 
 
-class Assign(BaseModel):
+class Assign(StorableBody):
     agent_id: str = Field(min_length=1)
 
 
@@ -79,11 +80,11 @@ class Reply(Assign):
     text: str | None = None
 
 
-class Resolve(BaseModel):
+class Resolve(StorableBody):
     resolution: str | None = None
 
 
-class NoBody(BaseModel):
+class NoBody(StorableBody):
     """Nothing is read from the body; it may be left out."""
 
 

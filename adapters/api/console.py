@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from .auth import role
+from .bodies import StorableBody
 from .customers import find_customer
 from .errors import V1, ApiError, responses
 from .paging import only_known_params
@@ -34,7 +35,7 @@ HEADERS = {
 KINDS = ("id", "email", "phone", "visitor_id")
 
 
-class Lookup(BaseModel):
+class Lookup(StorableBody):
     """Exactly one identifier of the customer, as `GET /v1/customers/lookup` takes it."""
 
     model_config = ConfigDict(extra="forbid")

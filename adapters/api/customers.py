@@ -15,6 +15,7 @@ from ...domain.identity import CustomerLink
 from ...projections.identifiers import derived_customer_id, normalize
 from .alerts import parse_time
 from .auth import role
+from .bodies import StorableBody
 from .context import ctx
 from .errors import V1, ApiError, responses
 from .paging import (
@@ -126,7 +127,7 @@ class Identity(BaseModel):
     history: list[MergeStep]
 
 
-class Unmerge(BaseModel):
+class Unmerge(StorableBody):
     """Give `member` (a base customer id) or `identifier` (`{kind: value}`)."""
     model_config = ConfigDict(extra="forbid")
     member: str | None = Field(None, min_length=1)

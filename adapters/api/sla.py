@@ -15,6 +15,7 @@ from ...domain.sla import PolicyError, SlaPolicy
 from ..control import CalendarInUse
 from ..logging import get_logger
 from .auth import role
+from .bodies import StorableBody
 from .context import ctx
 from .errors import V1, ApiError, invalid_as, responses
 from .paging import CURSOR, Page, offset_page, only_known_params
@@ -36,7 +37,7 @@ NAME = Path(min_length=1, max_length=200, pattern=r"\S")
 LIMIT = Query(100, ge=1, le=1000)
 
 
-class PolicyIn(BaseModel):
+class PolicyIn(StorableBody):
     """`PUT /v1/sla-policies/{name}`: targets in seconds of business time."""
     model_config = ConfigDict(extra="forbid", strict=True)
     priority: list[Priority] | None = Field(None, min_length=1)
@@ -68,7 +69,7 @@ class Policy(BaseModel):
     min_lifetime_revenue: str | None = None
 
 
-class CalendarIn(BaseModel):
+class CalendarIn(StorableBody):
     """`PUT /v1/calendars/{name}`: opening hours per weekday in the calendar's time zone."""
     model_config = ConfigDict(extra="forbid", strict=True)
     timezone: str = Field(min_length=1, examples=["Europe/Budapest"])

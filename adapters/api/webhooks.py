@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from ...domain.sla import ALERT_KINDS
 from ..logging import get_logger
 from .auth import role
+from .bodies import StorableBody
 from .context import ctx
 from .errors import V1, ApiError, invalid_as, responses
 from .paging import CURSOR, Page, offset_page, only_known_params
@@ -23,7 +24,7 @@ AlertKind = Literal[ALERT_KINDS]  # type: ignore[valid-type]
 NAME = Path(min_length=1, max_length=200, pattern=r"\S")
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(StorableBody):
     """`PUT /v1/webhooks/{name}`: `kinds` empty or left out means every kind."""
     model_config = ConfigDict(extra="forbid")
     url: AnyHttpUrl

@@ -525,6 +525,23 @@ async def test_every_list_pages_by_cursor_and_refuses_unknown_parameters(env: En
     assert known.status_code == 200
 
 
+async def test_a_body_no_store_can_keep_is_the_routes_422(env: Env) -> None:
+    """Found by schemathesis: U+0000 in a body field reached PostgreSQL and was a 500. Every
+    body model refuses what no store can keep, as its route's 422 in the envelope."""
+    c = env.client
+    for path, body, headers, code in (
+            ("/v1/cases/x/assign", {"agent_id": "a\x00b"}, SUP, "invalid_command"),
+            ("/v1/sla-policies/p", {**POLICY, "calendar": "c\x00"}, SUP, "invalid_policy"),
+            ("/v1/webhooks/w", {"url": "http://127.0.0.1:9/\x00", "kinds": ["sla.breached"]},
+             SUP, "invalid_webhook")):
+        send = c.put if "assign" not in path else c.post
+        resp = await send(path, headers=headers, json=body)
+        assert resp.status_code == 422, (path, resp.text)
+        assert set(resp.json()) == {"error"}
+        assert error_code(resp) == code
+        assert "NUL" in resp.json()["error"]["message"]
+
+
 async def test_a_wrong_method_is_405_with_allow_and_bad_input_is_the_envelope(env: Env) -> None:
     c = env.client
     resp = await c.post("/v1/sla-policies", headers=SUP, json={})

@@ -242,3 +242,12 @@ async def test_the_timeline_pages_by_cursor_with_before_as_its_alias(env: Env) -
     for wrong in ("0", "", "2026-11-20T10:00:00", "yesterday"):  # not ISO 8601 with an offset
         resp = await c.get(path, headers=AGENT, params={"as_of": wrong})
         assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_query", wrong
+
+
+async def test_an_unmerge_naming_what_no_store_can_keep_is_a_422(env: Env) -> None:
+    """Found by schemathesis in CI: a member id holding U+0000 reached PostgreSQL (a 500)."""
+    resp = await env.client.post("/v1/customers/c-1001/unmerge", headers=ADMIN,
+                                 json={"member": "c-1\x00", "identifier": None})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "invalid_request"
+    assert "NUL" in resp.json()["error"]["message"]
