@@ -206,8 +206,10 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         requests=RequestWork(control, identity, writer,
                              partial(purge, db, figures=writer.figures)),
         refresh_figures=writer.refresh_figures,
-        # the embedded broker serves the one worker of `up`: every partition, no group join
-        assign_all=settings.embedded_broker)
+        # without leases (a test's or a bench's one worker): every partition, no group
+        # join; `contactstream worker` sets the projector's leases (adapters/worker.py)
+        assign_all=True)
+    writer.keeper = identity  # other workers' identity rows are folded in at commit
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
                           (case_relay, alert_relay), webhooks, clock, kit.keystore, links,
                           Retention(db, control, kit))

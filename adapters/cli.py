@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host")
     up.add_argument("--port", type=int)
     up.add_argument("--demo", action="store_true", help="also publish a synthetic stream")
+    up.add_argument("--workers", type=int, default=1,
+                    help="worker processes sharing the partitions (default 1)")
     pub = sub.add_parser("publish", help="bulk-publish JSONL or CSV ('-' for stdin)")
     pub.add_argument("file")
     pub.add_argument("--url")
@@ -43,12 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--views", type=int, metavar="EVENTS",
                        help="also: customer view, timeline and report latency over HTTP"
                             " after EVENTS events, and the view under ingest")
+    bench.add_argument("--workers", metavar="N,N,...",
+                       help="instead: N worker processes each (e.g. 1,2,4): throughput,"
+                            " events per CPU-second, failover after kill -9")
+    bench.add_argument("--kills", type=int, default=5,
+                       help="kill -9s per worker count above 1 for --workers")
     bench.add_argument("--customers", type=int, default=None,
                        help="customers for --views (default EVENTS/10)")
     bench.add_argument("--requests", type=int, default=1000,
                        help="requests per measured endpoint for --views")
-    wk = sub.add_parser("worker", help="run the stream worker alone")
+    wk = sub.add_parser("worker", help="run a stream worker (any number share the work)")
     wk.add_argument("--data-dir")
+    api = sub.add_parser("api", help="run the HTTP API alone (any number of replicas)")
+    api.add_argument("--data-dir")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
     imp = sub.add_parser("import-sqlite",
                          help="bring a data dir of the SQLite release into PostgreSQL")
     imp.add_argument("dir", help="the old data dir (readstore.sqlite, cases.sqlite, ...)")
@@ -81,17 +92,20 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=getattr(args, "data_dir", None), host=getattr(args, "host", None),
         port=getattr(args, "port", None))
     configure(settings.log_format, settings.log_level)
+    if args.command in ("worker", "api"):
+        settings = _beside_up(settings)
     if args.command == "up":
         from .runner import up
         with datadir.exclusive(settings.data_dir, "up"):
-            return asyncio.run(up(settings, demo=args.demo))
+            return asyncio.run(up(settings, demo=args.demo, workers=args.workers))
     if args.command == "worker":
         from .worker import run_worker
-        if not settings.embedded_broker:  # on Kafka many workers share the partitions
-            return asyncio.run(run_worker(settings))
-        # the embedded broker's one worker reads every partition: a second one would clash
-        with datadir.exclusive(settings.data_dir, "worker", datadir.WORKER):
-            return asyncio.run(run_worker(settings))
+        # never locked out: any number share the partitions and the singletons by leases
+        # in the database, and fencing keeps a worker that lost one from writing for it
+        return asyncio.run(run_worker(settings))
+    if args.command == "api":
+        from .runner import serve_api
+        return asyncio.run(serve_api(settings))
     if args.command == "publish":
         from .publish import PublishError, publish_file
         url, token = _publish_target(args, settings)
@@ -124,6 +138,11 @@ def _run(args: argparse.Namespace) -> int:
         views = None if not args.views else {
             "events": args.views, "customers": args.customers or max(1, args.views // 10),
             "requests": args.requests}
+        if args.workers:
+            from .bench_workers import run_worker_bench
+            counts = [int(n) for n in args.workers.split(",") if n.strip()]
+            return asyncio.run(run_worker_bench(settings, counts, args.events,
+                                                kills=max(0, args.kills), as_json=args.json))
         if args.alerts:
             from .bench_alerts import run_alert_bench
             return asyncio.run(run_alert_bench(settings, cases=args.alerts, as_json=args.json))
@@ -132,6 +151,18 @@ def _run(args: argparse.Namespace) -> int:
                                      views=views, runs=max(1, args.runs),
                                      samples=max(1, args.samples)))
     return 2
+
+
+def _beside_up(settings: config.Settings) -> config.Settings:
+    """A worker or an API replica with no broker or database configured joins the `up`
+    running in its data dir (the broker and database it recorded there)."""
+    from .publish import instance
+    found = instance(settings.data_dir)
+    if not settings.bootstrap_servers and found.get("kafka"):
+        settings = settings.with_(bootstrap_servers=found["kafka"], embedded_broker=True)
+    if not settings.database_url and found.get("database"):
+        settings = settings.with_(database_url=found["database"])
+    return settings
 
 
 def _publish_target(args: argparse.Namespace,

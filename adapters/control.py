@@ -23,6 +23,7 @@ from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
 from .crypto import SECRET_TOKEN, SecretBox
 from .database import Database
+from .notify import notify
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
 ALERT_ORDER_LOCK = 0x616C7274
@@ -318,6 +319,8 @@ class AlertLogStore(_Session):
                 (alert.id, alert.kind, alert.case_id, alert.customer_id, alert.metric,
                  alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}), alert.id)
             ).fetchone()
+            if row:  # the alert streams of every API replica wake at the commit
+                notify(conn)
         return int(row[0]) if row else None
 
     def alert_ids(self, prefix: str) -> set[str]:

@@ -1,8 +1,9 @@
 """Who owns a data dir: an exclusive lock (flock) on ``DATA_DIR/lock``, held for the life
 of the process that runs the embedded broker, database and journal there (``up``) or
 that would clash with it (``replay``, ``backup``/``restore`` of the embedded database,
-``import-sqlite``); and ``DATA_DIR/worker.lock``, held by the one worker of the embedded
-broker. The kernel releases a lock when its holder dies, even by SIGKILL."""
+``import-sqlite``). Workers take no lock: any number share the work by leases in the
+database (adapters/ownership.py). The kernel releases a lock when its holder dies, even by
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 OWNER = "lock"
-WORKER = "worker.lock"
 
 
 class DataDirBusy(RuntimeError):

@@ -29,6 +29,7 @@ from .database import Database
 from .figurestore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
+from .readstore import bump_identity_epoch
 
 log = get_logger(__name__)
 
@@ -73,6 +74,9 @@ def purge(db: Database, cid: str, bases: list[str], key_ids: list[str],
     at_ms = int(datetime.now(UTC).timestamp() * 1000)
     everyone = sorted({cid, *bases})
     with db.tx() as conn:
+        # identity rows go: every other worker reloads its graph and redoes its batch in
+        # flight, so none writes the person back (adapters/readstore.py)
+        bump_identity_epoch(conn)
         rows = [timeline_entry(r) for r in conn.execute(
             f"SELECT {TIMELINE_COLUMNS} FROM timeline WHERE"  # type: ignore[call-overload]
             " customer_id = ANY(%s)", (bases,))]

@@ -23,13 +23,16 @@ from ..domain.interactions import screen_envelope
 from ..projections.identifiers import possible_phone
 from .avro import EnvelopeCodec
 from .config import Settings
-from .journal import Accepted, IngestJournal
+from .journal import Accepted, Claim, IngestJournal
 from .kafka import MAX_RECORD_BYTES, record_size
 from .logging import get_logger
 from .privacy import Privacy
 
 log = get_logger(__name__)
 
+
+# how often a request tries again the ids another API replica is publishing
+CLAIM_RETRY_S = 0.02
 
 class BrokerUnavailable(Exception):
     """Kafka did not acknowledge some items; they were not accepted and may be retried."""
@@ -156,18 +159,27 @@ class Ingestor:
                     result.duplicates += 1
                 else:
                     pending.append(eid)  # the other request failed: try to claim it again
+        claim = None
         try:
-            known = await self._db_call(self.journal.known, list(fresh)) if fresh else set()
-            for eid in known:
-                del fresh[eid]
-            result.duplicates += len(known)
-            result.accepted = await self._produce_and_journal(fresh, result)
+            if fresh:
+                # held across API replicas until the journal commit (adapters/journal.py)
+                claim = await self._db_call(self.journal.claim, list(fresh))
+                while claim.busy:  # another replica publishes some right now: wait
+                    await asyncio.sleep(CLAIM_RETRY_S)
+                    await self._db_call(claim.retry)
+                known = await self._db_call(claim.known, list(fresh))
+                for eid in known:
+                    del fresh[eid]
+                result.duplicates += len(known)
+            result.accepted = await self._produce_and_journal(fresh, result, claim)
         except BaseException:
             for fut in mine.values():
                 if not fut.done():
                     fut.set_result(False)
             raise
         finally:
+            if claim is not None:
+                await self._db_call(claim.release)  # a no-op once committed
             for eid, fut in mine.items():
                 if not fut.done():
                     fut.set_result(eid in fresh)
@@ -206,7 +218,7 @@ class Ingestor:
         return records
 
     async def _produce_and_journal(self, fresh: dict[str, tuple[int, dict[str, Any]]],
-                                   result: IngestResult) -> int:
+                                   result: IngestResult, claim: Claim | None = None) -> int:
         if not fresh:
             return 0
         received_at = int(time.time() * 1000)
@@ -233,10 +245,11 @@ class Ingestor:
                 continue
             rows.append(Accepted(eid, self.topic, meta.partition, meta.offset, key, value,
                                  received_at))
+        record = self.journal.record if claim is None else claim.commit
         if self.fence is None:
-            await self._db_call(self.journal.record, rows)
+            await self._db_call(record, rows)
         elif not await self.fence.commit_within(
-                epoch, functools.partial(self._db_call, self.journal.record, rows)):
+                epoch, functools.partial(self._db_call, record, rows)):
             log.warning("ingest.broker_restarted", events=len(rows))
             raise BrokerUnavailable(f"the broker restarted while {len(records)} events were"
                                     " produced; none was accepted, retry them")

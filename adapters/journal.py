@@ -16,7 +16,9 @@ placeholder record marked by the header ``contactstream-gap`` so later offsets s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -42,6 +44,64 @@ class Accepted:
     received_at: int
 
 
+# the ids a request publishes are held, across API replicas, by transaction-level advisory
+# locks on hashtextextended(id, CLAIM_SEED) until their journal rows commit (Claim)
+CLAIM_SEED = 0x636C61
+
+
+class Claim:
+    """The event ids one request publishes, held in one open transaction from before the
+    duplicate check until their journal rows commit: the same id sent to two API replicas
+    at once is published by one, and the other finds it journalled (issue 9). Try-locks
+    only: a busy id is tried again (``retry``) while the caller waits without blocking
+    its thread, so two replicas never wait on each other's journal threads."""
+
+    def __init__(self, journal: IngestJournal, event_ids: Sequence[str]) -> None:
+        self.journal = journal
+        self._cm: AbstractContextManager[Any] | None = journal.db.tx()
+        self.conn = self._cm.__enter__()
+        self.busy: list[str] = []
+        self._try(list(event_ids))
+
+    def _try(self, ids: list[str]) -> None:
+        rows = self.conn.execute(
+            "SELECT id FROM unnest(%s::text[]) AS id"
+            " WHERE NOT pg_try_advisory_xact_lock(hashtextextended(id, %s))",
+            (ids, CLAIM_SEED)).fetchall()
+        self.busy = [r[0] for r in rows]
+
+    def retry(self) -> None:
+        self._try(self.busy)
+
+    def known(self, event_ids: Sequence[str]) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT event_id FROM ingest_journal WHERE event_id = ANY(%s)",
+            (list(event_ids),)).fetchall()
+        return {r[0] for r in rows}
+
+    def commit(self, rows: Sequence[Accepted]) -> None:
+        """Journal ``rows`` and commit: durable on disk when this returns; the ids go."""
+        if self.journal._force_sync:  # noqa: SLF001 - the journal's own setting
+            self.conn.execute("SET LOCAL synchronous_commit = on")
+        self.conn.cursor().executemany(INSERT, [
+            (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
+            for a in rows])
+        self._close(None)
+
+    def release(self) -> None:
+        """Nothing journalled (a failed produce): the ids go for another request."""
+        self._close(RuntimeError("released"))
+
+    def _close(self, error: BaseException | None) -> None:
+        if self._cm is None:
+            return
+        cm, self._cm = self._cm, None
+        if error is None:
+            cm.__exit__(None, None, None)
+        else:
+            cm.__exit__(type(error), error, None)
+
+
 class IngestJournal:
     """The accepted events, in the database the composition root hands over (``close``
     leaves that database open: it is not the journal's)."""
@@ -58,6 +118,9 @@ class IngestJournal:
 
     def close(self) -> None:
         """Nothing of its own to release; kept so callers need not know."""
+
+    def claim(self, event_ids: Sequence[str]) -> Claim:
+        return Claim(self, event_ids)
 
     def known(self, event_ids: Sequence[str]) -> set[str]:
         """The ids among ``event_ids`` that were accepted before."""

@@ -67,7 +67,8 @@ def case_event_source(cases: CaseService, codec: RecordCodec,
                 "data": data,
             }
             items.append(OutboxItem(n.id, str(case.id).encode(), codec.encode(record),
-                                    ref=(str(case.id), n.originator_version)))
+                                    ref=(str(case.id), n.originator_version),
+                                    partition_key=str(case.customer_id).encode()))
         return items
     return fetch
 

@@ -25,12 +25,22 @@ class PublishError(Exception):
     """A mistake the user can fix; its message says how."""
 
 
-def write_instance(data_dir: Path, url: str, kafka: str) -> Path:
-    """`up` records its URL (and its Kafka bootstrap address, for Kafka tools) in its data
-    dir, so `publish --data-dir` finds it."""
+def write_instance(data_dir: Path, url: str, kafka: str, database: str = "") -> Path:
+    """`up` records its URL (and its Kafka bootstrap address, for Kafka tools, and its
+    database) in its data dir, so `publish --data-dir` finds it, and so do more workers and
+    API replicas started beside it (`contactstream worker|api --data-dir`)."""
     path = data_dir / INSTANCE_FILE
-    path.write_text(json.dumps({"url": url, "kafka": kafka}))
+    path.write_text(json.dumps({"url": url, "kafka": kafka, "database": database}))
     return path
+
+
+def instance(data_dir: Path) -> dict[str, str]:
+    """What the `up` serving ``data_dir`` recorded (empty if none runs there)."""
+    try:
+        found = json.loads((data_dir / INSTANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def instance_url(data_dir: Path) -> str | None:

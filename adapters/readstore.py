@@ -19,7 +19,7 @@ import psycopg
 from ..projections import figures
 from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineEntry, TimelineState
-from ..streams.ports import ArchivedRecord, BatchChanges
+from ..streams.ports import ArchivedRecord, BatchChanges, Redo
 from .archive import archive, archived
 from .database import Database
 from .figurestore import (
@@ -28,11 +28,16 @@ from .figurestore import (
     survivors,
 )
 from .logging import get_logger
+from .ownership import check_fence
 
 if TYPE_CHECKING:
+    from ..streams.identity import IdentityKeeper
     from .privacy import Privacy
 
 log = get_logger(__name__)
+
+# pg_advisory_xact_lock key held by whoever writes the identity graph's rows ("iden")
+IDENTITY_LOCK = 0x6964656E
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
 PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases", "customer_links",
@@ -71,13 +76,16 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
     batch's transaction."""
     cur = conn.cursor()
+    # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
     cur.executemany(
-        "INSERT INTO identity_edges VALUES (%s,%s,%s) ON CONFLICT (edge) DO UPDATE SET"
-        " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event"
+        "INSERT INTO identity_edges VALUES (%s,%s,%s, nextval('identity_seq'))"
+        " ON CONFLICT (edge) DO UPDATE SET claim_ms=excluded.claim_ms,"
+        " claim_event=excluded.claim_event, seq=excluded.seq"
         " WHERE (excluded.claim_ms, excluded.claim_event)"
         " < (identity_edges.claim_ms, identity_edges.claim_event)",
         [(e, ms, ev) for e, (ms, ev) in batch.edges.items()])
-    cur.executemany("INSERT INTO identity_bases VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+    cur.executemany("INSERT INTO identity_bases VALUES (%s,%s,%s, nextval('identity_seq'))"
+                    " ON CONFLICT DO NOTHING",
                     [(b, k, v) for b, (k, v) in batch.new_bases.items()])
     cur.executemany("INSERT INTO identity_separations VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
@@ -93,6 +101,22 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
          for (k, v), cid in batch.identifiers.items()])
 
 
+def lock_identity(conn: psycopg.Connection[Any]) -> None:
+    """Until the transaction ends: the one writer of the identity graph's rows."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (IDENTITY_LOCK,))
+
+
+def bump_identity_epoch(conn: psycopg.Connection[Any]) -> int:
+    """Rows were taken away (an unmerge, an erasure): every other worker reloads."""
+    lock_identity(conn)
+    row = conn.execute("UPDATE identity_epoch SET epoch = epoch + 1 RETURNING epoch").fetchone()
+    return int(row[0]) if row else 0
+
+
+class IdentityStale(Redo):
+    """Another worker carried out an unmerge or an erasure since this one loaded."""
+
+
 class ReadStoreWriter:
     """The worker's side: load identifiers, commit batches, remember offsets."""
 
@@ -101,6 +125,11 @@ class ReadStoreWriter:
         self.db = db
         self.consumer = consumer
         self.figures = figures or FigureWriter()
+        # the identity graph of this worker (streams/identity.py), and how much of the
+        # rows other workers wrote it holds: the last seq read, the epoch loaded
+        self.keeper: IdentityKeeper | None = None
+        self._seen_seq = 0
+        self._epoch: int | None = None
 
     def close(self) -> None:
         """The database belongs to the composition root, which closes it."""
@@ -129,8 +158,14 @@ class ReadStoreWriter:
     def identity_rows(self) -> tuple[list[tuple[str, int, str]],
                                      list[tuple[str, str, str, str]],
                                      list[tuple[str, str, str]]]:
-        """The identity graph's persistent parts: edges, separations, bases."""
+        """The identity graph's persistent parts: edges, separations, bases (a consistent
+        cut: under the identity lock, so no other worker's rows land half-read)."""
         with self.db.tx() as conn:
+            lock_identity(conn)
+            row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()
+            seq = conn.execute("SELECT last_value, is_called FROM identity_seq").fetchone()
+            assert row is not None and seq is not None
+            self._epoch, self._seen_seq = int(row[0]), int(seq[0]) if seq[1] else 0
             edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
                                  ).fetchall()
             seps = conn.execute("SELECT a_kind, a_value, b_kind, b_value"
@@ -141,15 +176,25 @@ class ReadStoreWriter:
     def commit(self, changes: BatchChanges) -> None:
         """The batch's unit of work: one transaction (streams/ports.py ``BatchChanges``)."""
         state, identity, case_rows = changes.timeline, changes.identity, changes.cases
+        mark: tuple[int, int] | None = None
         with self.db.tx() as conn:
+            if identity is not None:
+                # first, before any row lock: with the rows other workers lock, a later
+                # advisory lock could close a cycle (a deadlock)
+                lock_identity(conn)
             new: list[TimelineEntry] = []
             if state is not None:
                 new = self._write_projection(conn, state)
             relinked: list[str] = []
             if identity is not None:
+                mark = self._sync_identity(conn, identity)
                 # a merge or an unmerge moves figures: the former survivors are scored again
                 relinked = list(survivors(conn, set(identity.links)).values())
                 write_identity(conn, identity, state.displays if state is not None else {})
+                if identity.separations:
+                    mark = (mark[0], bump_identity_epoch(conn))
+                seq = conn.execute("SELECT last_value FROM identity_seq").fetchone()
+                mark = (int(seq[0]) if seq else 0, mark[1])
             if case_rows:
                 self._write_cases(conn, case_rows)
             self.figures.write(conn, new, [*(r["customer_id"] for r in case_rows),
@@ -163,6 +208,26 @@ class ReadStoreWriter:
                 # (the group's auto-reset runs ahead of the seek) change no position
                 " WHERE excluded.next_offset > offsets.next_offset",
                 [(self.consumer, t, p, o) for (t, p), o in changes.offsets.items()])
+            # last: the lease rows are held (a takeover waits) only for the commit itself
+            check_fence(conn, changes.holder, changes.fence)
+        if mark is not None:
+            self._seen_seq, self._epoch = mark
+
+    def _sync_identity(self, conn: psycopg.Connection[Any], batch: Any) -> tuple[int, int]:
+        """Under the identity lock: fold what other workers committed since this one last
+        looked into its graph and ``batch``; refuse if they took rows away (Redo)."""
+        lock_identity(conn)
+        row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()
+        epoch = int(row[0]) if row else 0
+        if self._epoch is not None and epoch != self._epoch:
+            raise IdentityStale("an unmerge or an erasure moved the identity graph")
+        edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
+                             " WHERE seq > %s ORDER BY seq", (self._seen_seq,)).fetchall()
+        bases = conn.execute("SELECT base, kind, value FROM identity_bases WHERE seq > %s"
+                             " ORDER BY seq", (self._seen_seq,)).fetchall()
+        if (edges or bases) and self.keeper is not None:
+            self.keeper.fold_foreign(edges, bases, batch)  # type: ignore[arg-type]
+        return self._seen_seq, epoch
 
     def _write_projection(self, conn: psycopg.Connection[Any], state: TimelineState,
                           ) -> list[TimelineEntry]:
@@ -235,6 +300,7 @@ class ReadStoreWriter:
         with self.db.tx() as conn:
             conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
             conn.execute("DELETE FROM offsets WHERE consumer=%s", (self.consumer,))
+            bump_identity_epoch(conn)
 
     def archived(self) -> Iterable[ArchivedRecord]:
         return archived(self.db)

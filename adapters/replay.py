@@ -10,6 +10,7 @@ from tqdm import tqdm
 from . import bootstrap
 from .config import Settings
 from .logging import get_logger
+from .ownership import replay_lease
 
 log = get_logger(__name__)
 
@@ -25,6 +26,16 @@ async def replay(settings: Settings) -> int:
 
 
 async def _replay(settings: Settings) -> int:
+    # the global lease: refused while any worker holds partitions, and none takes one
+    # while it is held (adapters/ownership.py)
+    lease = await asyncio.to_thread(replay_lease, settings.database_url)
+    try:
+        return await _replay_held(settings)
+    finally:
+        await asyncio.to_thread(lease.stop)
+
+
+async def _replay_held(settings: Settings) -> int:
     settings, broker = await bootstrap.prepare_broker(settings, window=False)  # from offset 0
     services = await bootstrap.worker_services(settings)
     try:

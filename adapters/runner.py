@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..streams.telemetry import log_throughput
-from . import bootstrap, kafka, metrics
+from . import bootstrap, kafka, metrics, migrations
 from .api.app import add_case_routes, add_privacy_routes, create_app
 from .audit import AuditLog
 from .auth import write_tokens
@@ -29,18 +29,19 @@ from .http_crm import add_crm_routes
 from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
+from .notify import Listener
 from .publish import write_instance
-from .startup import listen_socket
+from .startup import StartupError, listen_socket
 
 log = get_logger(__name__)
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
+def _child_env(settings: Settings, metrics_port: int | None = None) -> dict[str, str]:
     return {
         **os.environ,
         # the worker's /metrics, on loopback: the API's /metrics shows it (metrics.py)
         "CONTACTSTREAM_HOST": "127.0.0.1",
-        "CONTACTSTREAM_METRICS_PORT": str(settings.metrics_port),
+        "CONTACTSTREAM_METRICS_PORT": str(metrics_port or settings.metrics_port),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "CONTACTSTREAM_EMBEDDED_BROKER": "1" if settings.embedded_broker else "0",
         "CONTACTSTREAM_DATA_DIR": str(settings.data_dir),
@@ -76,7 +77,7 @@ async def _supervise_database(server: EmbeddedPostgres, stop: asyncio.Event,
 
 
 async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
-                            up: asyncio.Event, worker_pid: Callable[[], int | None],
+                            up: asyncio.Event, worker_pids: Callable[[], list[int]],
                             fence: BrokerFence | None, check_every_s: float = 10.0) -> None:
     """Restart the embedded broker whenever it dies, on the same port, and restore its
     log from the database; ``up`` is clear meanwhile (ingest and /readyz answer 503 at
@@ -104,7 +105,7 @@ async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: as
                         limit_mb=settings.broker_max_mb)
         else:
             continue
-        await _restart_broker(broker, settings, stop, up, worker_pid, fence)
+        await _restart_broker(broker, settings, stop, up, worker_pids, fence)
         rss = broker.rss_kb()
         if rss is not None and limit_kb and rss > limit_kb // 2:
             # the window itself is large (the projector is far behind): allow it to grow
@@ -115,10 +116,10 @@ async def _supervise_broker(broker: EmbeddedBroker, settings: Settings, stop: as
 
 
 async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyncio.Event,
-                          up: asyncio.Event, worker_pid: Callable[[], int | None],
+                          up: asyncio.Event, worker_pids: Callable[[], list[int]],
                           fence: BrokerFence | None) -> None:
     up.clear()
-    if (pid := worker_pid()) is not None:
+    for pid in worker_pids():
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # at-least-once: it resumes from its offsets
     broker.kill()  # a compaction's broker is still alive: its log is in the database
@@ -156,7 +157,8 @@ async def _watch_kafka(settings: Settings, stop: asyncio.Event, up: asyncio.Even
 
 async def _supervise_worker(settings: Settings, stop: asyncio.Event,
                             proceed: asyncio.Event | None = None,
-                            running: list[int] | None = None) -> None:
+                            running: list[int] | None = None,
+                            metrics_port: int | None = None) -> None:
     """Run ``contactstream worker`` as a child (a second core for the projector) and
     restart it if it dies. ``stop`` is set once the API stopped taking events: the worker,
     told by SIGTERM, projects what is left in the log, then exits."""
@@ -171,7 +173,7 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event,
         started = loop.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "contactstream.adapters.cli", "worker",
-            env=_child_env(settings), stdin=asyncio.subprocess.DEVNULL,
+            env=_child_env(settings, metrics_port), stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent)
         if running is not None:
             running[:] = [proc.pid]
@@ -210,6 +212,8 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     add_case_routes(app, services.cases, services.control, lambda: datetime.now(UTC),
                     settings.max_streams_per_token, settings.tz)
     metrics.watch(services.control)
+    # alert streams wake on the alert log's NOTIFY, whichever worker wrote it
+    app.state.api.listener = Listener(settings.database_url).start()
     if settings.metrics_port:  # `up`'s worker
         metrics.relay_worker(f"http://127.0.0.1:{settings.metrics_port}/metrics")
     links = bootstrap.link_app(settings)
@@ -221,7 +225,7 @@ def build_api(settings: Settings, services: bootstrap.ApiServices,
     return app, links, audit
 
 
-async def up(settings: Settings, demo: bool = False) -> int:
+async def up(settings: Settings, demo: bool = False, workers: int = 1) -> int:
     # the API's port first: in use, `up` says so before it starts anything else
     sock = listen_socket(settings.host, settings.port)
     try:
@@ -229,7 +233,7 @@ async def up(settings: Settings, demo: bool = False) -> int:
         write_tokens(settings.tokens_file)
         settings, pg = await asyncio.to_thread(bootstrap.prepare_database, settings)
         try:
-            return await _up(settings, pg, demo, sock)
+            return await _up(settings, pg, demo, sock, max(1, workers))
         finally:
             if pg is not None:
                 pg.stop()
@@ -238,7 +242,7 @@ async def up(settings: Settings, demo: bool = False) -> int:
 
 
 async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
-              sock: socket.socket) -> int:
+              sock: socket.socket, workers: int = 1) -> int:
     settings = settings.with_(metrics_port=settings.metrics_port or free_port())
     settings, broker = await bootstrap.prepare_broker(settings)
     stop = asyncio.Event()
@@ -255,12 +259,16 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
     stop_worker = asyncio.Event()  # after the API: every 202 is in the log by then
     kafka_up = asyncio.Event()
     kafka_up.set()
-    worker_pids: list[int] = []
-    worker = asyncio.create_task(_supervise_worker(
-        settings, stop_worker, kafka_up if broker else None, worker_pids))
+    # N workers share the partitions and the singletons by leases (adapters/ownership.py);
+    # each serves its own /metrics, the first one's is relayed by the API's /metrics
+    pids: list[list[int]] = [[] for _ in range(workers)]
+    supervisors = [asyncio.create_task(_supervise_worker(
+        settings, stop_worker, kafka_up if broker else None, pids[i],
+        settings.metrics_port if i == 0 else free_port())) for i in range(workers)]
+    worker = asyncio.ensure_future(asyncio.gather(*supervisors))
     kafka_watch = asyncio.create_task(
         _supervise_broker(broker, settings, stop, kafka_up,
-                          lambda: worker_pids[0] if worker_pids else None,
+                          lambda: [p for running in pids for p in running],
                           services.ingestor.fence)
         if broker is not None else _watch_kafka(settings, stop, kafka_up))
 
@@ -290,7 +298,8 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
         return 1
     url = f"http://{settings.host}:{settings.port}"
     # `publish --data-dir` reads it, and the README's Kafka tools
-    instance = write_instance(settings.data_dir, url, settings.bootstrap_servers)
+    instance = write_instance(settings.data_dir, url, settings.bootstrap_servers,
+                              settings.database_url)
     # the banner once /readyz would answer 200 (the worker holds its partitions), so a
     # user who reads it can use it at once
     waited = 0.0
@@ -329,6 +338,7 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
     await kafka_watch
     if supervisor is not None:
         await supervisor
+    app.state.api.listener.stop()
     audit.close()
     await services.close()
     links.close()
@@ -337,3 +347,57 @@ async def _up(settings: Settings, pg: EmbeddedPostgres | None, demo: bool,
     instance.unlink(missing_ok=True)
     log.info("up.stopped")
     return 0
+
+
+async def serve_api(settings: Settings) -> int:
+    """``contactstream api``: the HTTP API alone, one replica of any number on one Kafka
+    cluster and one database (issue 9). It owns no broker, database or data dir; every
+    replica serves every endpoint with the same answers (the state is in the database,
+    ingest duplicates are caught across replicas, the alert stream reads the alert log)."""
+    if not settings.database_url or not settings.bootstrap_servers:
+        raise StartupError(
+            "an API replica needs the shared broker and database: set"
+            " KAFKA_BOOTSTRAP_SERVERS and CONTACTSTREAM_DATABASE_URL, or give the --data-dir"
+            " of a running `contactstream up`")
+    sock = listen_socket(settings.host, settings.port)
+    try:
+        await asyncio.to_thread(migrations.migrate, settings.database_url)
+        services = await bootstrap.api_services(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        kafka_up = asyncio.Event()
+        kafka_up.set()
+        watch = asyncio.create_task(_watch_kafka(settings, stop, kafka_up))
+
+        async def ready() -> bool:
+            return kafka_up.is_set() and await asyncio.to_thread(services.db.ping)
+
+        app, links, audit = build_api(settings.with_(metrics_port=0), services, ready,
+                                      None, kafka_up.is_set)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                               log_level="warning", access_log=False,
+                                               lifespan="off"))
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if not serving.done():
+            url = f"http://{settings.host}:{settings.port}"
+            print(f"contactstream api is up: {url}  (API docs: {url}/docs)", flush=True)
+            log.info("api.ready", url=url, broker=settings.bootstrap_servers)
+            await asyncio.wait([serving, asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        server.should_exit = True
+        await serving
+        await watch
+        app.state.api.listener.stop()
+        audit.close()
+        await services.close()
+        links.close()
+        log.info("api.stopped")
+        return 0
+    finally:
+        sock.close()

@@ -15,6 +15,7 @@ from .config import ConfigError
 from .database import DatabaseError
 from .datadir import DataDirBusy
 from .kafka import IdempotenceRefused
+from .ownership import ReplayRefused
 
 
 class StartupError(RuntimeError):
@@ -43,7 +44,7 @@ def explain(exc: BaseException) -> str | None:
     """The one line for an error that keeps a command from starting; None for any other
     error (a bug: its traceback is worth more than a line)."""
     if isinstance(exc, (StartupError, DatabaseError, DataDirBusy, IdempotenceRefused,
-                        ConfigError)):
+                        ConfigError, ReplayRefused)):
         return str(exc)
     if isinstance(exc, psycopg.OperationalError):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -10,6 +10,7 @@ from ..streams.app import StreamWorker
 from . import bootstrap, metrics, migrations
 from .config import Settings
 from .logging import get_logger
+from .ownership import Leases
 
 log = get_logger(__name__)
 
@@ -24,6 +25,11 @@ async def run_worker(settings: Settings) -> int:
               if settings.metrics_port else None)
     await asyncio.to_thread(migrations.migrate, settings.database_url)
     services = await bootstrap.worker_services(settings)
+    # many workers share the partitions and the singletons by leases in the database
+    # (adapters/ownership.py); the topic's partitions, as the broker has them
+    partitions = len(await services.producer.partitions_for(settings.interactions_topic))
+    leases = await asyncio.to_thread(Leases(settings.database_url, partitions).start)
+    services.projector.leases = leases
     if services.control is not None:
         metrics.watch_worker(services.scheduler, services.control, services.cases)
     failed = asyncio.Event()
@@ -32,9 +38,9 @@ async def run_worker(settings: Settings) -> int:
     signalled = asyncio.Event()  # the tasks' own stop comes after the projector drained
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
-    worker = StreamWorker(settings, services, failed, stop)
+    worker = StreamWorker(settings, services, failed, stop, leases)
     await worker.start()
-    log.info("worker.started", topic=settings.interactions_topic,
+    log.info("worker.started", topic=settings.interactions_topic, worker=leases.worker_id,
              metrics=f"http://{settings.host}:{settings.metrics_port}/metrics"
              if server is not None else None)
     waiters = [asyncio.create_task(signalled.wait()), asyncio.create_task(failed.wait())]
@@ -42,6 +48,7 @@ async def run_worker(settings: Settings) -> int:
     for w in waiters:
         w.cancel()
     await worker.stop()
+    await asyncio.to_thread(leases.stop)  # at once: no one waits for the TTL
     await services.close()
     if server is not None:
         server.shutdown()

@@ -19,7 +19,7 @@ import faust
 import structlog
 
 from .outbox import OutboxRelay
-from .ports import GAP_HEADER, FigureJob, RetentionJob, StreamSettings
+from .ports import GAP_HEADER, FigureJob, LeaseHolder, RetentionJob, StreamSettings
 from .projector import Projector
 from .sla import Clock, SlaScheduler, SystemClock
 from .telemetry import log_throughput
@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 FIGURES_EVERY_S = 60.0
 # how often the worker asks whether a retention run is due (adapters/retention.py)
 RETENTION_CHECK_S = 60.0
+# how often a worker looks whether it took or lost the singletons' lease
+SINGLETONS_CHECK_S = 0.1
+# the faust app's own stop (its group leave) may hang on a broker in a rebalance
+FAUST_STOP_S = 10.0
 
 
 async def refresh_figures_every(refresh: Callable[[int], dict[str, int]], clock: Clock,
@@ -125,13 +129,17 @@ class StreamWorker:
     timers and the relays need not wait for."""
 
     def __init__(self, settings: AppSettings, services: WorkerTasks, failed: asyncio.Event,
-                 stop: asyncio.Event) -> None:
+                 stop: asyncio.Event, leases: LeaseHolder | None = None) -> None:
         self.services = services
+        # many workers (issue 9): the singletons run only while this worker holds their
+        # lease; None: the one worker of a test or a bench runs them all
+        self.leases = leases
         self.failed = failed
         self.stop_event = stop
         self.app = build_app(settings)
         self.tasks: list[asyncio.Task[None]] = []
         self.projecting: asyncio.Task[None] | None = None
+        self._faust: asyncio.Task[Any] | None = None
 
     async def _guarded(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -142,15 +150,53 @@ class StreamWorker:
             log.exception("worker.task_crashed", task=name)
             self.failed.set()  # the process exits non-zero and `up` restarts it
 
-    async def _cases_and_alerts(self) -> None:
+    async def _cases_and_alerts(self, stop: asyncio.Event) -> None:
         services = self.services
         if services.scheduler is None or services.webhooks is None:
             return
         timers = await services.scheduler.start()
         log.info("sla.timers_started", cases=timers)
-        await asyncio.gather(
-            *(self._guarded(f"outbox.{r.name}", r.run(self.stop_event)) for r in services.relays),
-            self._guarded("webhooks", services.webhooks.run(self.stop_event)))
+        try:
+            await asyncio.gather(
+                *(self._guarded(f"outbox.{r.name}", r.run(stop)) for r in services.relays),
+                self._guarded("webhooks", services.webhooks.run(stop)))
+        finally:
+            await services.scheduler.stop()
+
+    def _singletons(self, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
+        """What must run once among all workers: SLA timers, outbox relays, webhooks, the
+        retention runs (the admins' requests run in the projector's loop, also only
+        under the lease)."""
+        services = self.services
+        tasks = [asyncio.create_task(self._cases_and_alerts(stop))]
+        if services.retention is not None:  # data that expires (issue 14): due hourly
+            tasks.append(asyncio.create_task(self._guarded(
+                "retention", refresh_figures_every(
+                    services.retention.run_due, services.clock or SystemClock(),
+                    stop, RETENTION_CHECK_S, "retention.ran"))))
+        return tasks
+
+    async def _hold_singletons(self, leases: LeaseHolder) -> None:
+        """Start the singletons when this worker takes their lease, stop them the moment
+        it is lost (its successor starts them within the lease's TTL)."""
+        while not self.stop_event.is_set():
+            if not leases.holds_singletons():
+                await asyncio.sleep(SINGLETONS_CHECK_S)
+                continue
+            log.info("singletons.taken")
+            lost = asyncio.Event()
+            tasks = self._singletons(lost)
+            try:
+                while leases.holds_singletons() and not self.stop_event.is_set():
+                    await asyncio.sleep(SINGLETONS_CHECK_S)
+            finally:  # lost, stopped or cancelled: the singletons stop with it
+                lost.set()
+                _, pending = await asyncio.wait(tasks, timeout=5)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if not self.stop_event.is_set():
+                log.warning("singletons.lost")
 
     async def start(self) -> None:
         services = self.services
@@ -160,14 +206,14 @@ class StreamWorker:
             "figures", refresh_figures_every(services.writer.refresh_figures,
                                              services.clock or SystemClock(),
                                              self.stop_event))),
-                      asyncio.create_task(self._cases_and_alerts()),
                       asyncio.create_task(log_throughput(self.stop_event))]
-        if services.retention is not None:  # data that expires (issue 14): due hourly
-            self.tasks.append(asyncio.create_task(self._guarded(
-                "retention", refresh_figures_every(
-                    services.retention.run_due, services.clock or SystemClock(),
-                    self.stop_event, RETENTION_CHECK_S, "retention.ran"))))
-        await self.app.start()
+        if self.leases is None:
+            self.tasks += self._singletons(self.stop_event)
+        else:
+            self.tasks.append(asyncio.create_task(self._hold_singletons(self.leases)))
+        # the faust app's start waits for its group join (seconds, longer while other
+        # workers come and go): in the background, so a stop is never stuck behind it
+        self._faust = asyncio.create_task(self.app.start())
 
     async def stop(self, drain_s: float = 20.0) -> None:
         """Let the projector read on to the end of the log (a clean stop leaves nothing
@@ -180,4 +226,10 @@ class StreamWorker:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.app.stop()
+        if self._faust is not None and not self._faust.done():
+            self._faust.cancel()
+            await asyncio.gather(self._faust, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.app.stop(), FAUST_STOP_S)
+        except TimeoutError:
+            log.warning("worker.faust_stop_timeout", seconds=FAUST_STOP_S)

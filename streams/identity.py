@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
 
 from ..domain.identity import CustomerLink, IdentityError
 from ..projections import identity as graph
@@ -75,6 +76,37 @@ class IdentityKeeper:
         bases = {b: (k, v) for b, k, v in base_rows}
         self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
+
+    def fold_foreign(self, edge_rows: list[tuple[str, int, str]],
+                     base_rows: list[tuple[str, str, str]],
+                     batch: IdentityBatch) -> IdentityBatch:
+        """Rows other workers committed since this one last looked (issue 9), folded into
+        the graph, and ``batch``'s links and identifiers rewritten for every raw region
+        either touched, from the graph as it is now. The graph depends on the set of its
+        edges alone, so this is what one worker reading every partition would write."""
+        st = self.state
+        touched: set[graph.Ident] = set()
+        for base, kind, value in base_rows:
+            node = (kind, value)
+            if base not in st.bases:
+                st.bases[base] = node
+                st.bases_at.setdefault(node, set()).add(base)
+            touched.add(node)
+        for edge, ms, event_id in edge_rows:
+            idents = [(k, v) for k, v in json.loads(edge)]
+            st, _ = graph.apply(st, graph.sighting(event_id, int(ms), idents))
+            touched.update(idents)
+        for key in batch.edges:
+            touched.update((k, v) for k, v in json.loads(key))
+        for node in graph.region(st, touched):
+            owner = st.survivor_of_node.get(node)
+            if owner is not None:
+                batch.identifiers[node] = owner
+            for base in st.bases_at.get(node, ()):
+                if (survivor := graph.resolve_id(st, base)) is not None:
+                    batch.links[base] = survivor
+        self.state = st
+        return batch
 
     def reset(self) -> None:
         self.state = graph.IdentityState()
@@ -148,20 +180,33 @@ class IdentityKeeper:
         if self.links_app is None or not self.record:
             return
         now = datetime.now(UTC)
+        merges = [(absorbed, change.survivor, graph.is_strong(self.state, change.survivor),
+                   change.event_id) for change in batch.merges for absorbed in change.absorbed]
+        try:  # one transaction for the batch's merges
+            self.links_app.save(*self._merged(merges, now, by).values())
+        except IntegrityError:
+            # another worker recorded one of these customers' history meanwhile (issue 9):
+            # each again on its newest version, alone
+            for merge in merges:
+                for _ in range(3):
+                    try:
+                        self.links_app.save(*self._merged([merge], now, by).values())
+                        break
+                    except IntegrityError:
+                        continue
+
+    def _merged(self, merges: list[tuple[str, str, bool, str]], now: datetime,
+                by: str) -> dict[str, CustomerLink]:
         changed: dict[str, CustomerLink] = {}
-        for change in batch.merges:
-            strong = graph.is_strong(self.state, change.survivor)
-            for absorbed in change.absorbed:
-                link = changed.get(absorbed) or self._link(absorbed)
-                try:
-                    link.merge(change.survivor, survivor_strong=strong,
-                               reason=change.event_id, at=now, by=by)
-                except IdentityError as exc:
-                    log.info("identity.history_skipped", reason=type(exc).__name__)
-                    continue
-                changed[absorbed] = link
-        if changed:  # one transaction for the batch's merges
-            self.links_app.save(*changed.values())
+        for absorbed, survivor, strong, reason in merges:
+            link = changed.get(absorbed) or self._link(absorbed)
+            try:
+                link.merge(survivor, survivor_strong=strong, reason=reason, at=now, by=by)
+            except IdentityError as exc:
+                log.info("identity.history_skipped", reason=type(exc).__name__)
+                continue
+            changed[absorbed] = link
+        return changed
 
     def record_unmerge(self, member: str, by: str, reason: str) -> None:
         """``reason`` must be unique per request (the caller adds the request number)."""

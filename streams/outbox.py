@@ -34,6 +34,10 @@ class OutboxItem:
     key: bytes
     value: bytes
     ref: Any = None  # what the caller wants back in on_published (e.g. the case id)
+    # what picks the partition when it is not the key: a case event goes to the partition
+    # of its customer's interactions (the Kafka key of both is the base customer), so the
+    # worker holding that partition reads both (issue 9, "Many workers")
+    partition_key: bytes | None = None
 
 
 class OutboxRelay:
@@ -116,7 +120,7 @@ class OutboxRelay:
         sends = []
         archive = []
         for item in items:
-            p = self._partition(item.key, partitions)
+            p = self._partition(item.partition_key or item.key, partitions)
             if item.seq <= self._tail.get(p, 0):
                 # published before a crash, position not yet saved
                 if item.seq in self._seen:

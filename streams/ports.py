@@ -91,6 +91,36 @@ class StreamSettings(Protocol):
 ConsumerFactory = Callable[[str | None], "AIOKafkaConsumer"]
 
 
+class Redo(RuntimeError):  # noqa: N818 - what the projector does about it
+    """A batch's transaction was refused because this worker's view is stale: it lost a
+    partition it wrote for (fencing), or an unmerge or an erasure on another worker took
+    identity rows away. Nothing was written: reload, seek to the stored offsets, go on."""
+
+
+def partition_lease(partition: int) -> str:
+    """The lease of partition N of the interactions and the cases topic (issue 9)."""
+    return f"partition:{partition}"
+
+
+class LeaseHolder(Protocol):
+    """This worker's leases (adapters/ownership.py ``Leases``), renewed elsewhere."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    def held_partitions(self) -> dict[int, int]:
+        """Partition -> the generation this worker holds it at."""
+        ...
+
+    def holds_singletons(self) -> bool: ...
+
+    def surplus(self) -> set[int]:
+        """Held partitions past this worker's share: to give back after the commit."""
+        ...
+
+    def give_back(self, partitions: Iterable[int]) -> None: ...
+
+
 @dataclass
 class BatchChanges:
     """The unit of work of one batch: everything it changes, committed in one transaction
@@ -101,6 +131,10 @@ class BatchChanges:
     offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
     cases: Sequence[dict[str, Any]] = ()  # the newest state of each case the batch moved
     identity: Any = None  # merges and unmerges (projections/identity.py IdentityBatch)
+    # the leases the batch was read under (lease name -> generation), and whose: the
+    # transaction commits only while they are still held (adapters/ownership.py)
+    fence: Mapping[str, int] = field(default_factory=dict)
+    holder: str = ""
 
 
 class ProjectionStore(Protocol):

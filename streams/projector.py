@@ -33,8 +33,11 @@ from .ports import (
     ConsumerFactory,
     Decoder,
     KeyRing,
+    LeaseHolder,
     ProjectionStore,
+    Redo,
     StreamSettings,
+    partition_lease,
 )
 from .requests import RequestWork
 from .telemetry import BATCH_SECONDS, note_batch, timed
@@ -75,7 +78,7 @@ class Projector:
                  requests: RequestWork | None = None,
                  erasures: Callable[[], Mapping[str, Sequence[tuple[int, str]]]] | None = None,
                  refresh_figures: Callable[[], Any] | None = None,
-                 assign_all: bool = False) -> None:
+                 assign_all: bool = False, leases: LeaseHolder | None = None) -> None:
         self.settings = settings
         self.decoder = decoder
         self.store = store
@@ -102,6 +105,10 @@ class Projector:
         # one worker reads every partition, assigned without a group join (the embedded
         # broker's join takes ~4 s each time): the single worker of `up`
         self.assign_all = assign_all
+        # many workers (issue 9): the partitions this worker holds leases on, assigned by
+        # hand (adapters/ownership.py); each batch commits only while they are still held
+        self.leases = leases
+        self._held: dict[int, int] = {}
         self._draining = False
         self._pending: asyncio.Future[Any] | None = None
         self._pending_offsets: Mapping[tuple[str, int], int] = {}
@@ -134,7 +141,9 @@ class Projector:
             await self._db_call(self.identity.load, self.store)
         self.consumer = self.new_consumer(self.settings.projector_group if group else None)
         await self.consumer.start()
-        if group and not self.assign_all:
+        if self.leases is not None:
+            await self._follow_leases()
+        elif group and not self.assign_all:
             self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
         else:  # the group id, if any, only receives the offsets (lag monitoring)
             tps = self._all_partitions()
@@ -146,20 +155,13 @@ class Projector:
             if until_end:
                 end = await self._end_offsets()
             while True:
-                if self._draining and not until_end:
-                    until_end, end = True, await self._end_offsets()
-                batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
-                if self.requests is not None:
-                    await self.requests.run(self._db_call, self.flush)
-                if batch:
-                    await self.process(batch)
-                    if on_batch:
-                        on_batch(self.progress)
-                elif until_end and await self._reached(end):
-                    # an empty fetch past the listed end offsets: the embedded broker's
-                    # ListOffsets answers the last *batch's* base offset + 1, so the listed
-                    # end is only a lower bound and an idle fetch marks the real end
-                    break
+                try:
+                    if self._draining and not until_end:
+                        until_end, end = True, await self._end_offsets()
+                    if not await self._step(until_end, end, on_batch):
+                        break
+                except Redo as exc:
+                    await self._redo(exc)
             await self.flush()
             if refresh_at_end and self.refresh_figures is not None:
                 await self._db_call(self.refresh_figures)
@@ -169,6 +171,62 @@ class Projector:
                 self._pending = None
             await self.consumer.stop()
         return self.progress
+
+    async def _step(self, until_end: bool, end: dict[TopicPartition, int],
+                    on_batch: Callable[[Progress], None] | None) -> bool:
+        """One fetch and its batch; False once ``until_end`` found the end."""
+        assert self.consumer is not None
+        if self.leases is not None:
+            await self._follow_leases()
+            if not self._held:  # nothing of ours to read (yet): the leases decide
+                await asyncio.sleep(0.1)
+                return not until_end
+        batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
+        if self.requests is not None and (self.leases is None
+                                          or self.leases.holds_singletons()):
+            await self.requests.run(self._db_call, self.flush)
+        if batch:
+            await self.process(batch)
+            if on_batch:
+                on_batch(self.progress)
+        elif until_end and await self._reached(end):
+            # an empty fetch past the listed end offsets: the embedded broker's
+            # ListOffsets answers the last *batch's* base offset + 1, so the listed
+            # end is only a lower bound and an idle fetch marks the real end
+            return False
+        return True
+
+    async def _follow_leases(self) -> None:
+        """Read what this worker holds leases on: give back what is past its share once
+        the commit in flight landed, and seek what it gained to the stored offsets."""
+        assert self.leases is not None and self.consumer is not None
+        held = self.leases.held_partitions()
+        surplus = self.leases.surplus() & set(held)
+        if surplus:
+            await self.flush()
+            self.leases.give_back(surplus)
+            held = {p: g for p, g in held.items() if p not in surplus}
+        if held == self._held:
+            return
+        await self.flush()
+        self._held = held
+        tps = [TopicPartition(t, p) for t in self.topics for p in sorted(held)]
+        self.consumer.assign(tps)
+        if tps:
+            await self.seek_stored(tps)  # all of them: assign() forgets positions
+
+    async def _redo(self, exc: Redo) -> None:
+        """A refused commit (a lost partition, another worker's unmerge or erasure):
+        nothing of it was written; reload the graph, seek back to what is stored."""
+        self._pending = None
+        log.warning("projector.redo", reason=str(exc)[:160])
+        if self.identity is not None:
+            await self._db_call(self.identity.load, self.store)
+        self._held = {}
+        if self.leases is not None:
+            await self._follow_leases()
+        elif self.consumer is not None:
+            await self.seek_stored(list(self.consumer.assignment()))
 
     def drain(self) -> None:
         """Read on to the end of the log as it is now (every record acknowledged before
@@ -201,6 +259,10 @@ class Projector:
             read.archive.extend(published if self.archive else ())
         self.progress.dead_letters += len(read.dead)
         changes = BatchChanges(archive=read.archive, offsets=read.offsets)
+        if self.leases is not None:
+            changes.holder = self.leases.worker_id
+            changes.fence = {partition_lease(p): self._held.get(p, -1)
+                             for p in {p for _, p in read.offsets}}
         if read.envelopes:
             await self._project(read, changes)
         if read.case_records and self.case_decoder is not None:

@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 
 from ...streams.webhooks import alert_json
 from ..control import ControlStore
+from ..notify import Listener
 from .auth import role
 from .context import ctx
 from .errors import V1, ApiError, responses
@@ -25,6 +26,8 @@ from .paging import CURSOR, Page, decode_offset, encode_offset, only_known_param
 router = APIRouter(tags=["alerts"], dependencies=[Depends(only_known_params)])
 
 SSE_POLL_S = 0.1
+# with LISTEN/NOTIFY: how often a stream looks anyway (and sees its client gone)
+SSE_FALLBACK_S = 1.0
 SSE_KEEPALIVE_S = 15.0
 ALERT_SCAN = 500
 KIND = Query(default=[], description="alert kinds, repeated or comma-separated")
@@ -161,7 +164,7 @@ async def alert_stream(request: Request, kind: list[str] = KIND,
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for chunk in _alert_events(request, control, start, kinds):
+            async for chunk in _alert_events(request, control, start, kinds, api.listener):
                 yield chunk
         finally:
             release()
@@ -172,12 +175,17 @@ async def alert_stream(request: Request, kind: list[str] = KIND,
 
 
 async def _alert_events(request: Request, control: ControlStore, start: int,
-                        kinds: list[str]) -> AsyncIterator[str]:
-    """The stream's body: alerts after ``start`` as they are added, keep-alives."""
+                        kinds: list[str], listener: Listener | None = None,
+                        ) -> AsyncIterator[str]:
+    """The stream's body: alerts after ``start`` as they are added, keep-alives. With a
+    listener it wakes on the alert log's NOTIFY (from whichever worker added the alert)
+    and looks on its own only every SSE_FALLBACK_S; without one it looks every
+    SSE_POLL_S."""
     position = start
     yield "retry: 1000\n: connected\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
+        wakeup = listener.wakeup() if listener is not None else None  # before the read
         rows = await asyncio.to_thread(control.alerts, after=position, limit=100)
         for row in rows:
             position = row["seq"]
@@ -189,4 +197,7 @@ async def _alert_events(request: Request, control: ControlStore, start: int,
         if time.monotonic() - quiet_since >= SSE_KEEPALIVE_S:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
-        await asyncio.sleep(SSE_POLL_S)
+        if listener is not None and wakeup is not None:
+            await listener.wait(wakeup, SSE_FALLBACK_S)
+        else:
+            await asyncio.sleep(SSE_POLL_S)

@@ -37,6 +37,7 @@ class ApiContext:
     cases: CaseService | None = None
     now: Callable[[], datetime] = _utc_now
     streams: Any = None  # alerts.StreamSlots
+    listener: Any = None  # adapters/notify.py Listener: the alert log's wake-ups
     audit: AuditLog | None = None
     links: Any = None  # the eventsourcing app of CustomerLink aggregates
     tz: tzinfo = UTC  # CONTACTSTREAM_TIMEZONE: what "today" means in reports

@@ -47,3 +47,23 @@ def test_medians_are_taken_figure_by_figure() -> None:
             {"a": 3, "b": {"c": 30.0, "d": 2}, "t": "y"},
             {"a": 2, "b": {"c": 20.0, "d": 1}, "t": "z"}]
     assert _medians(runs) == {"a": 2, "b": {"c": 20.0, "d": None}, "t": "x"}
+
+
+def test_bench_workers_measures_each_count_and_the_failover_of_a_killed_worker() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "contactstream.adapters.cli", "bench", "--workers", "1,2",
+         "--events", "1200", "--kills", "1", "--json"],
+        capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    one, two = result["runs"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for run in (one, two):
+        assert run["events"] == 1200
+        assert run["events_per_s"] == pytest.approx(1200 / run["seconds"], rel=0.02)
+        assert run["events_per_cpu_s"] == pytest.approx(
+            1200 / (run["worker_cpu_s"] + run["database_cpu_s"]), rel=0.02)
+        # the twelve partitions shared evenly among the live workers
+        assert sorted(run["partitions"].values()) == [12 // run["workers"]] * run["workers"]
+    assert "failover_s" not in one  # nothing to fail over to
+    fail = two["failover_s"]
+    assert fail["kills"] == 1 and len(fail["all"]) == 1 and fail["median"] > 0

@@ -63,7 +63,8 @@ SOURCE_COUNTS = {
 # figures (migration 4) the worker builds from the imported timeline at its first start
 # avro_subjects: 0.1 kept no subject versions; every process registers its subjects at start
 NOT_IMPORTED = {"schema_migrations", "key_meta", "key_customers", "data_keys", "case_routes",
-                "avro_subjects", "erased_groups", "retention_policy", *FIGURE_TABLES}
+                "avro_subjects", "erased_groups", "retention_policy", *FIGURE_TABLES,
+                "leases", "workers", "identity_epoch"}  # issue 9's, of running processes
 
 
 @pytest.fixture

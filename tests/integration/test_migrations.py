@@ -75,6 +75,10 @@ def test_complaints_recorded_before_version_6_get_the_case_their_envelope_named(
         conn.execute("DROP TABLE avro_subjects")  # and without the steps after 6
         conn.execute("DROP TABLE erased_groups, retention_policy")
         conn.execute("ALTER TABLE access_log DROP COLUMN items")
+        conn.execute("DROP TABLE workers, leases, identity_epoch")  # and of 10
+        conn.execute("DROP SEQUENCE identity_seq")
+        conn.execute("ALTER TABLE identity_edges DROP COLUMN seq")
+        conn.execute("ALTER TABLE identity_bases DROP COLUMN seq")
         conn.execute("DELETE FROM schema_migrations WHERE version >= 6")
         for event_id, case_id in (("cmp-1", "case-9"), ("cmp-2", None)):
             conn.execute("INSERT INTO timeline VALUES (%s,'c-1',0,'2026-11-01T00:00:00+00:00',"

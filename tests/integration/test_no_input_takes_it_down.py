@@ -32,6 +32,7 @@ class FullSystem(System):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.app.state.api.listener.stop()
         await super().__aexit__(*exc)
         self.audit.close()
         self.links.close()

@@ -16,7 +16,7 @@ def test_a_held_data_dir_is_refused_with_its_holder_and_free_again_after(tmp_pat
             with exclusive(tmp_path, "replay"):
                 pass
         assert "contactstream up" in (holder(tmp_path) or "")
-        with exclusive(tmp_path, "worker", "worker.lock"):  # another lock, another owner
+        with exclusive(tmp_path, "other", "other.lock"):  # another lock, another owner
             pass
     assert holder(tmp_path) is None
     with exclusive(tmp_path, "replay"):

@@ -1,0 +1,105 @@
+"""Leases in PostgreSQL (adapters/ownership.py): the partitions shared out among live
+workers, a dead worker's taken over after the TTL, fencing of a worker that lost one,
+the singletons held by one worker, and a replay refused beside workers."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from contactstream.adapters.ownership import (
+    Fenced,
+    Leases,
+    ReplayRefused,
+    check_fence,
+    replay_lease,
+    share,
+)
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_share_is_round_robin_over_the_sorted_live_workers() -> None:
+    assert share(6, ["b", "a", "c"], "a") == {0, 3}
+    assert share(6, ["b", "a", "c"], "c") == {2, 5}
+    assert share(4, ["a"], "a") == {0, 1, 2, 3}
+    assert share(4, ["a", "b"], "z") == set()  # not (yet) among the live ones
+    # every partition has exactly one owner, whatever the number of workers
+    for n in range(1, 8):
+        ids = [f"w{i}" for i in range(n)]
+        owned = [p for w in ids for p in share(5, ids, w)]
+        assert sorted(owned) == list(range(5))
+
+
+def _beat_until(leases: list[Leases], check: object) -> None:
+    def once() -> bool:
+        for lease in leases:
+            lease.beat()
+        return bool(check())  # type: ignore[operator]
+    eventually(once, timeout=10, every=0.05)
+
+
+def test_two_workers_split_the_partitions_and_one_holds_the_singletons(
+        database_url: str) -> None:
+    a = Leases(database_url, 4, worker_id="a")
+    b = Leases(database_url, 4, worker_id="b")
+    try:
+        a.beat()
+        assert set(a.held_partitions()) == {0, 1, 2, 3}  # alone: everything
+        b.beat()
+        assert set(b.held_partitions()) == set()  # a still holds them
+        a.beat()  # and now sees b
+        assert a.surplus() == {1, 3}
+        a.give_back(a.surplus())  # after its commit in flight
+        _beat_until([a, b], lambda: set(b.held_partitions()) == {1, 3})
+        assert set(a.held_partitions()) == {0, 2}
+        assert a.holds_singletons() != b.holds_singletons()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_dead_workers_partitions_move_after_the_ttl_and_its_commit_is_fenced(
+        database_url: str) -> None:
+    dead = Leases(database_url, 2, worker_id="dead", ttl_s=0.5)
+    dead.beat()  # then it stops beating: killed
+    held = dead.held_partitions()
+    fence = {f"partition:{p}": g for p, g in held.items()}
+    heir = Leases(database_url, 2, worker_id="heir", ttl_s=0.5)
+    heir.beat()
+    assert heir.held_partitions() == {}  # not before the TTL
+    time.sleep(0.6)
+    _beat_until([heir], lambda: set(heir.held_partitions()) == {0, 1})
+    assert all(heir.held_partitions()[p] > g for p, g in held.items())
+    assert heir.holds_singletons()
+    with psycopg.connect(database_url) as conn, pytest.raises(Fenced, match="partition"):
+        check_fence(conn, "dead", fence)
+    with psycopg.connect(database_url) as conn:  # the holder passes
+        check_fence(conn, "heir", {f"partition:{p}": g
+                                   for p, g in heir.held_partitions().items()})
+    heir.stop()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM leases WHERE holder='heir'"
+                            ).fetchone() == (0,)
+
+
+def test_a_replay_is_refused_while_a_worker_holds_partitions_and_blocks_new_ones(
+        database_url: str) -> None:
+    worker = Leases(database_url, 2, worker_id="w")
+    worker.beat()
+    with pytest.raises(ReplayRefused, match="hold partitions"):
+        replay_lease(database_url)
+    worker.stop()
+    lease = replay_lease(database_url)
+    try:
+        with pytest.raises(ReplayRefused, match="another replay"):
+            replay_lease(database_url)
+        late = Leases(database_url, 2, worker_id="late")
+        late.beat()
+        assert late.held_partitions() == {}  # none taken while the replay runs
+        late.stop()
+    finally:
+        lease.stop()
