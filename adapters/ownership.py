@@ -40,8 +40,8 @@ SINGLETONS = "singletons"
 REPLAY = "replay"
 # a lease lives this long past its last renewal; renewed every BEAT_S. A kill -9 frees a
 # worker's partitions after TTL_S at most, and its successor takes them at its next beat
-TTL_S = 2.0
-BEAT_S = 0.4
+TTL_S = 1.5
+BEAT_S = 0.3
 
 
 class Fenced(Redo):

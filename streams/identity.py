@@ -82,20 +82,21 @@ class IdentityKeeper:
                      batch: IdentityBatch) -> IdentityBatch:
         """Rows other workers committed since this one last looked (issue 9), folded into
         the graph, and ``batch``'s links and identifiers rewritten for every raw region
-        either touched, from the graph as it is now. The graph depends on the set of its
-        edges alone, so this is what one worker reading every partition would write."""
+        the batch touched, from the graph as it is now. The graph depends on the set of
+        its edges alone, so this is what one worker reading every partition would write.
+        A region only the other workers' rows touched is as its last writer left it, and
+        that writer had folded in every row committed before its own (under the same
+        lock): it is right already and is not written again."""
         st = self.state
-        touched: set[graph.Ident] = set()
         for base, kind, value in base_rows:
             node = (kind, value)
             if base not in st.bases:
                 st.bases[base] = node
                 st.bases_at.setdefault(node, set()).add(base)
-            touched.add(node)
         for edge, ms, event_id in edge_rows:
             idents = [(k, v) for k, v in json.loads(edge)]
             st, _ = graph.apply(st, graph.sighting(event_id, int(ms), idents))
-            touched.update(idents)
+        touched: set[graph.Ident] = set()
         for key in batch.edges:
             touched.update((k, v) for k, v in json.loads(key))
         for node in graph.region(st, touched):

@@ -181,7 +181,8 @@ class Projector:
             if not self._held:  # nothing of ours to read (yet): the leases decide
                 await asyncio.sleep(0.1)
                 return not until_end
-        batch = await self.consumer.getmany(timeout_ms=300, max_records=self.max_records)
+        # short enough that a lease gained while idle is read within a few hundred ms
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
         if self.requests is not None and (self.leases is None
                                           or self.leases.holds_singletons()):
             await self.requests.run(self._db_call, self.flush)
