@@ -26,13 +26,19 @@ from .config import Settings
 from .journal import Accepted, Claim, IngestJournal
 from .kafka import MAX_RECORD_BYTES, record_size
 from .logging import get_logger
+from .ownership import BrokerMoved
 from .privacy import Privacy
 
 log = get_logger(__name__)
 
 
-# how often a request tries again the ids another API replica is publishing
+# how often a request tries again the ids another API replica is publishing, and for how
+# long before it answers 503 (the other request is stuck: its client retries)
 CLAIM_RETRY_S = 0.02
+CLAIM_WAIT_S = 10.0
+# requests holding a claim (an open transaction on a pooled connection) at once: under
+# the API's pool of 16, so reads always find connections
+CLAIMS_IN_FLIGHT = 8
 
 class BrokerUnavailable(Exception):
     """Kafka did not acknowledge some items; they were not accepted and may be retried."""
@@ -118,6 +124,7 @@ class Ingestor:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         # event id -> future of "was it accepted", for the same id in concurrent requests
         self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._claims = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
         # the embedded broker's restarts (None: a cluster that keeps its log)
         self.fence: BrokerFence | None = BrokerFence() if settings.embedded_broker else None
@@ -163,10 +170,7 @@ class Ingestor:
         try:
             if fresh:
                 # held across API replicas until the journal commit (adapters/journal.py)
-                claim = await self._db_call(self.journal.claim, list(fresh))
-                while claim.busy:  # another replica publishes some right now: wait
-                    await asyncio.sleep(CLAIM_RETRY_S)
-                    await self._db_call(claim.retry)
+                claim = await self._claim(list(fresh))
                 known = await self._db_call(claim.known, list(fresh))
                 for eid in known:
                     del fresh[eid]
@@ -179,7 +183,10 @@ class Ingestor:
             raise
         finally:
             if claim is not None:
-                await self._db_call(claim.release)  # a no-op once committed
+                try:
+                    await self._db_call(claim.release)  # a no-op once committed
+                finally:
+                    self._claims.release()
             for eid, fut in mine.items():
                 if not fut.done():
                     fut.set_result(eid in fresh)
@@ -190,6 +197,26 @@ class Ingestor:
         log.debug("ingest.batch", items=len(items), accepted=result.accepted,
                   duplicates=result.duplicates, rejected=len(result.rejected))
         return result
+
+    async def _claim(self, ids: list[str]) -> Claim:
+        """The ids, all of them, once no other request (of any API replica) holds any;
+        at most CLAIMS_IN_FLIGHT at once, so claims never take the whole pool."""
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            await self._claims.acquire()  # given back by ``publish`` when the claim ends
+            try:
+                claim = await self._db_call(self.journal.claim, ids)
+            except BaseException:
+                self._claims.release()
+                raise
+            if not claim.busy:
+                return claim
+            self._claims.release()
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(
+                    "these events are being published by another request right now; retry"
+                    " them (those it accepts count as duplicates)")
+            await asyncio.sleep(CLAIM_RETRY_S)
 
     def _records(self, fresh: dict[str, tuple[int, dict[str, Any]]], received_at: int,
                  result: IngestResult) -> list[tuple[str, bytes, bytes]]:
@@ -246,10 +273,17 @@ class Ingestor:
             rows.append(Accepted(eid, self.topic, meta.partition, meta.offset, key, value,
                                  received_at))
         record = self.journal.record if claim is None else claim.commit
-        if self.fence is None:
-            await self._db_call(record, rows)
-        elif not await self.fence.commit_within(
-                epoch, functools.partial(self._db_call, record, rows)):
+        try:
+            committed = True
+            if self.fence is None:
+                await self._db_call(record, rows)
+            else:
+                committed = await self.fence.commit_within(
+                    epoch, functools.partial(self._db_call, record, rows))
+        except BrokerMoved as exc:  # the `up` this replica joined restarted its broker
+            log.warning("ingest.broker_restarted", events=len(rows))
+            raise BrokerUnavailable(str(exc)) from None
+        if not committed:
             log.warning("ingest.broker_restarted", events=len(rows))
             raise BrokerUnavailable(f"the broker restarted while {len(records)} events were"
                                     " produced; none was accepted, retry them")

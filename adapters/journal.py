@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from ..streams.ports import GAP_HEADER, ArchivedRecord
 from .database import Database
 from .logging import get_logger
+from .ownership import BrokerMoved, broker_epoch
 
 log = get_logger(__name__)
 
@@ -53,25 +54,29 @@ class Claim:
     """The event ids one request publishes, held in one open transaction from before the
     duplicate check until their journal rows commit: the same id sent to two API replicas
     at once is published by one, and the other finds it journalled (issue 9). Try-locks
-    only: a busy id is tried again (``retry``) while the caller waits without blocking
-    its thread, so two replicas never wait on each other's journal threads."""
+    only, all or nothing: if another request holds any of the ids, this one takes none
+    (``busy``) and the caller tries the whole set again after a pause, so two requests
+    never hold part of each other's ids, and no thread waits on a lock."""
 
     def __init__(self, journal: IngestJournal, event_ids: Sequence[str]) -> None:
         self.journal = journal
         self._cm: AbstractContextManager[Any] | None = journal.db.tx()
         self.conn = self._cm.__enter__()
-        self.busy: list[str] = []
-        self._try(list(event_ids))
-
-    def _try(self, ids: list[str]) -> None:
-        rows = self.conn.execute(
-            "SELECT id FROM unnest(%s::text[]) AS id"
-            " WHERE NOT pg_try_advisory_xact_lock(hashtextextended(id, %s))",
-            (ids, CLAIM_SEED)).fetchall()
-        self.busy = [r[0] for r in rows]
-
-    def retry(self) -> None:
-        self._try(self.busy)
+        self.epoch = 0
+        try:
+            busy = self.conn.execute(
+                "SELECT count(*) FROM unnest(%s::text[]) AS id"
+                " WHERE NOT pg_try_advisory_xact_lock(hashtextextended(id, %s))",
+                (sorted(set(event_ids)), CLAIM_SEED)).fetchone()
+        except BaseException as exc:
+            self._close(exc)
+            raise
+        self.busy = bool(busy and busy[0])
+        if self.busy:  # let go of those it did get: all or nothing
+            self.release()
+            return
+        # the embedded broker's epoch before the produce, checked again at the commit
+        self.epoch = broker_epoch(self.conn)
 
     def known(self, event_ids: Sequence[str]) -> set[str]:
         rows = self.conn.execute(
@@ -81,6 +86,11 @@ class Claim:
 
     def commit(self, rows: Sequence[Accepted]) -> None:
         """Journal ``rows`` and commit: durable on disk when this returns; the ids go."""
+        # an embedded broker restarted since the produce (by the `up` this replica joined)
+        # may have taken the records before its restore: nothing is journalled then (503)
+        if broker_epoch(self.conn, lock=True) != self.epoch:
+            raise BrokerMoved("the embedded broker was restarted while these events were"
+                              " produced; none was accepted, retry them")
         if self.journal._force_sync:  # noqa: SLF001 - the journal's own setting
             self.conn.execute("SET LOCAL synchronous_commit = on")
         self.conn.cursor().executemany(INSERT, [

@@ -38,10 +38,15 @@ log = get_logger(__name__)
 
 SINGLETONS = "singletons"
 REPLAY = "replay"
+# its generation is the embedded broker's epoch: `up` raises it before it starts the
+# broker again (an empty one, until the restore): processes that joined `up` by its data
+# dir stop or refuse then (BrokerMoved), as `up`'s own children are killed
+BROKER = "broker"
 # a lease lives this long past its last renewal; renewed every BEAT_S. A kill -9 frees a
 # worker's partitions after TTL_S at most, and its successor takes them at its next beat
 TTL_S = 1.5
 BEAT_S = 0.3
+BETWEEN_BEATS_S = BEAT_S  # for those who wait for every worker's next beat
 
 
 class Fenced(Redo):
@@ -93,7 +98,8 @@ class Leases:
     def __init__(self, url: str, partitions: int, *, worker_id: str | None = None,
                  singletons: bool = True, ttl_s: float = TTL_S, beat_s: float = BEAT_S,
                  on_change: Callable[[Holdings], None] | None = None,
-                 only: str | None = None) -> None:
+                 only: str | None = None,
+                 on_broker_restart: Callable[[], None] | None = None) -> None:
         self.url = url
         self.partitions = partitions
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:" \
@@ -104,6 +110,8 @@ class Leases:
         self.on_change = on_change
         # a replay's: this one lease and nothing else, not counted among the workers
         self.only = only
+        self.on_broker_restart = on_broker_restart
+        self.broker_epoch: int | None = None
         self.holdings = Holdings()
         self._release: set[str] = set()  # given back by the projector after its commit
         self._lock = threading.Lock()
@@ -141,7 +149,12 @@ class Leases:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
-        self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        # a beat that cannot finish in time must fail, not hang: the leases are then
+        # given up locally (``_fresh``) while the thread tries again
+        ms = int(self.ttl_s * 1000)
+        self._conn = psycopg.connect(
+            self.url, autocommit=True, connect_timeout=5,
+            options=f"-c statement_timeout={ms} -c lock_timeout={ms}")
         return self._conn
 
     def _run(self) -> None:
@@ -150,8 +163,7 @@ class Leases:
                 self.beat()
             except psycopg.Error as exc:
                 log.warning("leases.beat_failed", error=type(exc).__name__)
-                if time.monotonic() - self._renewed > self.ttl_s * 0.75:
-                    # our leases may be someone else's by now: stop acting on them
+                if not self._fresh():
                     self._set(Holdings())
                 try:
                     self._connect()
@@ -163,6 +175,7 @@ class Leases:
         conn = self._conn or self._connect()
         ttl = f"{self.ttl_s} seconds"
         me = self.worker_id
+        started = time.monotonic()  # the leases' expiry counts from (about) here
         with conn.transaction():
             if self.only is None:
                 conn.execute(
@@ -198,8 +211,19 @@ class Leases:
                     (me, ttl, missing)).fetchall())
             # dead workers' rows, long gone: only the table's size is at stake
             conn.execute("DELETE FROM workers WHERE expires_at < now() - interval '1 hour'")
-        self._renewed = time.monotonic()
+            epoch = broker_epoch(conn)
+        if self.broker_epoch is None:
+            self.broker_epoch = epoch
+        elif epoch != self.broker_epoch and self.on_broker_restart is not None:
+            self.on_broker_restart()
+        self._renewed = started
         self._set(Holdings({n: int(g) for n, g in held.items()}, workers))
+
+    def _fresh(self) -> bool:
+        """Whether the last renewal is recent enough to act on what it holds: past 3/4 of
+        the TTL another worker may take it any moment, so this one stops first, whether
+        its beats fail or hang."""
+        return time.monotonic() - self._renewed < self.ttl_s * 0.75
 
     def _set(self, holdings: Holdings) -> None:
         with self._lock:
@@ -219,10 +243,10 @@ class Leases:
     # --- for the projector -------------------------------------------------------------
 
     def held_partitions(self) -> dict[int, int]:
-        return self.holdings.partitions()
+        return self.holdings.partitions() if self._fresh() else {}
 
     def holds_singletons(self) -> bool:
-        return self.holdings.singletons is not None
+        return self.holdings.singletons is not None and self._fresh()
 
     def surplus(self) -> set[int]:
         """Partitions held past this worker's share (another live worker wants them)."""
@@ -235,6 +259,26 @@ class Leases:
             self._release |= {partition_lease(p) for p in partitions}
             self.holdings = Holdings({n: g for n, g in self.holdings.leases.items()
                                       if n not in self._release}, self.holdings.workers)
+
+
+def broker_epoch(conn: psycopg.Connection[Any], lock: bool = False) -> int:
+    """The embedded broker's epoch (0 until `up` first restarts it)."""
+    row = conn.execute("SELECT generation FROM leases WHERE name=%s"
+                       + (" FOR SHARE" if lock else ""), (BROKER,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+class BrokerMoved(Redo):
+    """The embedded broker was restarted while this was produced: not journalled."""
+
+
+def raise_broker_epoch(url: str) -> None:
+    """`up`, before it starts its broker again: waits for the journal commits that
+    read the old epoch (they hold its row), then moves it."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5,
+                         options="-c lock_timeout=30000") as conn:
+        conn.execute("INSERT INTO leases (name) VALUES (%s) ON CONFLICT DO NOTHING", (BROKER,))
+        conn.execute("UPDATE leases SET generation = generation + 1 WHERE name=%s", (BROKER,))
 
 
 def _replaying(conn: psycopg.Connection[Any]) -> bool:

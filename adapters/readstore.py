@@ -178,10 +178,13 @@ class ReadStoreWriter:
         state, identity, case_rows = changes.timeline, changes.identity, changes.cases
         mark: tuple[int, int] | None = None
         with self.db.tx() as conn:
-            if identity is not None:
+            if identity is not None or case_rows:
                 # first, before any row lock: with the rows other workers lock, a later
-                # advisory lock could close a cycle (a deadlock)
+                # advisory lock could close a cycle (a deadlock). Case rows too: an
+                # erasure on another worker must not be undone by a batch read before it
                 lock_identity(conn)
+                if identity is None:
+                    self._check_epoch(conn)
             new: list[TimelineEntry] = []
             if state is not None:
                 new = self._write_projection(conn, state)
@@ -213,14 +216,27 @@ class ReadStoreWriter:
         if mark is not None:
             self._seen_seq, self._epoch = mark
 
-    def _sync_identity(self, conn: psycopg.Connection[Any], batch: Any) -> tuple[int, int]:
-        """Under the identity lock: fold what other workers committed since this one last
-        looked into its graph and ``batch``; refuse if they took rows away (Redo)."""
-        lock_identity(conn)
+    def catch_up_identity(self) -> None:
+        if self.keeper is None:
+            return
+        from ..streams.identity import IdentityBatch
+        with self.db.tx() as conn:
+            mark = self._sync_identity(conn, IdentityBatch())  # nothing of its own to write
+            seq = conn.execute("SELECT last_value FROM identity_seq").fetchone()
+        self._seen_seq, self._epoch = (int(seq[0]) if seq else 0), mark[1]
+
+    def _check_epoch(self, conn: psycopg.Connection[Any]) -> int:
         row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()
         epoch = int(row[0]) if row else 0
         if self._epoch is not None and epoch != self._epoch:
             raise IdentityStale("an unmerge or an erasure moved the identity graph")
+        return epoch
+
+    def _sync_identity(self, conn: psycopg.Connection[Any], batch: Any) -> tuple[int, int]:
+        """Under the identity lock: fold what other workers committed since this one last
+        looked into its graph and ``batch``; refuse if they took rows away (Redo)."""
+        lock_identity(conn)
+        epoch = self._check_epoch(conn)
         edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
                              " WHERE seq > %s ORDER BY seq", (self._seen_seq,)).fetchall()
         bases = conn.execute("SELECT base, kind, value FROM identity_bases WHERE seq > %s"

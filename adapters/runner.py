@@ -13,6 +13,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import uvicorn
 from fastapi import FastAPI
 
@@ -30,11 +31,16 @@ from .http_registry import add_registry_routes
 from .ingest import BrokerFence
 from .logging import get_logger
 from .notify import Listener
+from .ownership import BETWEEN_BEATS_S, raise_broker_epoch
 from .publish import write_instance
 from .startup import StartupError, listen_socket
 
 log = get_logger(__name__)
 
+
+# after a new broker epoch, before the broker starts again: every joined worker's beat
+# has seen it and the worker is gone (adapters/worker.py)
+BROKER_EPOCH_SETTLE_S = 3 * BETWEEN_BEATS_S
 
 def _child_env(settings: Settings, metrics_port: int | None = None) -> dict[str, str]:
     return {
@@ -123,6 +129,14 @@ async def _restart_broker(broker: EmbeddedBroker, settings: Settings, stop: asyn
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # at-least-once: it resumes from its offsets
     broker.kill()  # a compaction's broker is still alive: its log is in the database
+    # processes that joined by the data dir (`worker`/`api --data-dir`): a new epoch in the
+    # database stops those workers and refuses those replicas' journal commits, then a
+    # moment for the workers' next beat before the broker takes records again
+    try:
+        await asyncio.to_thread(raise_broker_epoch, settings.database_url)
+        await asyncio.sleep(BROKER_EPOCH_SETTLE_S)
+    except psycopg.Error as exc:  # the database is down too: nothing can commit anyway
+        log.error("broker.epoch_not_raised", error=type(exc).__name__)
     while not stop.is_set():
         try:
             if fence is not None:  # no 202 for a record the new broker took before its log

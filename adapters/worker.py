@@ -4,6 +4,8 @@ faust app (streams/app.py), until told to stop."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 
 from ..streams.app import StreamWorker
@@ -11,6 +13,7 @@ from . import bootstrap, metrics, migrations
 from .config import Settings
 from .logging import get_logger
 from .ownership import Leases
+from .startup import StartupError
 
 log = get_logger(__name__)
 
@@ -28,7 +31,16 @@ async def run_worker(settings: Settings) -> int:
     # many workers share the partitions and the singletons by leases in the database
     # (adapters/ownership.py); the topic's partitions, as the broker has them
     partitions = len(await services.producer.partitions_for(settings.interactions_topic))
-    leases = await asyncio.to_thread(Leases(settings.database_url, partitions).start)
+    cases = len(await services.producer.partitions_for(settings.cases_topic))
+    if cases != partitions:  # partition N of both is one lease: a customer's records meet
+        await services.close()
+        raise StartupError(
+            f"{settings.interactions_topic} has {partitions} partitions and"
+            f" {settings.cases_topic} {cases}: they must have the same number (a customer's"
+            " interactions and case events share a partition; deploy/kafka-topics.sh)")
+    leases = await asyncio.to_thread(Leases(
+        settings.database_url, partitions,
+        on_broker_restart=_broker_restarted if settings.embedded_broker else None).start)
     services.projector.leases = leases
     if services.control is not None:
         metrics.watch_worker(services.scheduler, services.control, services.cases)
@@ -54,3 +66,12 @@ async def run_worker(settings: Settings) -> int:
         server.shutdown()
     log.info("worker.stopped", failed=failed.is_set())
     return 1 if failed.is_set() else 0
+
+
+def _broker_restarted() -> None:
+    """The embedded broker of the `up` this worker joined was restarted: it is empty
+    until `up` restored its log, and nothing may be published into it before. Out at once,
+    as `up` kills its own workers then (a kill loses nothing: the stored offsets stand)."""
+    log.warning("worker.broker_restarted", action="exiting; start the worker again")
+    logging.shutdown()
+    os._exit(3)

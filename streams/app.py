@@ -34,6 +34,8 @@ FIGURES_EVERY_S = 60.0
 RETENTION_CHECK_S = 60.0
 # how often a worker looks whether it took or lost the singletons' lease
 SINGLETONS_CHECK_S = 0.1
+# how long the singletons get to stop once the lease is lost, before they are cancelled
+SINGLETONS_GRACE_S = 0.3
 # the faust app's own stop (its group leave) may hang on a broker in a rebalance
 FAUST_STOP_S = 10.0
 
@@ -189,9 +191,11 @@ class StreamWorker:
             try:
                 while leases.holds_singletons() and not self.stop_event.is_set():
                     await asyncio.sleep(SINGLETONS_CHECK_S)
-            finally:  # lost, stopped or cancelled: the singletons stop with it
+            finally:  # lost, stopped or cancelled: the singletons stop with it, at once
+                # (a relay cut off mid-publish is safe: the next holder skips what the
+                # topic already has, by the seq header)
                 lost.set()
-                _, pending = await asyncio.wait(tasks, timeout=5)
+                _, pending = await asyncio.wait(tasks, timeout=SINGLETONS_GRACE_S)
                 for t in pending:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,6 +34,9 @@ class FakeProjectionStore:
     def identity_rows(self) -> tuple[list[Any], list[Any], list[Any]]:
         return [], [], []
 
+    def catch_up_identity(self) -> None:
+        """One process: nothing written elsewhere to fold in."""
+
     def commit(self, changes: BatchChanges) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None

@@ -195,6 +195,8 @@ class IdentityKeeper:
                         break
                     except IntegrityError:
                         continue
+                else:  # the history misses this merge; the graph and the links have it
+                    log.warning("identity.history_conflict", reason=merge[3])
 
     def _merged(self, merges: list[tuple[str, str, bool, str]], now: datetime,
                 by: str) -> dict[str, CustomerLink]:

@@ -153,6 +153,11 @@ class ProjectionStore(Protocol):
         """The identity graph's persistent parts: edges, separations, bases."""
         ...
 
+    def catch_up_identity(self) -> None:
+        """Fold into this worker's graph what other workers committed (before an unmerge
+        is checked against it); raises Redo when it must be reloaded instead."""
+        ...
+
     def commit(self, changes: BatchChanges) -> None:
         """Write a batch's changes and offsets in one transaction; offsets never go back."""
         ...

@@ -37,6 +37,8 @@ class RequestWork:
             await self._unmerge(call, cmd)
 
     async def _unmerge(self, call: StoreCall, cmd: dict[str, Any]) -> None:
+        # against the graph with every other worker's merges in it (issue 9)
+        await call(self.store.catch_up_identity)
         try:
             done = await call(self.identity.unmerge, cmd["survivor"], cmd["member"],
                               f"unmerge:{cmd['seq']}")

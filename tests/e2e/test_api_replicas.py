@@ -5,6 +5,8 @@ is killed; a killed replica leaves the other serving."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import httpx
 import psutil
 import psycopg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from contactstream.adapters.broker import free_port
 from tests.e2e.system import Up
@@ -173,10 +176,41 @@ def test_breaches_reach_both_replicas_streams_once_while_the_timer_holder_is_kil
             return set(breaches(got)) == set(customers)
         eventually(all_breached, timeout=60, every=0.1)
     time.sleep(1.5)  # a second breach of any, from a second timer holder, would be here
-    for got, _, stop in streams:
+    for got, listener, stop in streams:
         stop.set()
+        listener.check()
         assert sorted(breaches(got)) == sorted(customers)  # each once
     assert _singleton_holder(up).pid != holder.pid
+    # and on the alerts topic each of these alerts once, though the relay moved to
+    # another worker mid-way (its seq header names the alert log's row)
+    with psycopg.connect(up.database_url) as conn:
+        seqs = sorted(r[0] for r in conn.execute(
+            "SELECT seq FROM alerts WHERE customer_id = ANY(%s)", (customers,)))
+    assert len(seqs) >= 2 * len(customers)  # a warning and a breach each
+
+    def published() -> list[int]:
+        return sorted(s for s in asyncio.run(_alert_seqs(up)) if s in set(seqs))
+    eventually(lambda: len(published()) >= len(seqs), timeout=30, every=0.5)
+    assert published() == seqs
+
+
+async def _alert_seqs(up: Up) -> list[int]:
+    """The contactstream-seq header of every record on the alerts topic."""
+    kafka = json.loads((up.data_dir / "up.json").read_text())["kafka"]
+    consumer = AIOKafkaConsumer("contactstream.alerts.v1", bootstrap_servers=kafka,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    seqs: list[int] = []
+    try:
+        quiet = 0
+        while quiet < 3:
+            batch = await consumer.getmany(timeout_ms=300)
+            quiet = 0 if batch else quiet + 1
+            for records in batch.values():
+                seqs += [int(dict(r.headers)["contactstream-seq"]) for r in records]
+    finally:
+        await consumer.stop()
+    return seqs
 
 
 def test_a_killed_replica_leaves_the_others_serving(system: tuple[Up, Replica]) -> None:

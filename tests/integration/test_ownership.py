@@ -81,9 +81,41 @@ def test_a_dead_workers_partitions_move_after_the_ttl_and_its_commit_is_fenced(
         check_fence(conn, "heir", {f"partition:{p}": g
                                    for p, g in heir.held_partitions().items()})
     heir.stop()
+    dead.stop()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM leases WHERE holder='heir'"
                             ).fetchone() == (0,)
+
+
+def test_a_worker_whose_beats_stop_gives_its_leases_up_before_anyone_can_take_them(
+        database_url: str) -> None:
+    """A beat that hangs or fails: past 3/4 of the TTL the worker acts on nothing, so it
+    has stopped before the lease expires for the others."""
+    stuck = Leases(database_url, 2, worker_id="stuck", ttl_s=0.8)
+    try:
+        stuck.beat()
+        assert set(stuck.held_partitions()) == {0, 1} and stuck.holds_singletons()
+        time.sleep(0.65)  # no beat: past 3/4 of the TTL, not yet past the TTL
+        assert stuck.held_partitions() == {}
+        assert not stuck.holds_singletons()
+    finally:
+        stuck.stop()
+
+
+def test_the_heartbeat_thread_keeps_the_leases_and_a_stop_hands_them_over_at_once(
+        database_url: str) -> None:
+    first = Leases(database_url, 2, worker_id="first", ttl_s=0.6, beat_s=0.1).start()
+    second = Leases(database_url, 2, worker_id="second", ttl_s=0.6, beat_s=0.1)
+    try:
+        time.sleep(1.5)  # more than two TTLs: only the thread's beats keep them
+        assert set(first.held_partitions()) == {0, 1}
+        second.beat()
+        first.stop()  # gives everything back now, not after the TTL
+        second.beat()
+        assert set(second.held_partitions()) == {0, 1} and second.holds_singletons()
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_a_replay_is_refused_while_a_worker_holds_partitions_and_blocks_new_ones(
