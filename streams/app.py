@@ -35,7 +35,7 @@ RETENTION_CHECK_S = 60.0
 # how often a worker looks whether it took or lost the singletons' lease
 SINGLETONS_CHECK_S = 0.1
 # how long the singletons get to stop once the lease is lost, before they are cancelled
-SINGLETONS_GRACE_S = 0.3
+SINGLETONS_GRACE_S = 0.2
 # the faust app's own stop (its group leave) may hang on a broker in a rebalance
 FAUST_STOP_S = 10.0
 
