@@ -25,7 +25,8 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     err = done.stderr
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith(("contactstream up:", "contactstream worker:")), err
+    assert lines[-1].startswith(("contactstream up:", "contactstream worker:",
+                                 "contactstream api:")), err
     return lines[-1]
 
 
@@ -75,3 +76,11 @@ def test_up_with_an_unreachable_schema_registry_names_the_variable(
                              "CONTACTSTREAM_DATABASE_URL": database_url}))
     assert "cannot use the schema registry" in line, line
     assert "CONTACTSTREAM_SCHEMA_REGISTRY_URL" in line, line
+
+
+def test_an_api_replica_with_nothing_to_join_names_what_it_needs(tmp_path: Path) -> None:
+    line = one_line(cli("api", "--data-dir", str(tmp_path / "none"), "--port",
+                        str(free_port())))
+    assert "KAFKA_BOOTSTRAP_SERVERS" in line and "CONTACTSTREAM_DATABASE_URL" in line, line
+    assert "--data-dir of a running `contactstream up`" in line, line
+
