@@ -38,6 +38,7 @@ from .journal import IngestJournal
 from .logging import get_logger
 from .ownership import replay_lease
 from .privacy import privacy
+from .runner import worker_env
 
 log = get_logger(__name__)
 
@@ -45,18 +46,8 @@ PARTITIONS = 12  # shared evenly by 1, 2, 3, 4 and 6 workers
 
 
 def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {**{k: v for k, v in os.environ.items()
-              if not k.startswith(("CONTACTSTREAM_", "KAFKA_"))},
-           "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "CONTACTSTREAM_EMBEDDED_BROKER": "1" if settings.embedded_broker else "0",
-           "CONTACTSTREAM_DATABASE_URL": settings.database_url,
-           "CONTACTSTREAM_DATA_DIR": str(settings.data_dir),
-           "CONTACTSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-           "CONTACTSTREAM_PARTITIONS": str(settings.partitions),
-           "CONTACTSTREAM_LOG_LEVEL": "warning", "CONTACTSTREAM_LOG_FORMAT": "json",
-           "CONTACTSTREAM_METRICS_PORT": "0"}
-    if settings.master_key:
-        env["CONTACTSTREAM_MASTER_KEY"] = settings.master_key
+    """A `contactstream worker` with the environment `up` gives its own (runner.py)."""
+    env = worker_env(settings.with_(log_level="warning", log_format="json", metrics_port=0))
     return subprocess.Popen([sys.executable, "-m", "contactstream.adapters.cli", "worker"],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -205,10 +205,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         keys=kit.keystore, erasures=control.erasures,
         requests=RequestWork(control, identity, writer,
                              partial(purge, db, figures=writer.figures)),
-        refresh_figures=writer.refresh_figures,
-        # without leases (a test's or a bench's one worker): every partition, no group
-        # join; `contactstream worker` sets the projector's leases (adapters/worker.py)
-        assign_all=True)
+        # `contactstream worker` sets the projector's leases (adapters/worker.py)
+        refresh_figures=writer.refresh_figures)
     writer.keeper = identity  # other workers' identity rows are folded in at commit
     return WorkerServices(projector, producer, writer, db, service, control, scheduler,
                           (case_relay, alert_relay), webhooks, clock, kit.keystore, links,

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiokafka import AIOKafkaProducer
 
 from ..streams.ports import GAP_HEADER, ArchivedRecord
@@ -91,11 +92,7 @@ class Claim:
         if broker_epoch(self.conn, lock=True) != self.epoch:
             raise BrokerMoved("the embedded broker was restarted while these events were"
                               " produced; none was accepted, retry them")
-        if self.journal._force_sync:  # noqa: SLF001 - the journal's own setting
-            self.conn.execute("SET LOCAL synchronous_commit = on")
-        self.conn.cursor().executemany(INSERT, [
-            (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
-            for a in rows])
+        self.journal.insert(self.conn, rows)
         self._close(None)
 
     def release(self) -> None:
@@ -146,11 +143,16 @@ class IngestJournal:
         if not rows:
             return
         with self.db.tx() as conn:
-            if self._force_sync:
-                conn.execute("SET LOCAL synchronous_commit = on")
-            conn.cursor().executemany(INSERT, [
-                (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
-                for a in rows])
+            self.insert(conn, rows)
+
+    def insert(self, conn: psycopg.Connection[Any], rows: Sequence[Accepted]) -> None:
+        """``rows`` into the journal, in the caller's transaction, whose commit then waits
+        for the WAL flush."""
+        if self._force_sync:
+            conn.execute("SET LOCAL synchronous_commit = on")
+        conn.cursor().executemany(INSERT, [
+            (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
+            for a in rows])
 
     def count(self) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM ingest_journal"))

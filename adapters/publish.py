@@ -45,10 +45,7 @@ def instance(data_dir: Path) -> dict[str, str]:
 
 def instance_url(data_dir: Path) -> str | None:
     """The URL of the `up` serving ``data_dir`` (None if it never ran there)."""
-    try:
-        return str(json.loads((data_dir / INSTANCE_FILE).read_text())["url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return instance(data_dir).get("url")
 
 
 def publish_file(path: str, url: str, token: str | None, batch_size: int = 1000,

@@ -106,6 +106,13 @@ def lock_identity(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (IDENTITY_LOCK,))
 
 
+def _last_seq(conn: psycopg.Connection[Any]) -> int:
+    """The last identity seq handed out (0 before the first): under the identity lock,
+    every row at or below it is committed or never will be."""
+    row = conn.execute("SELECT last_value, is_called FROM identity_seq").fetchone()
+    return int(row[0]) if row and row[1] else 0
+
+
 def bump_identity_epoch(conn: psycopg.Connection[Any]) -> int:
     """Rows were taken away (an unmerge, an erasure): every other worker reloads."""
     lock_identity(conn)
@@ -163,9 +170,7 @@ class ReadStoreWriter:
         with self.db.tx() as conn:
             lock_identity(conn)
             row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()
-            seq = conn.execute("SELECT last_value, is_called FROM identity_seq").fetchone()
-            assert row is not None and seq is not None
-            self._epoch, self._seen_seq = int(row[0]), int(seq[0]) if seq[1] else 0
+            self._epoch, self._seen_seq = int(row[0]) if row else 0, _last_seq(conn)
             edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
                                  ).fetchall()
             seps = conn.execute("SELECT a_kind, a_value, b_kind, b_value"
@@ -194,10 +199,8 @@ class ReadStoreWriter:
                 # a merge or an unmerge moves figures: the former survivors are scored again
                 relinked = list(survivors(conn, set(identity.links)).values())
                 write_identity(conn, identity, state.displays if state is not None else {})
-                if identity.separations:
-                    mark = (mark[0], bump_identity_epoch(conn))
-                seq = conn.execute("SELECT last_value FROM identity_seq").fetchone()
-                mark = (int(seq[0]) if seq else 0, mark[1])
+                epoch = bump_identity_epoch(conn) if identity.separations else mark[1]
+                mark = (_last_seq(conn), epoch)
             if case_rows:
                 self._write_cases(conn, case_rows)
             self.figures.write(conn, new, [*(r["customer_id"] for r in case_rows),
@@ -221,9 +224,9 @@ class ReadStoreWriter:
             return
         from ..streams.identity import IdentityBatch
         with self.db.tx() as conn:
-            mark = self._sync_identity(conn, IdentityBatch())  # nothing of its own to write
-            seq = conn.execute("SELECT last_value FROM identity_seq").fetchone()
-        self._seen_seq, self._epoch = (int(seq[0]) if seq else 0), mark[1]
+            _, epoch = self._sync_identity(conn, IdentityBatch())  # nothing of its own
+            seen = _last_seq(conn)
+        self._seen_seq, self._epoch = seen, epoch
 
     def _check_epoch(self, conn: psycopg.Connection[Any]) -> int:
         row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()

@@ -42,7 +42,8 @@ log = get_logger(__name__)
 # has seen it and the worker is gone (adapters/worker.py)
 BROKER_EPOCH_SETTLE_S = 3 * BETWEEN_BEATS_S
 
-def _child_env(settings: Settings, metrics_port: int | None = None) -> dict[str, str]:
+def worker_env(settings: Settings, metrics_port: int | None = None) -> dict[str, str]:
+    """The environment of a worker child: what it needs of ``settings`` over our own."""
     return {
         **os.environ,
         # the worker's /metrics, on loopback: the API's /metrics shows it (metrics.py)
@@ -187,7 +188,7 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event,
         started = loop.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "contactstream.adapters.cli", "worker",
-            env=_child_env(settings, metrics_port), stdin=asyncio.subprocess.DEVNULL,
+            env=worker_env(settings, metrics_port), stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent)
         if running is not None:
             running[:] = [proc.pid]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from ..projections import timeline
@@ -55,20 +55,6 @@ class Progress:
     dead_letters: int = 0
 
 
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        # a commit may be in flight; the offsets read on the next assignment queue behind
-        # it on the writer thread, and rows are keyed by event id, so a partition that
-        # moves to another worker is at worst re-read, never skipped
-        pass
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.projector.seek_stored(assigned)
-
-
 class Projector:
     def __init__(self, settings: StreamSettings, decoder: Decoder, store: ProjectionStore,
                  new_consumer: ConsumerFactory, *, dead_letters: DeadLetters | None = None,
@@ -78,7 +64,7 @@ class Projector:
                  requests: RequestWork | None = None,
                  erasures: Callable[[], Mapping[str, Sequence[tuple[int, str]]]] | None = None,
                  refresh_figures: Callable[[], Any] | None = None,
-                 assign_all: bool = False, leases: LeaseHolder | None = None) -> None:
+                 leases: LeaseHolder | None = None) -> None:
         self.settings = settings
         self.decoder = decoder
         self.store = store
@@ -102,11 +88,9 @@ class Projector:
         self.refresh_figures = refresh_figures
         self.dead_letters = dead_letters
         self.dead_letter = dead_letters is not None  # a replay turns it off
-        # one worker reads every partition, assigned without a group join (the embedded
-        # broker's join takes ~4 s each time): the single worker of `up`
-        self.assign_all = assign_all
         # many workers (issue 9): the partitions this worker holds leases on, assigned by
-        # hand (adapters/ownership.py); each batch commits only while they are still held
+        # hand (adapters/ownership.py); each batch commits only while they are still held.
+        # None: every partition, by hand (a test's, a bench's or a replay's one reader)
         self.leases = leases
         self._held: dict[int, int] = {}
         self._draining = False
@@ -135,17 +119,16 @@ class Projector:
 
     async def run(self, *, group: bool = True, until_end: bool = False,
                   on_batch: Callable[[Progress], None] | None = None) -> Progress:
-        """Consume and project. ``group=False`` reads all partitions without a group (replay,
-        bench); ``until_end`` stops at the end offsets seen at the start."""
+        """Consume and project. The partitions are assigned by hand, never by a group
+        join: with ``group`` the projector's group id only receives the offsets (lag
+        monitoring); ``until_end`` stops at the end offsets seen at the start."""
         if self.identity is not None:
             await self._db_call(self.identity.load, self.store)
         self.consumer = self.new_consumer(self.settings.projector_group if group else None)
         await self.consumer.start()
         if self.leases is not None:
             await self._follow_leases()
-        elif group and not self.assign_all:
-            self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
-        else:  # the group id, if any, only receives the offsets (lag monitoring)
+        else:
             tps = self._all_partitions()
             self.consumer.assign(tps)
             await self.seek_stored(tps)

@@ -218,6 +218,7 @@ class Access(BaseModel):
     customer_id: str | None
     case_id: str | None
     status: int
+    items: int | None = None  # how many customers an audience export gave out
 
 
 @router.delete("/v1/customers/{customer_id}", response_model=Erased,
