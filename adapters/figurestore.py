@@ -26,7 +26,8 @@ log = get_logger(__name__)
 # the customer's figures, kept in the batch's transaction (FigureWriter)
 FIGURE_TABLES = ("customer_channels", "customer_activity", "customer_surveys",
                  "customer_satisfaction", "customer_revenue", "customer_consent",
-                 "case_owners", "survey_days", "customer_scores", "base_figures")
+                 "case_owners", "survey_days", "customer_scores", "base_figures",
+                 "score_queue")
 
 TIMELINE_COLUMNS = ("event_id, customer_id, occurred_ms, occurred_at, received_at, type,"
                     " channel, source, agent_id, queue, case_id, payload, key_id")
@@ -77,16 +78,38 @@ class FigureWriter:
 
     # -- the batch -------------------------------------------------------------------------
     def write(self, conn: psycopg.Connection[Any], entries: Sequence[TimelineEntry],
-              touched: Iterable[str] = (), relinked: Iterable[str] = ()) -> None:
+              touched: Iterable[str] = (), relinked: Iterable[str] = ()) -> int:
         """New timeline rows (only those: the caller's insert said which) into the
-        aggregates, then the scores of every customer they or ``touched`` bases belong to,
-        and of the customers ``relinked`` (the former survivors of re-linked bases)."""
-        touched, relinked = set(touched), set(relinked)
-        if not (entries or touched or relinked):
-            return
-        delta = self.add(conn, entries)
-        scored = set(survivors(conn, delta.bases | touched).values())
-        self.rescore(conn, scored | relinked, self.clock())
+        aggregates; the bases they and ``touched`` name, and the customers ``relinked``
+        (the former survivors of re-linked bases), into the score queue (migration 11),
+        which ``score_queued`` works off. Returns how many ids it queued."""
+        queued = set(touched) | set(relinked)
+        if entries:
+            queued |= self.add(conn, entries).bases
+        if queued:
+            conn.execute("INSERT INTO score_queue SELECT unnest(%s::text[])"
+                         " ON CONFLICT DO NOTHING", (sorted(queued),))
+        return len(queued)
+
+    def score_queued(self, db: Database, limit: int = SCORE_CHUNK) -> int:
+        """Rescore what batches queued: in rounds of ``limit`` ids, each its own
+        transaction, until nothing is left that no other worker is scoring. A queued id
+        scores itself and its survivor (a base merged since scores nothing and loses the
+        row it may have had). A batch that queues an id a round holds waits for the round
+        to commit and queues it again, so the facts it added are scored by a later one."""
+        done = 0
+        while True:
+            with db.tx() as conn:
+                ids = [c for (c,) in conn.execute(
+                    "SELECT customer_id FROM score_queue ORDER BY customer_id LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED", (limit,))]
+                if ids:
+                    targets = set(ids) | set(survivors(conn, set(ids)).values())
+                    self.rescore(conn, targets, self.clock())
+                    conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)", (ids,))
+            done += len(ids)
+            if len(ids) < limit:
+                return done
 
     def add(self, conn: psycopg.Connection[Any], entries: Iterable[TimelineEntry],
             ) -> figures.Delta:
@@ -149,7 +172,8 @@ class FigureWriter:
         a time (advisory lock); a row a batch rewrote meanwhile is left as the batch has
         it (``xmin``)."""
         at = self.clock() if now is None else now
-        out = {"stale": 0, "breached": 0, "rfm": 0}
+        # what a worker queued and did not score before it stopped (a crash, a kill)
+        out = {"queued": self.score_queued(db), "stale": 0, "breached": 0, "rfm": 0}
         while True:  # in rounds of ``limit``, each its own transaction
             with db.tx() as conn:
                 if not _locked(conn):

@@ -9,6 +9,7 @@ leaves projections and offsets apart.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ log = get_logger(__name__)
 
 # pg_advisory_xact_lock key held by whoever writes the identity graph's rows ("iden")
 IDENTITY_LOCK = 0x6964656E
+
+# the scores of the customers a batch touched (migration 11): a batch with fewer new
+# timeline rows than this has them scored at once after its commit (a trickle: the view is
+# as fresh as the timeline); larger ones (a backlog, a load) at most every SCORE_EVERY_S,
+# so a customer touched by many batches meanwhile is scored once
+SCORE_AT_ONCE = 500
+SCORE_EVERY_S = 1.0
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
 PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases", "customer_links",
@@ -137,6 +145,10 @@ class ReadStoreWriter:
         self.keeper: IdentityKeeper | None = None
         self._seen_seq = 0
         self._epoch: int | None = None
+        # scores off the batch path: whether this worker queued ids not scored yet, and
+        # when a round is due while batches keep coming (time.monotonic)
+        self._queued = False
+        self._score_due = 0.0
 
     def close(self) -> None:
         """The database belongs to the composition root, which closes it."""
@@ -203,9 +215,9 @@ class ReadStoreWriter:
                 mark = (_last_seq(conn), epoch)
             if case_rows:
                 self._write_cases(conn, case_rows)
-            self.figures.write(conn, new, [*(r["customer_id"] for r in case_rows),
-                                           *(identity.links if identity is not None else ())],
-                               relinked)
+            queued = self.figures.write(
+                conn, new, [*(r["customer_id"] for r in case_rows),
+                            *(identity.links if identity is not None else ())], relinked)
             archive(conn, changes.archive)
             conn.cursor().executemany(
                 "INSERT INTO offsets VALUES (%s,%s,%s,%s) ON CONFLICT (consumer, topic,"
@@ -218,6 +230,21 @@ class ReadStoreWriter:
             check_fence(conn, changes.holder, changes.fence)
         if mark is not None:
             self._seen_seq, self._epoch = mark
+        if queued:
+            self._queued = True
+            if len(new) < SCORE_AT_ONCE or time.monotonic() >= self._score_due:
+                self.score_queued()
+
+    def score_queued(self) -> int:
+        """The scores of the customers this worker's batches queued (and any other queued
+        id no worker is scoring): at once after a small batch, else at most every
+        ``SCORE_EVERY_S`` while batches come, and whenever the projector is idle."""
+        if not self._queued:
+            return 0
+        done = self.figures.score_queued(self.db)
+        self._queued = False
+        self._score_due = time.monotonic() + SCORE_EVERY_S
+        return done
 
     def catch_up_identity(self) -> None:
         if self.keeper is None:

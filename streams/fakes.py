@@ -37,6 +37,10 @@ class FakeProjectionStore:
     def catch_up_identity(self) -> None:
         """One process: nothing written elsewhere to fold in."""
 
+    def score_queued(self) -> int:
+        """Keeps no scores."""
+        return 0
+
     def commit(self, changes: BatchChanges) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None

@@ -162,6 +162,11 @@ class ProjectionStore(Protocol):
         """Write a batch's changes and offsets in one transaction; offsets never go back."""
         ...
 
+    def score_queued(self) -> int:
+        """Score the customers committed batches queued and no round scored yet (the
+        scores are off the batch path); returns how many ids were scored."""
+        ...
+
 
 class FigureJob(Protocol):
     """The figures that move with the clock (adapters/figurestore.py): recomputed by the

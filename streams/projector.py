@@ -146,6 +146,7 @@ class Projector:
                 except Redo as exc:
                     await self._redo(exc)
             await self.flush()
+            await self._db_call(self.store.score_queued)
             if refresh_at_end and self.refresh_figures is not None:
                 await self._db_call(self.refresh_figures)
         finally:
@@ -172,7 +173,10 @@ class Projector:
             await self.process(batch)
             if on_batch:
                 on_batch(self.progress)
-        elif until_end and await self._reached(end):
+            return True
+        # idle: the scores a load left queued (after the commit in flight)
+        await self._db_call(self.store.score_queued)
+        if until_end and await self._reached(end):
             # an empty fetch past the listed end offsets: the embedded broker's
             # ListOffsets answers the last *batch's* base offset + 1, so the listed
             # end is only a lower bound and an idle fetch marks the real end

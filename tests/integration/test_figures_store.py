@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from contactstream.adapters import bootstrap, erasure, kafka
+from contactstream.adapters import bootstrap, erasure, kafka, readstore
 from contactstream.adapters.config import Settings
 from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
 from contactstream.adapters.figurestore import (
     FIGURE_TABLES,
     TIMELINE_COLUMNS,
+    FigureWriter,
     parse_rates,
     timeline_entry,
 )
@@ -290,5 +291,50 @@ async def test_a_breached_case_weighs_on_churn_for_90_days(settings: Settings) -
         services.writer.refresh_figures(later)
         assert "1 case past its SLA" not in factors("c-lately")
         assert _stored_scores(db) == _expected_scores(db, later)
+    finally:
+        await services.close()
+
+
+async def test_scores_of_a_backlog_are_scored_once_a_round_and_none_is_lost(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the batch path (migration 11): batches of a backlog only queue their customers;
+    a round scores each queued customer once however many batches touched it, the
+    projector's idle look leaves nothing queued, and what a worker queued and never scored
+    (it died) is scored by the periodic refresh."""
+    monkeypatch.setattr(readstore, "SCORE_AT_ONCE", 0)  # every batch counts as a backlog
+    monkeypatch.setattr(readstore, "SCORE_EVERY_S", 3600.0)
+    rounds: list[int] = []
+    score_queued = FigureWriter.score_queued
+
+    def counted(self: FigureWriter, db: Database, limit: int = 2000) -> int:
+        rounds.append(score_queued(self, db, limit))
+        return rounds[-1]
+
+    monkeypatch.setattr(FigureWriter, "score_queued", counted)
+    clock = ManualClock(NOW)
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings, clock=clock)
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        IngestJournal(services.db), privacy(settings, services.db))
+    db = services.db
+    try:
+        assert (await ingestor.publish(population(400, 30, seed=6))).rejected == []
+        services.projector.max_records = 40  # many batches, mostly the same customers
+        await services.projector.run(group=False, until_end=True)
+        commits = db.scalar("SELECT COUNT(*) FROM timeline") // 40
+        customers = db.scalar("SELECT COUNT(DISTINCT customer_id) FROM timeline")
+        assert commits >= 8
+        # the first batch at once (nothing was due yet), the rest in one round at the end
+        assert len(rounds) <= 3 and sum(rounds) < 2 * customers + 10, rounds
+        assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+        assert _stored_scores(db) == _expected_scores(db, NOW_MS)
+
+        # a worker that committed its batches and died before their round
+        lost = [c for (c,) in db.all("SELECT customer_id FROM customer_scores"
+                                     " ORDER BY customer_id LIMIT 7")]
+        db.execute("DELETE FROM customer_scores WHERE customer_id = ANY(%s)", (lost,))
+        db.execute("INSERT INTO score_queue SELECT unnest(%s::text[])", (lost,))
+        assert services.writer.refresh_figures(NOW_MS)["queued"] == len(lost)
+        assert _stored_scores(db) == _expected_scores(db, NOW_MS)
     finally:
         await services.close()
