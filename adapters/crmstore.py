@@ -23,6 +23,7 @@ from ..domain.interactions import amount_value
 from ..projections import economics, workload
 from .control import ControlStore
 from .database import Database
+from .figurestore import INTERACTIONS
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -74,10 +75,10 @@ class CrmReports:
             who = self._groups(conn)
             # one row per base and half of the two windows it was active in
             activity = [(who(b), ms) for b, early, late in conn.execute(
-                "SELECT base, MAX(occurred_ms) FILTER (WHERE occurred_ms <= %(end)s),"
+                "SELECT customer_id, MAX(occurred_ms) FILTER (WHERE occurred_ms <= %(end)s),"
                 " MAX(occurred_ms) FILTER (WHERE occurred_ms > %(end)s)"
-                " FROM customer_activity WHERE occurred_ms > %(start)s"
-                " AND occurred_ms <= %(now)s GROUP BY base",
+                f" FROM timeline WHERE occurred_ms > %(start)s AND {INTERACTIONS}"
+                " AND occurred_ms <= %(now)s GROUP BY customer_id",
                 {"start": now - 2 * w, "end": now - w, "now": now})
                 for ms in (early, late) if ms is not None]
             at_risk: dict[str, list[str]] = {}

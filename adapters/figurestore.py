@@ -24,10 +24,17 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 # the customer's figures, kept in the batch's transaction (FigureWriter)
-FIGURE_TABLES = ("customer_channels", "customer_activity", "customer_surveys",
+FIGURE_TABLES = ("customer_channels", "customer_surveys",
                  "customer_satisfaction", "customer_revenue", "customer_consent",
                  "case_owners", "survey_days", "customer_scores", "base_figures",
                  "score_queue")
+
+# a customer's activity is its timeline rows other than case events, each of a kind as
+# projections/figures.fold gives it (migration 12 dropped the copy customer_activity was)
+INTERACTIONS = "type NOT LIKE 'case.%%'"
+ACTIVITY_KIND = (f"CASE type WHEN 'purchase.completed' THEN '{figures.PURCHASE}'"
+                 f" WHEN 'complaint.filed' THEN '{figures.COMPLAINT}'"
+                 f" ELSE '{figures.CONTACT}' END")
 
 TIMELINE_COLUMNS = ("event_id, customer_id, occurred_ms, occurred_at, received_at, type,"
                     " channel, source, agent_id, queue, case_id, payload, key_id")
@@ -255,7 +262,8 @@ class FigureWriter:
             cur.execute(f"SELECT {TIMELINE_COLUMNS} FROM timeline")  # type: ignore[call-overload]
             while rows := cur.fetchmany(5000):
                 self.add(conn, [timeline_entry(r) for r in rows])
-        bases = [b for (b,) in conn.execute("SELECT DISTINCT base FROM customer_activity")]
+        bases = [b for (b,) in conn.execute(
+            f"SELECT DISTINCT customer_id FROM timeline WHERE {INTERACTIONS}")]
         at = self.clock()
         self.rescore(conn, set(survivors(conn, set(bases)).values()), at)
         self._breaches(conn, at)
@@ -268,8 +276,8 @@ class FigureWriter:
         """An erasure moved these timeline rows of ``bases`` to pseudonyms (``to``: event id
         -> pseudonym): the aggregates follow, report buckets and case owners stay as they
         are, and the customers named lose or get their scores."""
-        for table in ("customer_channels", "customer_activity", "customer_satisfaction",
-                      "customer_revenue", "customer_consent"):
+        for table in ("customer_channels", "customer_satisfaction", "customer_revenue",
+                      "customer_consent"):
             conn.execute(f"DELETE FROM {table} WHERE base = ANY(%s)",  # type: ignore[call-overload]
                          (list(bases),))
         d = figures.fold(replace(e, customer_id=to[e.event_id]) for e in rows)
@@ -371,8 +379,6 @@ def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:
             " occurred_ms = excluded.occurred_ms, event_id = excluded.event_id,"
             " occurred_at = excluded.occurred_at, source = excluded.source"
             " WHERE (excluded.occurred_ms, excluded.event_id) > (t.occurred_ms, t.event_id)")
-    _unnest(cur, "INSERT INTO customer_activity", "text int8 text text", sorted(d.activity),
-            "ON CONFLICT DO NOTHING")
 
 
 def _write_buckets(cur: psycopg.Cursor[Any], changes: dict[figures.BucketKey, figures.Tally],
@@ -420,8 +426,9 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
     """Each customer's facts over its members (only customers with an interaction)."""
     bases = sorted(owner)
     activity: dict[str, list[tuple[int, str]]] = {}
-    for b, ms, kind in conn.execute("SELECT base, occurred_ms, kind FROM customer_activity"
-                                    " WHERE base = ANY(%s)", (bases,)).fetchall():
+    for b, ms, kind in conn.execute(f"SELECT customer_id, occurred_ms, {ACTIVITY_KIND} FROM"
+                                    f" timeline WHERE customer_id = ANY(%s) AND {INTERACTIONS}",
+                                    (bases,)).fetchall():
         activity.setdefault(owner[b], []).append((ms, kind))
     surveys: dict[str, list[tuple[str, int, str, int]]] = {}
     for b, *answer in conn.execute("SELECT base, event_id, occurred_ms, kind, score FROM"

@@ -374,7 +374,7 @@ def test_replay_projects_every_record_once(story: Story) -> None:
 # left out, and so are the scores that are a function of the instant: the satisfaction
 # windows, churn (its recency ratio, "52.2x the usual interval", moves by the seconds
 # between the two runs) and RFM recency and segment. Their inputs — every aggregate table
-# (customer_activity, customer_surveys, customer_revenue, case_owners, ...) — are compared
+# (customer_channels, customer_surveys, customer_revenue, case_owners, ...) — are compared
 # whole, and the scoring is a pure function of inputs and instant (tests/unit
 # test_scores.py, test_figures_refresh.py), so equal inputs give equal scores at one instant
 CLOCK_COLUMNS = {"customer_scores": ("as_of", "rfm_as_of", "valid_until", "windows",

@@ -106,7 +106,6 @@ def _expected_aggregates(db: Database) -> dict[str, set[tuple[Any, ...]]]:
     return {
         "customer_channels": {(b, ch, c.interactions, *c.last) for (b, ch), c in
                               d.channels.items()},
-        "customer_activity": set(d.activity),
         "customer_surveys": {(s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
                               s.agent_id, s.queue, s.case_id, *eff[s.event_id])
                              for s in d.surveys},
@@ -125,7 +124,7 @@ def _triple(x: tuple[int, str, str] | None) -> tuple[Any, Any, Any]:
     return (x[2], x[0], x[1]) if x else (None, None, None)
 
 
-AGGREGATES = ("customer_channels", "customer_activity", "customer_surveys",
+AGGREGATES = ("customer_channels", "customer_surveys",
               "customer_satisfaction", "customer_revenue", "customer_consent", "case_owners",
               "survey_days")
 
