@@ -79,6 +79,8 @@ def test_complaints_recorded_before_version_6_get_the_case_their_envelope_named(
         conn.execute("DROP SEQUENCE identity_seq")
         conn.execute("ALTER TABLE identity_edges DROP COLUMN seq")
         conn.execute("ALTER TABLE identity_bases DROP COLUMN seq")
+        conn.execute("DROP TABLE score_queue")  # and of 11
+        conn.execute("CREATE TABLE customer_activity (base TEXT)")  # which 12 drops
         conn.execute("DELETE FROM schema_migrations WHERE version >= 6")
         for event_id, case_id in (("cmp-1", "case-9"), ("cmp-2", None)):
             conn.execute("INSERT INTO timeline VALUES (%s,'c-1',0,'2026-11-01T00:00:00+00:00',"
