@@ -271,7 +271,10 @@ class ReadStoreWriter:
                              " WHERE seq > %s ORDER BY seq", (self._seen_seq,)).fetchall()
         bases = conn.execute("SELECT base, kind, value FROM identity_bases WHERE seq > %s"
                              " ORDER BY seq", (self._seen_seq,)).fetchall()
-        if (edges or bases) and self.keeper is not None:
+        # a batch resolved while an earlier one folded rows in (the projector resolves the
+        # next batch while one commits) is rewritten from the graph as it is now
+        if self.keeper is not None and (edges or bases
+                                        or batch.folds_seen != self.keeper.folds):
             self.keeper.fold_foreign(edges, bases, batch)  # type: ignore[arg-type]
         return self._seen_seq, epoch
 

@@ -12,6 +12,7 @@ Merges and unmerges are also recorded as events of ``CustomerLink`` aggregates
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -51,6 +52,9 @@ class IdentityBatch:
     identifiers: dict[tuple[str, str], str] = field(default_factory=dict)  # ident -> survivor
     separations: list[tuple[tuple[str, str], tuple[str, str]]] = field(default_factory=list)
     merges: list[graph.Change] = field(default_factory=list)
+    # how many folds of other workers' rows the graph had taken when this batch was
+    # resolved: one taken since (while it waited for its commit) rewrites it at commit
+    folds_seen: int = 0
 
 
 def edge_key(idents: frozenset[tuple[str, str]]) -> str:
@@ -62,6 +66,10 @@ class IdentityKeeper:
         self.region = region
         self.state = graph.IdentityState()
         self.links_app = links
+        # the projector resolves batch N+1 on its compute thread while batch N commits on
+        # the writer thread, which folds other workers' rows in: one at a time
+        self.lock = threading.RLock()
+        self.folds = 0  # folds of other workers' rows taken (IdentityBatch.folds_seen)
         # the merge history records what happened when it happened: a replay refolds the
         # same log in another arrival order (one person's events sit on several
         # partitions) and would record other, later merges; it keeps the history as it is
@@ -74,7 +82,8 @@ class IdentityKeeper:
                  for e, ms, ev in edge_rows}
         seps = [((a, b), (c, d)) for a, b, c, d in sep_rows]
         bases = {b: (k, v) for b, k, v in base_rows}
-        self.state = graph.rebuild(edges, seps, bases)
+        with self.lock:
+            self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
 
     def fold_foreign(self, edge_rows: list[tuple[str, int, str]],
@@ -86,7 +95,16 @@ class IdentityKeeper:
         its edges alone, so this is what one worker reading every partition would write.
         A region only the other workers' rows touched is as its last writer left it, and
         that writer had folded in every row committed before its own (under the same
-        lock): it is right already and is not written again."""
+        lock): it is right already and is not written again. Also called with no rows for
+        a batch resolved before the last fold (``folds_seen``): only the rewrite."""
+        with self.lock:
+            return self._fold_foreign(edge_rows, base_rows, batch)
+
+    def _fold_foreign(self, edge_rows: list[tuple[str, int, str]],
+                      base_rows: list[tuple[str, str, str]],
+                      batch: IdentityBatch) -> IdentityBatch:
+        if edge_rows or base_rows:
+            self.folds += 1
         st = self.state
         for base, kind, value in base_rows:
             node = (kind, value)
@@ -107,14 +125,21 @@ class IdentityKeeper:
                 if (survivor := graph.resolve_id(st, base)) is not None:
                     batch.links[base] = survivor
         self.state = st
+        batch.folds_seen = self.folds
         return batch
 
     def reset(self) -> None:
-        self.state = graph.IdentityState()
+        with self.lock:
+            self.state = graph.IdentityState()
 
     def resolve_batch(self, envelopes: list[dict[str, Any]], destroyed: frozenset[str],
                       ) -> IdentityBatch:
-        out = IdentityBatch()
+        with self.lock:
+            return self._resolve_batch(envelopes, destroyed)
+
+    def _resolve_batch(self, envelopes: list[dict[str, Any]], destroyed: frozenset[str],
+                       ) -> IdentityBatch:
+        out = IdentityBatch(folds_seen=self.folds)
         st = self.state
         for env in envelopes:
             if env.get("key_id") in destroyed:
@@ -153,7 +178,11 @@ class IdentityKeeper:
                 out.merges.append(change)
 
     def unmerge(self, survivor: str, member: str, reason: str) -> IdentityBatch:
-        out = IdentityBatch()
+        with self.lock:
+            return self._unmerge(survivor, member, reason)
+
+    def _unmerge(self, survivor: str, member: str, reason: str) -> IdentityBatch:
+        out = IdentityBatch(folds_seen=self.folds)
         before = {k: set(v) for k, v in self.state.separations.items()}
         self.state, changes = graph.unmerge_changes(self.state, survivor, member, reason)
         for node, others in self.state.separations.items():
@@ -171,9 +200,11 @@ class IdentityKeeper:
 
     def separated(self, survivor: str, member: str) -> bool:
         """Whether an unmerge of these two was already carried out."""
-        a = graph._node_of_id(self.state, survivor)  # noqa: SLF001
-        b = graph._node_of_id(self.state, member)  # noqa: SLF001
-        return a is not None and b is not None and b in self.state.separations.get(a, set())
+        with self.lock:
+            a = graph._node_of_id(self.state, survivor)  # noqa: SLF001
+            b = graph._node_of_id(self.state, member)  # noqa: SLF001
+            return a is not None and b is not None \
+                and b in self.state.separations.get(a, set())
 
     def record_history(self, batch: IdentityBatch, by: str = "system",
                        action: str = "merge") -> None:
@@ -181,8 +212,10 @@ class IdentityKeeper:
         if self.links_app is None or not self.record:
             return
         now = datetime.now(UTC)
-        merges = [(absorbed, change.survivor, graph.is_strong(self.state, change.survivor),
-                   change.event_id) for change in batch.merges for absorbed in change.absorbed]
+        with self.lock:
+            merges = [(absorbed, change.survivor, graph.is_strong(self.state, change.survivor),
+                       change.event_id) for change in batch.merges
+                      for absorbed in change.absorbed]
         try:  # one transaction for the batch's merges
             self.links_app.save(*self._merged(merges, now, by).values())
         except IntegrityError:
@@ -227,4 +260,6 @@ class IdentityKeeper:
         try:
             return self.links_app.repository.get(CustomerLink.id_for(member))  # type: ignore
         except AggregateNotFoundError:
-            return CustomerLink.start(member, strong=graph.is_strong(self.state, member))
+            with self.lock:
+                strong = graph.is_strong(self.state, member)
+            return CustomerLink.start(member, strong=strong)

@@ -98,11 +98,18 @@ class Projector:
         self._pending_offsets: Mapping[tuple[str, int], int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readstore")
+        # the identity and case stages of batch N+1 run here while batch N commits on
+        # the writer thread: its database waits overlap the next batch's Python work
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
         self._lags: dict[Any, int] = {}  # per partition, for the lag metric
 
     async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """On the one writer thread: calls run in order, after the commit in flight."""
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _compute_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """On the compute thread, beside the commit in flight (not after it)."""
+        return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
 
     async def seek_stored(self, assigned: Any) -> None:
         assert self.consumer is not None
@@ -188,7 +195,7 @@ class Projector:
         the singletons (every worker when there are no leases: a test's, a bench's)."""
         if self.requests is not None and (self.leases is None
                                           or self.leases.holds_singletons()):
-            await self.requests.run(self._db_call, self.flush)
+            await self.requests.run(self._db_call, self.flush, self._compute_call)
 
     async def _follow_leases(self) -> None:
         """Read what this worker holds leases on: give back what is past its share once
@@ -292,10 +299,14 @@ class Projector:
         destroyed = self._destroyed(envelopes)
         state = timeline.TimelineState(region=region, known=known, destroyed=destroyed)
         if self.identity is not None:
-            identity = await self._db_call(self.identity.resolve_batch, envelopes, destroyed)
+            # beside the commit in flight: the graph is this worker's own, and a fold of
+            # other workers' rows that commit takes meanwhile rewrites this batch at its
+            # own commit (IdentityBatch.folds_seen)
+            identity = await self._compute_call(self.identity.resolve_batch, envelopes,
+                                                destroyed)
             state.assigned = identity.bases
             if identity.merges:
-                await self._db_call(self.identity.record_history, identity)
+                await self._compute_call(self.identity.record_history, identity)
             changes.identity = identity
         for env in envelopes:
             state = timeline.apply(state, env)
@@ -305,7 +316,9 @@ class Projector:
             # commit: a crash in between replays it harmlessly
             resolved = [(e.customer_id, env) for e, env in zip(state.entries, envelopes,
                                                                strict=True)]
-            await self._db_call(self.case_stage, resolved)
+            # beside the commit in flight too: cases, their routes and alerts are tables
+            # the read-store commit does not write
+            await self._compute_call(self.case_stage, resolved)
 
     async def flush(self) -> None:
         """Wait for the commit in flight, then report its offsets to the group."""

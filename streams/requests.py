@@ -27,12 +27,17 @@ class RequestWork:
         self.store = store
         self.purge = purge
 
-    async def run(self, call: StoreCall, flush: Callable[[], Awaitable[None]]) -> None:
-        """Carry out every waiting request; ``flush`` first lands the batch in flight."""
-        for cmd in await call(self.requests.pending_erasures):
+    async def run(self, call: StoreCall, flush: Callable[[], Awaitable[None]],
+                  look: StoreCall | None = None) -> None:
+        """Carry out every waiting request; ``flush`` first lands the batch in flight.
+        ``look`` asks whether any wait: on another thread than ``call``'s, it does not
+        wait for the commit in flight (which the next batch's work would otherwise wait
+        for after every fetch)."""
+        look = look or call
+        for cmd in await look(self.requests.pending_erasures):
             await flush()
             await self._erase(call, cmd)
-        for cmd in await call(self.requests.pending_unmerges):
+        for cmd in await look(self.requests.pending_unmerges):
             await flush()
             await self._unmerge(call, cmd)
 

@@ -1,0 +1,55 @@
+"""The worker's identity graph while the projector resolves batch N+1 beside batch N's
+commit (issue 12): a fold of other workers' rows that commit takes in meanwhile is not
+lost on batch N+1, whose links are rewritten from the graph at its own commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contactstream.projections import identity as graph
+from contactstream.projections.identifiers import envelope_identifiers
+from contactstream.streams.identity import IdentityBatch, IdentityKeeper, edge_key
+
+
+def envelope(event_id: str, at: str, **customer: str) -> dict[str, Any]:
+    return {"event_id": event_id, "occurred_at": at, "customer": customer,
+            "type": "call.started", "channel": "voice"}
+
+
+def foreign_rows(env: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """What another worker committed for ``env``: its edge and its base."""
+    idents = envelope_identifiers(env, "HU")
+    seen = graph.sighting(env["event_id"], 1_000, idents)
+    base = graph.base_id(seen)
+    return [(edge_key(frozenset(idents)), 1_000, env["event_id"])], [(base, *idents[0])]
+
+
+def test_a_batch_resolved_before_a_fold_is_rewritten_from_the_graph_after_it() -> None:
+    keeper = IdentityKeeper()
+    mine = keeper.resolve_batch(
+        [envelope("e2", "2026-12-01T10:00:00+00:00", email="A@x.org")], frozenset())
+    (email_base,) = mine.links
+    assert mine.links[email_base] == email_base  # alone: the e-mail is the customer
+
+    # meanwhile the commit in flight folds in another worker's earlier event naming the
+    # customer id with the same e-mail
+    edges, bases = foreign_rows(envelope("e1", "2026-12-01T09:00:00+00:00",
+                                         id="C-1", email="a@x.org"))
+    keeper.fold_foreign(edges, bases, IdentityBatch(folds_seen=keeper.folds))
+    assert mine.folds_seen != keeper.folds  # what the read store checks at commit
+
+    keeper.fold_foreign([], [], mine)  # the rewrite alone, at this batch's commit
+    assert mine.links[email_base] == "C-1"
+    assert mine.identifiers[("email", "a@x.org")] == "C-1"
+    assert mine.folds_seen == keeper.folds
+
+
+def test_a_batch_resolved_after_the_fold_needs_no_rewrite() -> None:
+    keeper = IdentityKeeper()
+    edges, bases = foreign_rows(envelope("e1", "2026-12-01T09:00:00+00:00",
+                                         id="C-1", email="a@x.org"))
+    keeper.fold_foreign(edges, bases, IdentityBatch())
+    mine = keeper.resolve_batch(
+        [envelope("e2", "2026-12-01T10:00:00+00:00", email="A@x.org")], frozenset())
+    assert mine.folds_seen == keeper.folds
+    assert set(mine.links.values()) == {"C-1"}
