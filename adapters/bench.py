@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -123,7 +124,9 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
     ``VISIBLE_WITHIN_S`` after the last one was sent counts as the time it waited
     (``late``): a pipeline slower than the load shows as such."""
     live = asyncio.create_task(services.projector.run(group=False))
-    load = asyncio.create_task(_load(ingestor, load_per_s)) if load_per_s else None
+    load = _LoadProcess(settings, load_per_s) if load_per_s else None
+    if load is not None:
+        await load.start()
     sent: dict[str, float] = {}
     lat: list[float] = []
 
@@ -143,7 +146,7 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
                 seen()
                 await asyncio.sleep(0.001)
         if load is not None:
-            load.cancel()
+            await asyncio.to_thread(load.stop)
         deadline = time.perf_counter() + VISIBLE_WITHIN_S
         while sent and time.perf_counter() < deadline:
             seen()
@@ -151,14 +154,61 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
         late = len(sent)
         lat.extend((time.perf_counter() - t0) * 1000 for t0 in sent.values())
     finally:
-        for task in (load, live):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        if load is not None:
+            await asyncio.to_thread(load.stop)
+        live.cancel()
+        try:
+            await live
+        except asyncio.CancelledError:
+            pass
     return lat, late
+
+
+class _LoadProcess:
+    """The load beside the freshness samples, ingested by a process of its own, as the
+    API is in ``up``: its CPU is not taken from the worker under the same GIL."""
+
+    def __init__(self, settings: Settings, per_s: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.halt = ctx.Event(), ctx.Event()
+        self.proc = ctx.Process(target=_load_process, daemon=True,
+                                args=(settings, per_s, self.ready, self.halt))
+
+    async def start(self) -> None:
+        self.proc.start()
+        if not await asyncio.to_thread(self.ready.wait, 60):
+            self.stop()
+            raise RuntimeError("the bench's load process did not start")
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.halt.set()
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+def _load_process(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
+    asyncio.run(_load_until(settings, per_s, ready, halt))
+
+
+async def _load_until(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
+    producer = await kafka.start_producer(settings)
+    db = bootstrap.database(settings, max_size=4)
+    kit = privacy(settings, db)
+    journal = IngestJournal(db)
+    try:
+        ingestor = Ingestor(settings, producer, bootstrap.codec(settings, db), journal, kit)
+        load = asyncio.create_task(_load(ingestor, per_s))
+        ready.set()
+        await asyncio.to_thread(halt.wait)
+        load.cancel()
+        await asyncio.gather(load, return_exceptions=True)
+    finally:
+        await producer.stop()
+        journal.close()
+        kit.keystore.close()
+        db.close()
 
 
 async def _load(ingestor: Ingestor, per_s: int) -> None:

@@ -4,6 +4,7 @@ connections and wires them into the services."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -140,10 +141,20 @@ class WorkerServices:
         self.db.close()
 
 
+# The worker's garbage collector. The identity graph and the caches are many long-lived
+# objects, and every full collection walks all of them: measured in a bench of 40,000
+# events, 20 full collections of 70-290 ms each, finding almost nothing (the worker's
+# garbage is acyclic and goes by reference counting). A full collection now comes after
+# 1,000 young ones instead of 10 (CPython still waits until a quarter of the long-lived
+# objects are new), so it is rare; the young generations stay as they are.
+GC_THRESHOLDS = (700, 10, 1000)
+
+
 async def worker_services(settings: Settings, *, clock: Clock | None = None,
                           ) -> WorkerServices:
     """The projector with the identity graph and the case stage, and around it the SLA
     timers, outbox relays and webhook deliveries."""
+    gc.set_threshold(*GC_THRESHOLDS)  # the worker's process: see GC_THRESHOLDS
     producer = await kafka.start_producer(settings)
     db = database(settings)
     clock = clock or SystemClock()

@@ -68,6 +68,7 @@ def _system_ms() -> int:
 
 FIGURES_LOCK = 0x66696773  # "figs": pg_advisory_xact_lock key of a refresh or a rebuild
 SCORE_CHUNK = 2000  # customers scored per round of queries
+SCORE_ROUND = 250  # queued ids a transaction of the scorer takes (and a batch may wait for)
 REFRESH_CHUNK = 5000  # score rows a refresh transaction rewrites at most
 
 
@@ -94,16 +95,22 @@ class FigureWriter:
         if entries:
             queued |= self.add(conn, entries).bases
         if queued:
-            conn.execute("INSERT INTO score_queue SELECT unnest(%s::text[])"
-                         " ON CONFLICT DO NOTHING", (sorted(queued),))
+            # DO UPDATE, not DO NOTHING: the row stays locked until this batch commits, so
+            # a round that starts meanwhile skips it (SKIP LOCKED) rather than scoring it
+            # from facts without this batch's and taking it off the queue
+            conn.execute("INSERT INTO score_queue SELECT unnest(%s::text[]) ON CONFLICT"
+                         " (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
+                         (sorted(queued),))
         return len(queued)
 
-    def score_queued(self, db: Database, limit: int = SCORE_CHUNK) -> int:
-        """Rescore what batches queued: in rounds of ``limit`` ids, each its own
-        transaction, until nothing is left that no other worker is scoring. A queued id
+    def score_queued(self, db: Database, limit: int = SCORE_ROUND) -> int:
+        """Rescore what batches queued: ``limit`` ids a transaction (short: a batch that
+        queues an id one holds waits for it), until nothing is left that no other worker
+        is scoring. A queued id
         scores itself and its survivor (a base merged since scores nothing and loses the
         row it may have had). A batch that queues an id a round holds waits for the round
-        to commit and queues it again, so the facts it added are scored by a later one."""
+        to commit and queues it again, and a round skips an id a batch queued and has not
+        committed: either way the facts the batch added are scored by a later round."""
         done = 0
         while True:
             with db.tx() as conn:

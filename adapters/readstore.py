@@ -40,11 +40,11 @@ log = get_logger(__name__)
 # pg_advisory_xact_lock key held by whoever writes the identity graph's rows ("iden")
 IDENTITY_LOCK = 0x6964656E
 
-# the scores of the customers a batch touched (migration 11): a batch with fewer new
-# timeline rows than this has them scored at once after its commit (a trickle: the view is
-# as fresh as the timeline); larger ones (a backlog, a load) at most every SCORE_EVERY_S,
-# so a customer touched by many batches meanwhile is scored once
-SCORE_AT_ONCE = 500
+# the scores of the customers batches touched (migration 11) are scored in rounds: when
+# the projector finds nothing more to read (a trickle: right after the batch, so the view
+# is as fresh as the timeline) and at most every SCORE_EVERY_S while batches keep coming
+# (a load, a backlog), so a customer touched by many batches meanwhile is scored once and
+# the commits under a load do not wait for rounds of scoring
 SCORE_EVERY_S = 1.0
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
@@ -232,19 +232,25 @@ class ReadStoreWriter:
             self._seen_seq, self._epoch = mark
         if queued:
             self._queued = True
-            if len(new) < SCORE_AT_ONCE or time.monotonic() >= self._score_due:
-                self.score_queued()
+
+    def scores_due(self, idle: bool = False) -> bool:
+        """Whether a round of scores is due: this worker's batches queued ids since the
+        last round, and the projector is idle or the last round is ``SCORE_EVERY_S`` old."""
+        return self._queued and (idle or time.monotonic() >= self._score_due)
 
     def score_queued(self) -> int:
-        """The scores of the customers this worker's batches queued (and any other queued
-        id no worker is scoring): at once after a small batch, else at most every
-        ``SCORE_EVERY_S`` while batches come, and whenever the projector is idle."""
+        """A round: the scores of the customers this worker's batches queued (and of any
+        other queued id no worker is scoring). From any thread, beside the commits."""
         if not self._queued:
             return 0
-        done = self.figures.score_queued(self.db)
+        # cleared first: a commit that queues more meanwhile sets it again
         self._queued = False
         self._score_due = time.monotonic() + SCORE_EVERY_S
-        return done
+        try:
+            return self.figures.score_queued(self.db)
+        except BaseException:
+            self._queued = True
+            raise
 
     def catch_up_identity(self) -> None:
         if self.keeper is None:

@@ -37,8 +37,11 @@ class FakeProjectionStore:
     def catch_up_identity(self) -> None:
         """One process: nothing written elsewhere to fold in."""
 
-    def score_queued(self) -> int:
+    def scores_due(self, idle: bool = False) -> bool:
         """Keeps no scores."""
+        return False
+
+    def score_queued(self) -> int:
         return 0
 
     def commit(self, changes: BatchChanges) -> None:

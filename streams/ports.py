@@ -162,6 +162,10 @@ class ProjectionStore(Protocol):
         """Write a batch's changes and offsets in one transaction; offsets never go back."""
         ...
 
+    def scores_due(self, idle: bool = False) -> bool:
+        """Whether a round of ``score_queued`` is due (``idle``: nothing more to read)."""
+        ...
+
     def score_queued(self) -> int:
         """Score the customers committed batches queued and no round scored yet (the
         scores are off the batch path); returns how many ids were scored."""

@@ -101,6 +101,10 @@ class Projector:
         # the identity and case stages of batch N+1 run here while batch N commits on
         # the writer thread: its database waits overlap the next batch's Python work
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
+        # rounds of scores (off the batch path, adapters/readstore.py): beside the commits,
+        # one at a time, so a commit never waits for one on the writer thread
+        self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scores")
+        self._scoring: asyncio.Future[Any] | None = None
         self._lags: dict[Any, int] = {}  # per partition, for the lag metric
 
     async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -152,14 +156,18 @@ class Projector:
                         break
                 except Redo as exc:
                     await self._redo(exc)
-            await self.flush()
-            await self._db_call(self.store.score_queued)
+            await self.settle()
+            await asyncio.get_running_loop().run_in_executor(self._scorer,
+                                                             self.store.score_queued)
             if refresh_at_end and self.refresh_figures is not None:
                 await self._db_call(self.refresh_figures)
         finally:
             if self._pending is not None:  # cancelled mid-commit: let it land, then stop
                 await asyncio.gather(self._pending, return_exceptions=True)
                 self._pending = None
+            if self._scoring is not None:  # and the round of scores, the same
+                await asyncio.gather(self._scoring, return_exceptions=True)
+                self._scoring = None
             await self.consumer.stop()
         return self.progress
 
@@ -181,8 +189,7 @@ class Projector:
             if on_batch:
                 on_batch(self.progress)
             return True
-        # idle: the scores a load left queued (after the commit in flight)
-        await self._db_call(self.store.score_queued)
+        self._score(idle=True)  # the scores a load left queued
         if until_end and await self._reached(end):
             # an empty fetch past the listed end offsets: the embedded broker's
             # ListOffsets answers the last *batch's* base offset + 1, so the listed
@@ -195,7 +202,7 @@ class Projector:
         the singletons (every worker when there are no leases: a test's, a bench's)."""
         if self.requests is not None and (self.leases is None
                                           or self.leases.holds_singletons()):
-            await self.requests.run(self._db_call, self.flush, self._compute_call)
+            await self.requests.run(self._db_call, self.settle, self._compute_call)
 
     async def _follow_leases(self) -> None:
         """Read what this worker holds leases on: give back what is past its share once
@@ -277,6 +284,7 @@ class Projector:
         # next lookup.
         BATCH_SECONDS.labels("process").observe(time.perf_counter() - started)
         await self.flush()
+        self._score()  # the batches committed so far queued their customers
         self._pending = asyncio.ensure_future(
             self._db_call(timed("commit", self.store.commit), changes))
         self._pending_offsets = read.offsets
@@ -326,6 +334,26 @@ class Projector:
         if pending is not None:
             await pending
             await self._commit_group(self._pending_offsets)
+
+    async def settle(self) -> None:
+        """``flush``, and wait for the round of scores running (before an erasure: no round
+        read before it writes an erased customer's scores back)."""
+        await self.flush()
+        scoring, self._scoring = self._scoring, None
+        if scoring is not None:
+            await scoring
+
+    def _score(self, idle: bool = False) -> None:
+        """Start a round of scores on the scores thread if one is due and none runs; a
+        round that failed raises here, as a failed commit would."""
+        if self._scoring is not None:
+            if not self._scoring.done():
+                return
+            scoring, self._scoring = self._scoring, None
+            scoring.result()
+        if self.store.scores_due(idle):
+            self._scoring = asyncio.get_running_loop().run_in_executor(
+                self._scorer, self.store.score_queued)
 
     def _destroyed(self, envelopes: list[dict[str, Any]]) -> frozenset[str]:
         """The batch's data keys that an erasure destroyed (a replay after erasure)."""

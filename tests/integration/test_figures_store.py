@@ -300,13 +300,12 @@ async def test_scores_of_a_backlog_are_scored_once_a_round_and_none_is_lost(
     a round scores each queued customer once however many batches touched it, the
     projector's idle look leaves nothing queued, and what a worker queued and never scored
     (it died) is scored by the periodic refresh."""
-    monkeypatch.setattr(readstore, "SCORE_AT_ONCE", 0)  # every batch counts as a backlog
-    monkeypatch.setattr(readstore, "SCORE_EVERY_S", 3600.0)
+    monkeypatch.setattr(readstore, "SCORE_EVERY_S", 3600.0)  # none due while batches come
     rounds: list[int] = []
     score_queued = FigureWriter.score_queued
 
-    def counted(self: FigureWriter, db: Database, limit: int = 2000) -> int:
-        rounds.append(score_queued(self, db, limit))
+    def counted(self: FigureWriter, db: Database, *args: Any) -> int:
+        rounds.append(score_queued(self, db, *args))
         return rounds[-1]
 
     monkeypatch.setattr(FigureWriter, "score_queued", counted)
@@ -337,3 +336,18 @@ async def test_scores_of_a_backlog_are_scored_once_a_round_and_none_is_lost(
         assert _stored_scores(db) == _expected_scores(db, NOW_MS)
     finally:
         await services.close()
+
+
+def test_a_round_leaves_an_id_a_batch_queued_and_has_not_committed(db: Database) -> None:
+    """A batch that queues a customer already queued keeps the row locked until it commits:
+    a round meanwhile would read the customer's facts without the batch's and take the row
+    off the queue, and the batch's facts would never be scored."""
+    figures_ = FigureWriter(clock=lambda: NOW_MS)
+    db.execute("INSERT INTO score_queue VALUES ('c-1'), ('c-2')")  # queued before
+    with db.tx() as batch:  # a batch with new facts of c-1, not committed yet
+        figures_.write(batch, [], touched=["c-1"])
+        assert figures_.score_queued(db) == 1  # c-2 alone
+        assert db.all("SELECT customer_id FROM score_queue") == [("c-1",)]
+    assert db.all("SELECT customer_id FROM score_queue") == [("c-1",)]  # for the next round
+    assert figures_.score_queued(db) == 1
+    assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
