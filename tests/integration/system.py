@@ -52,8 +52,14 @@ class System:
         return await self.client.get(path, params=params, headers=self.auth(role))
 
     async def wait_events(self, n: int, timeout: float = 20) -> None:
+        """Until ``n`` events are on the timeline and the scores they moved are stored (the
+        scores are off the batch path: a round follows within about a second)."""
         for _ in range(int(timeout / 0.05)):
-            if self.api.store.count_events() >= n:
+            if self.api.store.count_events() >= n and not self.scores_pending():
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"only {self.api.store.count_events()} of {n} events projected")
+        raise AssertionError(f"only {self.api.store.count_events()} of {n} events projected"
+                             f" ({self.scores_pending()} ids waiting for their scores)")
+
+    def scores_pending(self) -> int:
+        return int(self.api.store.db.scalar("SELECT COUNT(*) FROM score_queue"))
