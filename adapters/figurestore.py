@@ -6,8 +6,10 @@ projections/figures.py and projections/scores.py; this module holds only their S
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -68,7 +70,8 @@ def _system_ms() -> int:
 
 FIGURES_LOCK = 0x66696773  # "figs": pg_advisory_xact_lock key of a refresh or a rebuild
 SCORE_CHUNK = 2000  # customers scored per round of queries
-SCORE_ROUND = 250  # queued ids a transaction of the scorer takes (and a batch may wait for)
+SCORE_ROUND = 250  # queued ids a round claims and scores at a time
+CLAIM_EXPIRES = timedelta(seconds=60)  # then ids a dead round claimed are claimed again
 REFRESH_CHUNK = 5000  # score rows a refresh transaction rewrites at most
 
 
@@ -95,32 +98,38 @@ class FigureWriter:
         if entries:
             queued |= self.add(conn, entries).bases
         if queued:
-            # DO UPDATE, not DO NOTHING: the row stays locked until this batch commits, so
-            # a round that starts meanwhile skips it (SKIP LOCKED) rather than scoring it
-            # from facts without this batch's and taking it off the queue
-            conn.execute("INSERT INTO score_queue SELECT unnest(%s::text[]) ON CONFLICT"
-                         " (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
-                         (sorted(queued),))
+            # an id a round has claimed is queued again (its claim cleared): the round does
+            # not take it off the queue, a later one scores it with this batch's facts. The
+            # row stays locked until this batch commits, so no round claims it before
+            conn.execute("INSERT INTO score_queue (customer_id) SELECT unnest(%s::text[])"
+                         " ON CONFLICT (customer_id) DO UPDATE SET claim = NULL,"
+                         " claimed_at = NULL", (sorted(queued),))
         return len(queued)
 
     def score_queued(self, db: Database, limit: int = SCORE_ROUND) -> int:
-        """Rescore what batches queued: ``limit`` ids a transaction (short: a batch that
-        queues an id one holds waits for it), until nothing is left that no other worker
-        is scoring. A queued id
-        scores itself and its survivor (a base merged since scores nothing and loses the
-        row it may have had). A batch that queues an id a round holds waits for the round
-        to commit and queues it again, and a round skips an id a batch queued and has not
-        committed: either way the facts the batch added are scored by a later round."""
-        done = 0
+        """Rescore what batches queued, ``limit`` ids at a time, until nothing is left to
+        claim. Each time: claim ids in a short transaction of their own (none a batch has
+        locked: its facts are not visible yet; none another round claimed less than
+        ``CLAIM_EXPIRES`` ago), then score them and take off the queue those no batch
+        queued again meanwhile. So a batch never waits for the scoring, only for the
+        last statement of a round's transaction. A queued id scores itself and its
+        survivor (a base merged since scores nothing and loses the row it may have had).
+        Ids claimed by a round that died are claimed again once the claim expired."""
+        done, token = 0, uuid.uuid4().hex
         while True:
             with db.tx() as conn:
                 ids = [c for (c,) in conn.execute(
-                    "SELECT customer_id FROM score_queue ORDER BY customer_id LIMIT %s"
-                    " FOR UPDATE SKIP LOCKED", (limit,))]
-                if ids:
+                    "UPDATE score_queue SET claim = %s, claimed_at = now() WHERE customer_id"
+                    " IN (SELECT customer_id FROM score_queue WHERE claim IS NULL OR"
+                    " claimed_at < now() - %s ORDER BY customer_id LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED) RETURNING customer_id",
+                    (token, CLAIM_EXPIRES, limit))]
+            if ids:
+                with db.tx() as conn:
                     targets = set(ids) | set(survivors(conn, set(ids)).values())
                     self.rescore(conn, targets, self.clock())
-                    conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
+                                 " AND claim = %s", (ids, token))
             done += len(ids)
             if len(ids) < limit:
                 return done

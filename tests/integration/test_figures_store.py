@@ -331,7 +331,7 @@ async def test_scores_of_a_backlog_are_scored_once_a_round_and_none_is_lost(
         lost = [c for (c,) in db.all("SELECT customer_id FROM customer_scores"
                                      " ORDER BY customer_id LIMIT 7")]
         db.execute("DELETE FROM customer_scores WHERE customer_id = ANY(%s)", (lost,))
-        db.execute("INSERT INTO score_queue SELECT unnest(%s::text[])", (lost,))
+        db.execute("INSERT INTO score_queue (customer_id) SELECT unnest(%s::text[])", (lost,))
         assert services.writer.refresh_figures(NOW_MS)["queued"] == len(lost)
         assert _stored_scores(db) == _expected_scores(db, NOW_MS)
     finally:
@@ -343,11 +343,24 @@ def test_a_round_leaves_an_id_a_batch_queued_and_has_not_committed(db: Database)
     a round meanwhile would read the customer's facts without the batch's and take the row
     off the queue, and the batch's facts would never be scored."""
     figures_ = FigureWriter(clock=lambda: NOW_MS)
-    db.execute("INSERT INTO score_queue VALUES ('c-1'), ('c-2')")  # queued before
+    db.execute("INSERT INTO score_queue (customer_id) VALUES ('c-1'), ('c-2')")  # before
     with db.tx() as batch:  # a batch with new facts of c-1, not committed yet
         figures_.write(batch, [], touched=["c-1"])
         assert figures_.score_queued(db) == 1  # c-2 alone
         assert db.all("SELECT customer_id FROM score_queue") == [("c-1",)]
     assert db.all("SELECT customer_id FROM score_queue") == [("c-1",)]  # for the next round
+    assert figures_.score_queued(db) == 1
+    assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+
+
+def test_ids_a_dead_round_claimed_are_claimed_again_once_the_claim_expired(
+        db: Database) -> None:
+    figures_ = FigureWriter(clock=lambda: NOW_MS)
+    db.execute("INSERT INTO score_queue VALUES ('c-dead', 'r-dead', now() - interval '2 min'),"
+               " ('c-busy', 'r-busy', now()), ('c-new', NULL, NULL)")
+    assert figures_.score_queued(db) == 2  # the expired claim and the new id
+    assert db.all("SELECT customer_id FROM score_queue") == [("c-busy",)]  # still claimed
+    with db.tx() as batch:  # queued again by a batch: the claim is cleared for a next round
+        figures_.write(batch, [], touched=["c-busy"])
     assert figures_.score_queued(db) == 1
     assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
