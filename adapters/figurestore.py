@@ -99,11 +99,14 @@ class FigureWriter:
             queued |= self.add(conn, entries).bases
         if queued:
             # an id a round has claimed is queued again (its claim cleared): the round does
-            # not take it off the queue, a later one scores it with this batch's facts. The
-            # row stays locked until this batch commits, so no round claims it before
+            # not take it off the queue, a later one scores it with this batch's facts. An
+            # id queued and unclaimed is not written again, but locked all the same (DO
+            # UPDATE locks every conflicting row, whatever its WHERE), as a claimed one is:
+            # until this batch commits no round claims it
             conn.execute("INSERT INTO score_queue (customer_id) SELECT unnest(%s::text[])"
                          " ON CONFLICT (customer_id) DO UPDATE SET claim = NULL,"
-                         " claimed_at = NULL", (sorted(queued),))
+                         " claimed_at = NULL WHERE score_queue.claim IS NOT NULL",
+                         (sorted(queued),))
         return len(queued)
 
     def score_queued(self, db: Database, limit: int = SCORE_ROUND) -> int:
@@ -112,8 +115,8 @@ class FigureWriter:
         locked: its facts are not visible yet; none another round claimed less than
         ``CLAIM_EXPIRES`` ago), then score them and take off the queue those no batch
         queued again meanwhile. So a batch never waits for the scoring, only for the
-        last statement of a round's transaction. A queued id scores itself and its
-        survivor (a base merged since scores nothing and loses the row it may have had).
+        last statement of a round's transaction. A queued id scores the customer it
+        belongs to now (and loses the score row it had as a survivor, if it was one).
         Ids claimed by a round that died are claimed again once the claim expired."""
         done, token = 0, uuid.uuid4().hex
         while True:
@@ -126,8 +129,7 @@ class FigureWriter:
                     (token, CLAIM_EXPIRES, limit))]
             if ids:
                 with db.tx() as conn:
-                    targets = set(ids) | set(survivors(conn, set(ids)).values())
-                    self.rescore(conn, targets, self.clock())
+                    self.rescore(conn, _score_targets(conn, ids), self.clock())
                     conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
                                  " AND claim = %s", (ids, token))
             done += len(ids)
@@ -424,6 +426,18 @@ def survivors(conn: psycopg.Connection[Any], bases: set[str]) -> dict[str, str]:
             " SELECT pseudonym, grp FROM erased_groups WHERE pseudonym = ANY(%(b)s)",
             {"b": sorted(bases)}).fetchall())
     return out
+
+
+def _score_targets(conn: psycopg.Connection[Any], ids: list[str]) -> set[str]:
+    """What queued ids rescore: the customers they belong to now, and those of them that
+    belong to another customer since and still have a score row (a former survivor: its
+    row goes)."""
+    owner = survivors(conn, set(ids))
+    moved = [i for i in ids if owner[i] != i]
+    stale = {c for (c,) in conn.execute("SELECT customer_id FROM customer_scores"
+                                        " WHERE customer_id = ANY(%s)", (moved,))} \
+        if moved else set()
+    return set(owner.values()) | stale
 
 
 def _members(conn: psycopg.Connection[Any], customers: list[str]) -> dict[str, str]:
