@@ -132,6 +132,11 @@ class FigureWriter:
                     (token, CLAIM_EXPIRES, limit))]
             if ids:
                 with db.tx() as conn:
+                    # an erasure or an unmerge moves the identity epoch first in its
+                    # transaction: one under way is waited for (its rows gone when the
+                    # facts are read), one to come waits for this round, so no round
+                    # writes back the scores of a person an erasure just forgot
+                    conn.execute("SELECT epoch FROM identity_epoch FOR SHARE")
                     self.rescore(conn, _score_targets(conn, ids), self.clock())
                     conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
                                  " AND claim = %s", (ids, token))

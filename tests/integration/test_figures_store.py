@@ -6,6 +6,7 @@ stored figure equal to what the clock says."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -364,3 +365,23 @@ def test_ids_a_dead_round_claimed_are_claimed_again_once_the_claim_expired(
         figures_.write(batch, [], touched=["c-busy"])
     assert figures_.score_queued(db) == 1
     assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+
+
+def test_a_round_waits_for_an_erasure_under_way_and_writes_no_score_back(
+        db: Database) -> None:
+    """An erasure moves the identity epoch first in its transaction; a round that starts
+    meanwhile reads the facts only once the erasure committed, so it does not write back
+    the scores of the person the erasure forgot."""
+    figures_ = FigureWriter(clock=lambda: NOW_MS)
+    db.execute("INSERT INTO timeline VALUES ('e-1','c-gone',%s,'2026-11-20T00:00:00+00:00',"
+               "0,'call.started','voice','t',NULL,NULL,NULL,'{}'::jsonb,NULL)", (NOW_MS,))
+    db.execute("INSERT INTO score_queue (customer_id) VALUES ('c-gone')")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, db.tx() as erasure:
+        erasure.execute("UPDATE identity_epoch SET epoch = epoch + 1")
+        erasure.execute("DELETE FROM timeline WHERE customer_id = 'c-gone'")
+        round_ = pool.submit(figures_.score_queued, db)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            round_.result(timeout=0.5)  # waits for the erasure
+        erasure.commit()
+        assert round_.result(timeout=10) == 1
+    assert db.scalar("SELECT COUNT(*) FROM customer_scores") == 0
