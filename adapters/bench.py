@@ -125,8 +125,6 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
     (``late``): a pipeline slower than the load shows as such."""
     live = asyncio.create_task(services.projector.run(group=False))
     load = _LoadProcess(settings, load_per_s) if load_per_s else None
-    if load is not None:
-        await load.start()
     sent: dict[str, float] = {}
     lat: list[float] = []
 
@@ -137,6 +135,8 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
             lat.append((now - sent.pop(eid)) * 1000)
 
     try:
+        if load is not None:
+            await load.start()
         for i, env in enumerate(synthetic_events(samples, seed=99)):
             env = {**env, "event_id": f"fresh-{load_per_s}-{i}-{env['event_id']}"}
             await ingestor.publish([env])
@@ -145,8 +145,8 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
             while sent and (load_per_s == 0 or time.perf_counter() < next_at):
                 seen()
                 await asyncio.sleep(0.001)
-        if load is not None:
-            await asyncio.to_thread(load.stop)
+        if load is not None and await asyncio.to_thread(load.stop) != 0:
+            raise RuntimeError("the bench's load process failed: no figure under load")
         deadline = time.perf_counter() + VISIBLE_WITHIN_S
         while sent and time.perf_counter() < deadline:
             seen()
@@ -176,16 +176,23 @@ class _LoadProcess:
 
     async def start(self) -> None:
         self.proc.start()
-        if not await asyncio.to_thread(self.ready.wait, 60):
-            self.stop()
-            raise RuntimeError("the bench's load process did not start")
+        for _ in range(600):  # a minute at the most, unless it dies before
+            if await asyncio.to_thread(self.ready.wait, 0.1):
+                return
+            if not self.proc.is_alive():
+                break
+        self.stop()
+        raise RuntimeError("the bench's load process did not start")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Stop the load; its exit code (0: it ran until told to stop)."""
         if self.proc.is_alive():
             self.halt.set()
             self.proc.join(10)
             if self.proc.is_alive():
                 self.proc.kill()
+                self.proc.join()
+        return self.proc.exitcode
 
 
 def _load_process(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
@@ -193,19 +200,28 @@ def _load_process(settings: Settings, per_s: int, ready: Any, halt: Any) -> None
 
 
 async def _load_until(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
-    producer = await kafka.start_producer(settings)
+    """The ingest of the API's process (what ``bootstrap.api_services`` builds of it, which
+    also wants the API's tokens), until ``halt``; a failed load raises (exit code 1)."""
     db = bootstrap.database(settings, max_size=4)
     kit = privacy(settings, db)
     journal = IngestJournal(db)
+    producer = None
     try:
+        producer = await kafka.start_producer(settings)
         ingestor = Ingestor(settings, producer, bootstrap.codec(settings, db), journal, kit)
         load = asyncio.create_task(_load(ingestor, per_s))
         ready.set()
-        await asyncio.to_thread(halt.wait)
+        halted = asyncio.ensure_future(asyncio.to_thread(halt.wait))
+        await asyncio.wait((load, halted), return_when=asyncio.FIRST_COMPLETED)
+        if load.done():  # it stopped before it was told to: it failed
+            halt.set()
+            await halted
+            load.result()
         load.cancel()
         await asyncio.gather(load, return_exceptions=True)
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
         journal.close()
         kit.keystore.close()
         db.close()
@@ -333,6 +349,7 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
                ) -> dict[str, Any]:
     await kafka.ensure_topics(settings, kafka.all_topics(settings))
     data = synthetic_events(n, seed=1)
+    bootstrap.tune_gc()  # the pipeline as the worker's process runs it
     services = await bootstrap.worker_services(settings)
     journal = IngestJournal(services.db)
     ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),

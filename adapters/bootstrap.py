@@ -150,11 +150,16 @@ class WorkerServices:
 GC_THRESHOLDS = (700, 10, 1000)
 
 
+def tune_gc() -> None:
+    """The garbage collector of a process that runs the projector (the worker, a replay,
+    the bench): see GC_THRESHOLDS."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def worker_services(settings: Settings, *, clock: Clock | None = None,
                           ) -> WorkerServices:
     """The projector with the identity graph and the case stage, and around it the SLA
     timers, outbox relays and webhook deliveries."""
-    gc.set_threshold(*GC_THRESHOLDS)  # the worker's process: see GC_THRESHOLDS
     producer = await kafka.start_producer(settings)
     db = database(settings)
     clock = clock or SystemClock()
@@ -199,7 +204,7 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         if scheduler.started:
             scheduler.reschedule(timers.id, timers)
 
-    def cases_changed(timers: list[CaseTimers]) -> None:  # from the writer thread
+    def cases_changed(timers: list[CaseTimers]) -> None:  # from the compute thread
         # timers now, straight from the saved cases (not only once Kafka has them)
         loop.call_soon_threadsafe(case_relay.notify)
         for t in timers:

@@ -1,6 +1,6 @@
 """The CRM reports' reads (issue 14): churn economics, purchase cohorts and workload, from
-the projections the worker keeps (customer_activity, the timeline's purchases and case
-events, customer_scores, the cases read model). The arithmetic is in
+the projections the worker keeps (the timeline's interactions, purchases and case events,
+customer_scores, the cases read model). The arithmetic is in
 projections/economics.py and projections/workload.py; this module holds only their SQL.
 
 Every figure is per customer: a base linked into a survivor counts as the survivor, and

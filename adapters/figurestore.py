@@ -25,7 +25,8 @@ from .logging import get_logger
 
 log = get_logger(__name__)
 
-# the customer's figures, kept in the batch's transaction (FigureWriter)
+# the customer's figures: the aggregates and the score queue kept in the batch's
+# transaction, the scores by the rounds (FigureWriter)
 FIGURE_TABLES = ("customer_channels", "customer_surveys",
                  "customer_satisfaction", "customer_revenue", "customer_consent",
                  "case_owners", "survey_days", "customer_scores", "base_figures",
@@ -34,9 +35,9 @@ FIGURE_TABLES = ("customer_channels", "customer_surveys",
 # a customer's activity is its timeline rows other than case events, each of a kind as
 # projections/figures.fold gives it (migration 12 dropped the copy customer_activity was)
 INTERACTIONS = "type NOT LIKE 'case.%%'"
-ACTIVITY_KIND = (f"CASE type WHEN 'purchase.completed' THEN '{figures.PURCHASE}'"
-                 f" WHEN 'complaint.filed' THEN '{figures.COMPLAINT}'"
-                 f" ELSE '{figures.CONTACT}' END")
+ACTIVITY_KIND = ("CASE type " + "".join(f"WHEN '{t}' THEN '{k}' "
+                                         for t, k in figures.ACTIVITY_KINDS.items())
+                 + f"ELSE '{figures.CONTACT}' END")
 
 TIMELINE_COLUMNS = ("event_id, customer_id, occurred_ms, occurred_at, received_at, type,"
                     " channel, source, agent_id, queue, case_id, payload, key_id")
@@ -118,7 +119,8 @@ class FigureWriter:
         locked: its facts are not visible yet; none another round claimed less than
         ``CLAIM_EXPIRES`` ago), then score them and take off the queue those no batch
         queued again meanwhile. So a batch never waits for the scoring, only for the
-        last statement of a round's transaction. A queued id scores the customer it
+        last statement of a round's transaction (an unmerge or an erasure waits for a
+        round's scoring, and rounds for one another). A queued id scores the customer it
         belongs to now (and loses the score row it had as a survivor, if it was one).
         Ids claimed by a round that died are claimed again once the claim expired."""
         done, token = 0, uuid.uuid4().hex
@@ -132,11 +134,14 @@ class FigureWriter:
                     (token, CLAIM_EXPIRES, limit))]
             if ids:
                 with db.tx() as conn:
-                    # an erasure or an unmerge moves the identity epoch first in its
-                    # transaction: one under way is waited for (its rows gone when the
-                    # facts are read), one to come waits for this round, so no round
-                    # writes back the scores of a person an erasure just forgot
-                    conn.execute("SELECT epoch FROM identity_epoch FOR SHARE")
+                    # one round at a time, on every worker: a round scoring an id again
+                    # (a batch queued it after another round claimed it) writes after
+                    # the other one, never under it. And an erasure or an unmerge moves
+                    # the identity epoch first in its transaction: one under way is waited
+                    # for (its rows gone when the facts are read), one to come waits for
+                    # this round, so no round writes back the scores of a person an
+                    # erasure just forgot
+                    conn.execute("SELECT epoch FROM identity_epoch FOR UPDATE")
                     self.rescore(conn, _score_targets(conn, ids), self.clock())
                     conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
                                  " AND claim = %s", (ids, token))
@@ -180,7 +185,7 @@ class FigureWriter:
                 guard: Mapping[str, str] | None = None) -> int:
         """Recompute the scores of these customers (survivors) as of ``as_of``; a customer
         without interactions left loses its row. With ``guard`` (customer -> xmin read
-        before the facts), a row a batch changed meanwhile is left to that batch."""
+        before the facts), a row a round changed meanwhile is left as that round wrote it."""
         bounds = _bounds(conn)
         done = 0
         ordered = sorted(set(customers))  # rows locked in one order: no deadlock
@@ -201,11 +206,11 @@ class FigureWriter:
                 ) -> dict[str, int]:
         """The periodic job: scores whose ``valid_until`` has passed or whose cases were
         breached since the last run, then every buyer's RFM against new quintile bounds.
-        In short transactions (a batch waits for the score rows one holds); one worker at
-        a time (advisory lock); a row a batch rewrote meanwhile is left as the batch has
-        it (``xmin``)."""
+        In short transactions (a round waits for the score rows one holds); one worker at
+        a time (advisory lock); a row a round rewrote meanwhile is left as the round has it
+        (``xmin``). First, a round of what is queued (the queue's own rules: whatever no
+        round claims, say what a worker queued and did not score before it stopped)."""
         at = self.clock() if now is None else now
-        # what a worker queued and did not score before it stopped (a crash, a kill)
         out = {"queued": self.score_queued(db), "stale": 0, "breached": 0, "rfm": 0}
         while True:  # in rounds of ``limit``, each its own transaction
             with db.tx() as conn:
@@ -288,8 +293,8 @@ class FigureWriter:
             cur.execute(f"SELECT {TIMELINE_COLUMNS} FROM timeline")  # type: ignore[call-overload]
             while rows := cur.fetchmany(5000):
                 self.add(conn, [timeline_entry(r) for r in rows])
-        bases = [b for (b,) in conn.execute(
-            f"SELECT DISTINCT customer_id FROM timeline WHERE {INTERACTIONS}")]
+        bases = [b for (b,) in conn.execute(  # () : its %% is read as the % it is
+            f"SELECT DISTINCT customer_id FROM timeline WHERE {INTERACTIONS}", ())]
         at = self.clock()
         self.rescore(conn, set(survivors(conn, set(bases)).values()), at)
         self._breaches(conn, at)

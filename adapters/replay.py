@@ -37,6 +37,7 @@ async def _replay(settings: Settings) -> int:
 
 async def _replay_held(settings: Settings) -> int:
     settings, broker = await bootstrap.prepare_broker(settings, window=False)  # from offset 0
+    bootstrap.tune_gc()  # as the worker's process has it
     services = await bootstrap.worker_services(settings)
     try:
         services.writer.reset_projections()

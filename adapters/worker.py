@@ -27,6 +27,7 @@ async def run_worker(settings: Settings) -> int:
     server = (metrics.serve_worker_metrics(settings.host, settings.metrics_port)
               if settings.metrics_port else None)
     await asyncio.to_thread(migrations.migrate, settings.database_url)
+    bootstrap.tune_gc()
     services = await bootstrap.worker_services(settings)
     # many workers share the partitions and the singletons by leases in the database
     # (adapters/ownership.py); the topic's partitions, as the broker has them

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from contactstream.adapters.figurestore import INTERACTIONS as INTERACTION_ROWS
 from contactstream.domain.interactions import parse_occurred_at
 from contactstream.streams.sla import REPEAT_COUNT, REPEAT_WINDOW
 
@@ -147,7 +148,7 @@ def _check_figures(conn: psycopg.Connection[Any], pub: Published, f: Findings) -
     channels = dict(conn.execute("SELECT base, sum(interactions) FROM customer_channels"
                                  " GROUP BY base").fetchall())
     activity = dict(conn.execute("SELECT customer_id, count(*) FROM timeline"
-                                 " WHERE type NOT LIKE 'case.%' GROUP BY customer_id").fetchall())
+                                 f" WHERE {INTERACTION_ROWS} GROUP BY customer_id", ()).fetchall())
     f.figures["customer_channels_sum"] = int(sum(channels.values()))
     f.figures["timeline_interaction_rows"] = int(sum(activity.values()))
     f.add("figures_channels_differ", (f"{c}: {channels.get(c, 0)} != {n}"

@@ -23,7 +23,9 @@ from .satisfaction import KINDS, Counts
 from .timeline import TimelineEntry
 
 DAY_MS = 86_400_000
-CONTACT, COMPLAINT, PURCHASE = "c", "x", "p"  # customer_activity.kind
+CONTACT, COMPLAINT, PURCHASE = "c", "x", "p"  # the kinds of a customer's activity
+# an interaction's kind by its type (CONTACT for every other; case events are no activity)
+ACTIVITY_KINDS = {"purchase.completed": PURCHASE, "complaint.filed": COMPLAINT}
 DIMENSIONS = ("agent", "channel", "queue")
 NO_GROUP = ""  # a bucket's group when the answer has none (effective values are never "")
 
@@ -166,9 +168,8 @@ def fold(entries: Iterable[TimelineEntry], delta: Delta | None = None) -> Delta:
         if e.type.startswith("case."):
             continue  # case events are timeline rows, not interactions
         _channel(d, e)
-        kind = (PURCHASE if e.type == "purchase.completed"
-                else COMPLAINT if e.type == "complaint.filed" else CONTACT)
-        d.activity.append((e.customer_id, e.occurred_ms, e.event_id, kind))
+        d.activity.append((e.customer_id, e.occurred_ms, e.event_id,
+                           ACTIVITY_KINDS.get(e.type, CONTACT)))
         if e.type == "survey.answered":
             _survey(d, e)
         elif e.type == "purchase.completed":

@@ -18,7 +18,8 @@ log = structlog.get_logger(__name__)
 def case_stage(cases: CaseStore, escalations: Escalations,
                on_cases_changed: Callable[[list[CaseTimers]], None],
                ) -> Callable[[list[tuple[str, dict]]], None]:
-    """Runs on the projector's writer thread for each batch: cases and escalations.
+    """Runs on the projector's compute thread for each batch, beside the commit in flight
+    of the batch before: cases and escalations.
     ``on_cases_changed`` gets the timers of the cases touched, after they were saved."""
     def apply(resolved: list[tuple[str, dict[str, Any]]]) -> set[str]:
         touched = set()

@@ -157,8 +157,9 @@ class Projector:
                 except Redo as exc:
                     await self._redo(exc)
             await self.settle()
-            await asyncio.get_running_loop().run_in_executor(self._scorer,
-                                                             self.store.score_queued)
+            self._scoring = asyncio.get_running_loop().run_in_executor(
+                self._scorer, self.store.score_queued)  # the last round
+            await self.settle()
             if refresh_at_end and self.refresh_figures is not None:
                 await self._db_call(self.refresh_figures)
         finally:
@@ -166,7 +167,7 @@ class Projector:
                 await asyncio.gather(self._pending, return_exceptions=True)
                 self._pending = None
             if self._scoring is not None:  # and the round of scores, the same
-                await asyncio.gather(self._scoring, return_exceptions=True)
+                await asyncio.gather(asyncio.shield(self._scoring), return_exceptions=True)
                 self._scoring = None
             await self.consumer.stop()
         return self.progress
@@ -339,9 +340,11 @@ class Projector:
         """``flush``, and wait for the round of scores running (before an erasure: no round
         read before it writes an erased customer's scores back)."""
         await self.flush()
-        scoring, self._scoring = self._scoring, None
-        if scoring is not None:
-            await scoring
+        if self._scoring is not None:
+            # shielded, and forgotten only once done: a cancel meanwhile leaves it to
+            # ``run``'s end to wait for (its thread goes on; the pool must outlive it)
+            await asyncio.shield(self._scoring)
+            self._scoring = None
 
     def _score(self, idle: bool = False) -> None:
         """Start a round of scores on the scores thread if one is due and none runs; a

@@ -13,7 +13,8 @@ from .ports import BatchChanges, IdentityRequests, ProjectionStore
 
 log = structlog.get_logger(__name__)
 
-# runs a store call on the projector's one writer thread, after the commit in flight
+# runs a store call on the projector's one writer thread, after the commit in flight (or,
+# for ``look``, on its compute thread, beside it)
 StoreCall = Callable[..., Awaitable[Any]]
 # (customer id, base ids, key ids) -> the erasure done (adapters/erasure.py ``purge``)
 Purge = Callable[[str, list[str], list[str]], Any]

@@ -4,6 +4,7 @@ what one fetched batch commits, without a broker or a database."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,3 +168,56 @@ class NoneAwareDecoder(JsonDecoder):
         if data is None:
             raise DecodeError("tombstone: a record without a value")
         return super().decode(data)
+
+
+@dataclass
+class ScoringStore(FakeProjectionStore):
+    """Keeps how many events its commits queued for scores, and the rounds that took them
+    (a round may fail once, as a database that went away would make it)."""
+
+    queued: int = 0
+    rounds: list[int] = field(default_factory=list)
+    fail_round: Exception | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def commit(self, changes: Any) -> None:
+        super().commit(changes)
+        with self.lock:
+            self.queued += len(changes.timeline.entries) if changes.timeline else 0
+
+    def scores_due(self, idle: bool = False) -> bool:
+        return self.queued > 0
+
+    def score_queued(self) -> int:
+        if self.fail_round is not None:
+            exc, self.fail_round = self.fail_round, None
+            raise exc
+        with self.lock:
+            n, self.queued = self.queued, 0
+        self.rounds.append(n)
+        return n
+
+
+async def test_rounds_of_scores_follow_the_commits_and_leave_nothing_queued() -> None:
+    store = ScoringStore()
+    p = projector(store)
+    await p.process(batch_of(rec(0, 0, envelope(1)), rec(0, 1, envelope(2))))
+    await p.process(batch_of(rec(0, 2, envelope(3))))  # the first landed: a round starts
+    await p.settle()
+    assert store.rounds and store.rounds[0] >= 2
+    p._score(idle=True)  # noqa: SLF001 - what the projector does when a fetch was idle
+    await p.settle()
+    assert sum(store.rounds) == 3 and store.queued == 0
+
+
+async def test_a_failed_round_of_scores_is_raised_as_a_failed_commit_is() -> None:
+    store = ScoringStore(fail_round=RuntimeError("database gone"))
+    p = projector(store)
+    await p.process(batch_of(rec(0, 0, envelope(1))))
+    await p.process(batch_of(rec(0, 1, envelope(2))))  # starts the round that fails
+    try:
+        await p.settle()
+    except RuntimeError as exc:
+        assert str(exc) == "database gone"
+    else:
+        raise AssertionError("the failed round was not reported")
