@@ -70,11 +70,9 @@ def _system_ms() -> int:
 
 
 FIGURES_LOCK = 0x66696773  # "figs": pg_advisory_xact_lock key of a refresh or a rebuild
-SCORE_CHUNK = 2000  # customers scored per round of queries
-# queued ids a round claims and scores at a time: as many as a round of queries scores
-# (a batch never waits for the scoring; measured, 250 ids made the facts' lookups over
-# arrays 8 µs an event dearer in the database)
-SCORE_ROUND = SCORE_CHUNK
+SCORE_CHUNK = 2000  # customers scored per round of queries, and queued ids a round claims
+# (a batch never waits for a round's scoring; measured, rounds of 250 made the facts'
+# lookups over arrays 8 µs an event dearer in the database)
 CLAIM_EXPIRES = timedelta(seconds=60)  # then ids a dead round claimed are claimed again
 REFRESH_CHUNK = 5000  # score rows a refresh transaction rewrites at most
 
@@ -113,7 +111,7 @@ class FigureWriter:
                          (sorted(queued),))
         return len(queued)
 
-    def score_queued(self, db: Database, limit: int = SCORE_ROUND) -> int:
+    def score_queued(self, db: Database, limit: int = SCORE_CHUNK) -> int:
         """Rescore what batches queued, ``limit`` ids at a time, until nothing is left to
         claim. Each time: claim ids in a short transaction of their own (none a batch has
         locked: its facts are not visible yet; none another round claimed less than

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -15,12 +16,16 @@ from contactstream.adapters.bench import _medians
 pytestmark = pytest.mark.e2e
 
 
-def test_bench_json_has_the_ratio_cpu_footprint_and_freshness_of_each_run() -> None:
+def bench_json(*args: str) -> Any:
+    """``contactstream bench ARGS --json`` in a process of its own: the object it prints."""
     out = subprocess.run(
-        [sys.executable, "-m", "contactstream.adapters.cli", "bench", "--events", "400",
-         "--samples", "5", "--runs", "2", "--json"],
+        [sys.executable, "-m", "contactstream.adapters.cli", "bench", *args, "--json"],
         capture_output=True, text=True, timeout=600, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_bench_json_has_the_ratio_cpu_footprint_and_freshness_of_each_run() -> None:
+    result = bench_json("--events", "400", "--samples", "5", "--runs", "2")
     assert result["median_of"] == 2 and len(result["runs"]) == 2
     for run in result["runs"]:
         assert run["events"] == 400
@@ -50,11 +55,7 @@ def test_medians_are_taken_figure_by_figure() -> None:
 
 
 def test_bench_workers_measures_each_count_and_the_failover_of_a_killed_worker() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "contactstream.adapters.cli", "bench", "--workers", "1,2",
-         "--events", "1200", "--kills", "1", "--json"],
-        capture_output=True, text=True, timeout=600, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = bench_json("--workers", "1,2", "--events", "1200", "--kills", "1")
     one, two = result["runs"]
     assert (one["workers"], two["workers"]) == (1, 2)
     for run in (one, two):
