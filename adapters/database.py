@@ -198,8 +198,13 @@ def create_database(url: str, dbname: str, template: str | None = None) -> str:
 # checkpoints come every 256 MB of WAL at most instead of 1 GB. (Compressing full-page
 # images saved little once segments are removed and cost the server CPU a batch.)
 # Crash safety is unchanged (fsync, full_page_writes and synchronous_commit stay on).
+# Segments of 1 MB (WAL_SEGMENT_MB, chosen at initdb) instead of 16: what a checkpoint
+# leaves is the segment being written, 1 MB instead of up to 32. Autovacuum looks at the
+# tables every 10 s instead of every minute: the tables rewritten all the time (the score
+# queue, the scores) reuse their dead rows' room instead of growing for a minute first.
+WAL_SEGMENT_MB = 1
 WAL_FOOTPRINT = ("-c", "wal_recycle=off", "-c", "min_wal_size=32MB",
-                 "-c", "max_wal_size=256MB")
+                 "-c", "max_wal_size=256MB", "-c", "autovacuum_naptime=10s")
 
 
 class EmbeddedPostgres:
@@ -269,7 +274,8 @@ class EmbeddedPostgres:
             self.pgdata.parent.chmod(0o710)
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust",
-                            "--encoding=UTF8", "--locale=C", "-U", "postgres"],
+                            "--encoding=UTF8", "--locale=C", "-U", "postgres",
+                            f"--wal-segsize={WAL_SEGMENT_MB}"],
                            check=True, capture_output=True, **self._as_service_user())
         from platformdirs import user_runtime_path
         self.socket_dir = find_suitable_socket_dir(

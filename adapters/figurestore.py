@@ -510,10 +510,28 @@ SCORE_COLUMNS = ("customer_id", "as_of", "valid_until", "windows", "churn_score"
                  "segment", "recency_days", "r", "f", "m")
 
 
+def stored_windows(windows: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The satisfaction windows as stored: only the kinds with answers, only the windows
+    with any (the view fills in the rest, ``insights._windows``). Most customers answer no
+    survey: their row holds ``{}`` instead of about 550 bytes of empty blocks."""
+    out = {}
+    for window, kinds in windows.items():
+        answered = {k: b for k, b in kinds.items() if b["responses"]}
+        if answered:
+            out[window] = answered
+    return out
+
+
 def _score_row(c: str, s: scores.Scores) -> tuple[Any, ...]:
-    return (c, s.as_of, s.valid_until, Jsonb(s.windows), s.churn.score, Jsonb(s.churn.factors),
+    return (c, s.as_of, s.valid_until, Jsonb(stored_windows(s.windows)), s.churn.score,
+            Jsonb(s.churn.factors),
             s.worth.monetary, s.worth.frequency, s.worth.last_purchase_ms, s.as_of,
             s.rfm.segment, s.rfm.recency_days, s.rfm.r, s.rfm.f, s.rfm.m)
+
+
+# a rescore that moves none of these leaves the row as it is: no new row version for the
+# instant alone (as_of is not shown; valid_until is the same for the same facts)
+SHOWN_COLUMNS = tuple(c for c in SCORE_COLUMNS[2:] if c != "rfm_as_of")
 
 
 SCORE_TYPES = "text int8 int8 jsonb float8 jsonb numeric int8 int8 int8 text int4 int2 int2 int2"
@@ -524,8 +542,10 @@ def _write_scores(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], go
     cur = conn.cursor()
     if guard is None:
         updates = ", ".join(f"{c}=excluded.{c}" for c in SCORE_COLUMNS[1:])
-        _unnest(cur, f"INSERT INTO customer_scores ({', '.join(SCORE_COLUMNS)})", SCORE_TYPES,
-                rows, f"ON CONFLICT (customer_id) DO UPDATE SET {updates}")
+        _unnest(cur, f"INSERT INTO customer_scores AS t ({', '.join(SCORE_COLUMNS)})",
+                SCORE_TYPES, rows, f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+                f" WHERE ({', '.join(f't.{c}' for c in SHOWN_COLUMNS)}) IS DISTINCT FROM"
+                f" ({', '.join(f'excluded.{c}' for c in SHOWN_COLUMNS)})")
         if gone:
             cur.execute("DELETE FROM customer_scores WHERE customer_id = ANY(%s)", (gone,))
         return len(rows) + len(gone)

@@ -8,6 +8,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contactstream.adapters import insights
+from contactstream.adapters.figurestore import stored_windows
 from contactstream.projections import churn, satisfaction, scores, value
 from contactstream.projections.scores import CustomerFacts
 
@@ -36,6 +38,20 @@ def test_windows_are_summarize_over_event_time(f: CustomerFacts, at: int) -> Non
     answers = [satisfaction.SurveyAnswer(e, "c", ms, k, s) for e, ms, k, s in f.surveys]
     assert scores.windows(f, at) == {
         f"{d}d": satisfaction.summarize(answers, now_ms=at, window_days=d) for d in (7, 30, 90)}
+
+
+@given(facts(), instants)
+def test_stored_windows_read_back_as_computed(f: CustomerFacts, at: int) -> None:
+    """Stored, the windows keep only the kinds with answers; the view's reader gives back
+    every window and kind as computed."""
+    computed = scores.windows(f, at)
+    stored = stored_windows(computed)
+    assert all(b["responses"] > 0 for kinds in stored.values() for b in kinds.values())
+    assert insights._windows(stored) == computed
+
+
+def test_windows_without_answers_are_stored_empty() -> None:
+    assert stored_windows(scores.windows(CustomerFacts(), NOW)) == {}
 
 
 @settings(max_examples=400, deadline=None)
