@@ -48,7 +48,8 @@ class Settings:
     # live alert streams (SSE) one token may hold open at once; one more is answered 429
     max_streams_per_token: int = 10
     consumer_group: str = ""  # default: PREFIX-projector
-    fetch_max_wait_ms: int = 50
+    # how long a fetch waits for records; 0: by broker (fetch_wait_ms)
+    fetch_max_wait_ms: int = 0
     # base64 of 32 bytes; empty: a key file in the data dir (embedded default only)
     master_key: str = ""
     base_currency: str = "EUR"
@@ -151,7 +152,7 @@ def from_env(**overrides: object) -> Settings:
         log_format=_env("CONTACTSTREAM_LOG_FORMAT", "console"),
         log_level=_env("CONTACTSTREAM_LOG_LEVEL", "info"),
         default_region=_env("CONTACTSTREAM_DEFAULT_REGION", "HU"),
-        fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "50")),
+        fetch_max_wait_ms=int(_env("CONTACTSTREAM_FETCH_MAX_WAIT_MS", "0")),
         embedded_broker=_env("CONTACTSTREAM_EMBEDDED_BROKER", "0") == "1",
         embedded_database=_env("CONTACTSTREAM_EMBEDDED_DATABASE", "0") == "1",
         key_store=_env("CONTACTSTREAM_KEY_STORE", ""),

@@ -84,6 +84,22 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     return p
 
 
+# The embedded broker answers a waiting fetch only when its wait expires, not when records
+# arrive: every event waits for that, so it is short there (an idle worker and broker
+# then spend about 5% of a core more, measured: 9.3% against 4.4% at 50 ms). Kafka answers
+# as soon as records arrive; the wait only bounds how long a reader takes to see that
+# nothing more is coming (replay's and the relays' end of the log).
+EMBEDDED_FETCH_WAIT_MS = 10
+KAFKA_FETCH_WAIT_MS = 50
+
+
+def fetch_wait_ms(settings: Settings) -> int:
+    """CONTACTSTREAM_FETCH_MAX_WAIT_MS, or by broker when it is 0 (the default)."""
+    if settings.fetch_max_wait_ms > 0:
+        return settings.fetch_max_wait_ms
+    return EMBEDDED_FETCH_WAIT_MS if settings.embedded_broker else KAFKA_FETCH_WAIT_MS
+
+
 def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: Any,
              ) -> AIOKafkaConsumer:
     opts: dict[str, Any] = dict(
@@ -91,7 +107,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_wait_ms(settings),
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
         # the embedded broker holds a group join for the whole rebalance timeout
