@@ -10,7 +10,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,24 +61,32 @@ def _tree_cpu(pid: int | None) -> float | None:
 
 class CpuMeter:
     """CPU seconds spent between ``start`` and ``stop`` by this process (the worker or the
-    baseline loop, all threads), the database server and the broker, each apart."""
+    baseline loop, all threads) with the worker's own children (its scores process,
+    ``children``), the database server and the broker, each apart."""
 
-    def __init__(self, procs: Processes) -> None:
+    def __init__(self, procs: Processes, children: Callable[[], list[int]] | None = None,
+                 ) -> None:
         self.procs = procs
+        self.children = children or list
         self.spent: dict[str, float | None] = {}
 
-    def _now(self) -> dict[str, float | None]:
+    def _now(self) -> dict[str, Any]:
         return {"worker": time.process_time(), "database": _tree_cpu(self.procs.database),
-                "broker": _tree_cpu(self.procs.broker)}
+                "broker": _tree_cpu(self.procs.broker),
+                "children": {pid: _tree_cpu(pid) or 0.0 for pid in self.children()}}
 
     def start(self) -> None:
         self._t0 = self._now()
 
     def stop(self) -> dict[str, float | None]:
         end = self._now()
+        before, after = self._t0.pop("children"), end.pop("children")
         self.spent = {k: (None if end[k] is None or self._t0[k] is None
-                          else end[k] - self._t0[k])  # type: ignore[operator]
+                          else end[k] - self._t0[k])
                       for k in end}
+        # a child born meanwhile counts whole
+        self.spent["worker"] = (self.spent["worker"] or 0.0) + sum(
+            t - before.get(pid, 0.0) for pid, t in after.items())
         return self.spent
 
     def us_per_event(self, n: int) -> dict[str, float | None]:
@@ -115,47 +123,30 @@ async def _baseline(settings: Settings, codec: Any, n: int) -> float:
 VISIBLE_WITHIN_S = 30  # freshness: how long samples are waited for after the last is sent
 
 
-async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
-                     samples: int, *, load_per_s: int = 0) -> tuple[list[float], int]:
+async def _freshness(settings: Settings, services: Any, samples: int, *,
+                     load_per_s: int = 0) -> tuple[list[float], int]:
     """Accepted (ingest returned) -> visible in the read store: (latencies in ms, how
-    many were late). Without a load, one event at a time; with ``load_per_s``, while
-    other events are ingested at that rate, a sample every 50 ms (the load lasts as long
-    as the samples), each timed until it is visible. A sample not visible
-    ``VISIBLE_WITHIN_S`` after the last one was sent counts as the time it waited
-    (``late``): a pipeline slower than the load shows as such."""
+    many were late), while this process runs the pipeline. The samples are sent and
+    watched for by a process of their own, as the API's process would (the worker's GIL
+    and event loop are not the watcher's). Without a load, one event at a time; with
+    ``load_per_s``, while another process ingests other events at that rate, a sample every
+    50 ms, each timed until it is visible. A sample not visible ``VISIBLE_WITHIN_S`` after
+    the last one was sent counts as the time it waited (``late``): a pipeline slower than
+    the load shows as such."""
     live = asyncio.create_task(services.projector.run(group=False))
-    load = _LoadProcess(settings, load_per_s) if load_per_s else None
-    sent: dict[str, float] = {}
-    lat: list[float] = []
-
-    def seen() -> None:
-        now = time.perf_counter()
-        for (eid,) in services.db.all("SELECT event_id FROM timeline WHERE event_id = ANY(%s)",
-                                      (list(sent),)):
-            lat.append((now - sent.pop(eid)) * 1000)
-
+    load = _Ingesting(settings, "load", load_per_s) if load_per_s else None
+    sampler = _Ingesting(settings, "samples", samples, load_per_s)
     try:
         if load is not None:
             await load.start()
-        for i, env in enumerate(synthetic_events(samples, seed=99)):
-            env = {**env, "event_id": f"fresh-{load_per_s}-{i}-{env['event_id']}"}
-            await ingestor.publish([env])
-            sent[env["event_id"]] = time.perf_counter()
-            next_at = time.perf_counter() + (0.05 if load_per_s else 0)
-            while sent and (load_per_s == 0 or time.perf_counter() < next_at):
-                seen()
-                await asyncio.sleep(0.001)
+        await sampler.start()
+        lat, late = await sampler.result()
         if load is not None and await asyncio.to_thread(load.stop) != 0:
             raise RuntimeError("the bench's load process failed: no figure under load")
-        deadline = time.perf_counter() + VISIBLE_WITHIN_S
-        while sent and time.perf_counter() < deadline:
-            seen()
-            await asyncio.sleep(0.001)
-        late = len(sent)
-        lat.extend((time.perf_counter() - t0) * 1000 for t0 in sent.values())
     finally:
-        if load is not None:
-            await asyncio.to_thread(load.stop)
+        for proc in (load, sampler):
+            if proc is not None:
+                await asyncio.to_thread(proc.stop)
         live.cancel()
         try:
             await live
@@ -164,15 +155,46 @@ async def _freshness(settings: Settings, services: Any, ingestor: Ingestor,
     return lat, late
 
 
-class _LoadProcess:
-    """The load beside the freshness samples, ingested by a process of its own, as the
-    API is in ``up``: its CPU is not taken from the worker under the same GIL."""
+async def _samples(ingestor: Ingestor, db: Any, samples: int, load_per_s: int,
+                   ) -> tuple[list[float], int]:
+    """The freshness samples (``_freshness``), in the sampling process."""
+    sent: dict[str, float] = {}
+    lat: list[float] = []
 
-    def __init__(self, settings: Settings, per_s: int) -> None:
+    def seen() -> None:
+        now = time.perf_counter()
+        for (eid,) in db.all("SELECT event_id FROM timeline WHERE event_id = ANY(%s)",
+                             (list(sent),)):
+            lat.append((now - sent.pop(eid)) * 1000)
+
+    for i, env in enumerate(synthetic_events(samples, seed=99)):
+        env = {**env, "event_id": f"fresh-{load_per_s}-{i}-{env['event_id']}"}
+        await ingestor.publish([env])
+        sent[env["event_id"]] = time.perf_counter()
+        next_at = time.perf_counter() + (0.05 if load_per_s else 0)
+        while sent and (load_per_s == 0 or time.perf_counter() < next_at):
+            seen()
+            await asyncio.sleep(0.001)
+    deadline = time.perf_counter() + VISIBLE_WITHIN_S
+    while sent and time.perf_counter() < deadline:
+        seen()
+        await asyncio.sleep(0.001)
+    late = len(sent)
+    lat.extend((time.perf_counter() - t0) * 1000 for t0 in sent.values())
+    return lat, late
+
+
+class _Ingesting:
+    """A process beside the pipeline that ingests as the API's process does in ``up``:
+    the load (``job`` "load", until stopped) or the freshness samples ("samples", whose
+    result comes back). Its CPU is not taken from the worker under the same GIL."""
+
+    def __init__(self, settings: Settings, job: str, *args: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.halt = ctx.Event(), ctx.Event()
-        self.proc = ctx.Process(target=_load_process, daemon=True,
-                                args=(settings, per_s, self.ready, self.halt))
+        self.results, sender = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_ingesting, daemon=True,
+                                args=(settings, job, args, self.ready, self.halt, sender))
 
     async def start(self) -> None:
         self.proc.start()
@@ -182,10 +204,17 @@ class _LoadProcess:
             if not self.proc.is_alive():
                 break
         self.stop()
-        raise RuntimeError("the bench's load process did not start")
+        raise RuntimeError("a process of the bench did not start")
+
+    async def result(self) -> Any:
+        """What the job sent back; raises if the process died without."""
+        while not await asyncio.to_thread(self.results.poll, 0.1):
+            if not self.proc.is_alive() and not self.results.poll():
+                raise RuntimeError("the bench's sampling process failed: no freshness")
+        return self.results.recv()
 
     def stop(self) -> int | None:
-        """Stop the load; its exit code (0: it ran until told to stop)."""
+        """Stop it; its exit code (0: it ran until told to stop, or to its end)."""
         if self.proc.is_alive():
             self.halt.set()
             self.proc.join(10)
@@ -195,13 +224,19 @@ class _LoadProcess:
         return self.proc.exitcode
 
 
-def _load_process(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
-    asyncio.run(_load_until(settings, per_s, ready, halt))
+def _ingesting(settings: Settings, job: str, args: tuple[int, ...], ready: Any, halt: Any,
+               results: Any) -> None:
+    # logs as the bench's own, on stderr: structlog's default (debug, stdout) put a
+    # child's lines into the bench's --json output
+    from .logging import configure
+    configure(settings.log_format, settings.log_level)
+    asyncio.run(_ingesting_until(settings, job, args, ready, halt, results))
 
 
-async def _load_until(settings: Settings, per_s: int, ready: Any, halt: Any) -> None:
+async def _ingesting_until(settings: Settings, job: str, args: tuple[int, ...], ready: Any,
+                           halt: Any, results: Any) -> None:
     """The ingest of the API's process (what ``bootstrap.api_services`` builds of it, which
-    also wants the API's tokens), until ``halt``; a failed load raises (exit code 1)."""
+    also wants the API's tokens) running ``job``; a failed job raises (exit code 1)."""
     db = bootstrap.database(settings, max_size=4)
     kit = privacy(settings, db)
     journal = IngestJournal(db)
@@ -209,7 +244,11 @@ async def _load_until(settings: Settings, per_s: int, ready: Any, halt: Any) -> 
     try:
         producer = await kafka.start_producer(settings)
         ingestor = Ingestor(settings, producer, bootstrap.codec(settings, db), journal, kit)
-        load = asyncio.create_task(_load(ingestor, per_s))
+        if job == "samples":
+            ready.set()
+            results.send(await _samples(ingestor, db, *args))
+            return
+        load = asyncio.create_task(_load(ingestor, *args))
         ready.set()
         halted = asyncio.ensure_future(asyncio.to_thread(halt.wait))
         await asyncio.wait((load, halted), return_when=asyncio.FIRST_COMPLETED)
@@ -366,15 +405,15 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
         base_cpu.start()
         baseline = await _baseline(settings, services.projector.decoder, n)
         base_cpu.stop()
-        pipe_cpu = CpuMeter(procs)
+        pipe_cpu = CpuMeter(procs, services.writer.scorer_pids)
         pipe_cpu.start()
         t0 = time.perf_counter()
         progress = await services.projector.run(group=False, until_end=True)
         pipeline = progress.events / (time.perf_counter() - t0)
         pipe_cpu.stop()
         after = _footprint(settings, services.db)
-        trickle = await _freshness(settings, services, ingestor, samples)
-        loaded = await _freshness(settings, services, ingestor, samples, load_per_s=1000)
+        trickle = await _freshness(settings, services, samples)
+        loaded = await _freshness(settings, services, samples, load_per_s=1000)
     finally:
         await services.close()
     pipe_parts, base_parts = pipe_cpu.us_per_event(n), base_cpu.us_per_event(n)

@@ -41,6 +41,7 @@ from .privacy import Privacy, privacy
 from .readstore import ReadStore, ReadStoreWriter
 from .records import RecordCodec
 from .retention import Retention
+from .scoring import ScoreProcess
 
 log = get_logger(__name__)
 
@@ -162,11 +163,16 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
     timers, outbox relays and webhook deliveries."""
     producer = await kafka.start_producer(settings)
     db = database(settings)
+    # rounds of scores in a process of their own, on the system clock; a worker on
+    # another clock (tests) scores on its own scores thread
+    scorer = ScoreProcess(settings) if clock is None else None
+    if scorer is not None:
+        scorer.start()
     clock = clock or SystemClock()
     now = clock.now
     writer = ReadStoreWriter(db, figures=FigureWriter(
         settings.base_currency, parse_rates(settings.fx_rates, settings.base_currency),
-        clock=lambda: int(now().timestamp() * 1000)))
+        clock=lambda: int(now().timestamp() * 1000)), scorer=scorer)
     # an upgraded database, or a timeline an import filled: figures from the timeline first
     await asyncio.to_thread(writer.rebuild_figures_if_pending)
 

@@ -111,8 +111,11 @@ class CaseService:
         event_ids = [env["event_id"] for _, env in interactions]
         self.control.preload(event_ids, {(c, env["channel"]) for c, env in interactions})
         # the cases these interactions would open, if not opened already (a redelivery,
-        # a crash after the save): one query instead of one a message
-        ids = {Case.id_for(e) for e in event_ids} - set(self._cache)
+        # a crash after the save): one query instead of one a message. (Looked up in the
+        # cache one by one: a set of the cache, 20,000 UUIDs hashed in Python, took
+        # ~10 ms a batch, most of a small batch's time under a steady load.)
+        cached = self._cache
+        ids = {i for i in map(Case.id_for, event_ids) if i not in cached}
         if ids:
             table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
             found = {r[0] for r in self.control.db.all(

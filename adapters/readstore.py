@@ -34,6 +34,7 @@ from .ownership import check_fence
 if TYPE_CHECKING:
     from ..streams.identity import IdentityKeeper
     from .privacy import Privacy
+    from .scoring import ScoreProcess
 
 log = get_logger(__name__)
 
@@ -136,8 +137,11 @@ class ReadStoreWriter:
     """The worker's side: load identifiers, commit batches, remember offsets."""
 
     def __init__(self, db: Database, consumer: str = "projector",
-                 figures: FigureWriter | None = None) -> None:
+                 figures: FigureWriter | None = None,
+                 scorer: ScoreProcess | None = None) -> None:
         self.db = db
+        # rounds of scores in a process of its own (adapters/scoring.py); None: here
+        self.scorer = scorer
         self.consumer = consumer
         self.figures = figures or FigureWriter()
         # the identity graph of this worker (streams/identity.py), and how much of the
@@ -150,8 +154,15 @@ class ReadStoreWriter:
         self._queued = False
         self._score_due = 0.0
 
+    def scorer_pids(self) -> list[int]:
+        """The process ids of the scores' process, if it runs (the bench's CPU figures)."""
+        return self.scorer.pids() if self.scorer is not None else []
+
     def close(self) -> None:
-        """The database belongs to the composition root, which closes it."""
+        """The scores' process goes; the database belongs to the composition root, which
+        closes it."""
+        if self.scorer is not None:
+            self.scorer.close()
 
     def offsets(self, topic: str) -> dict[int, int]:
         rows = self.db.all(
@@ -247,6 +258,8 @@ class ReadStoreWriter:
         self._queued = False
         self._score_due = time.monotonic() + SCORE_EVERY_S
         try:
+            if self.scorer is not None:
+                return self.scorer.round()
             return self.figures.score_queued(self.db)
         except BaseException:
             self._queued = True

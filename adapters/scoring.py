@@ -1,0 +1,99 @@
+"""Rounds of scores in a process of their own beside the worker (issue 12).
+
+A round (``FigureWriter.score_queued``: claim queued ids, read their facts, rescore, take
+them off the queue) is database work and pure Python over what it reads; it needs none of
+the worker's memory. On the worker's scores thread it still took the worker's GIL, about
+a sixth of the worker's Python time an event, measured, and every thread of the batch
+path waited for it in turns. Here the scores thread only hands the round to a child
+process and waits for its answer without the GIL; the child has a connection of its own.
+
+The child is spawned on the first round (a worker that never scores starts none), dies
+with the worker (PR_SET_PDEATHSIG), and a dead one is spawned again at the next round: a
+round that died left claims that expire (``figurestore.CLAIM_EXPIRES``), so nothing
+queued is lost. Rounds run on the system clock, as the worker does; a worker on another
+clock (tests) scores on its own thread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from .config import Settings
+from .database import Database
+from .figurestore import FigureWriter, parse_rates
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ScoreProcess:
+    """``round()`` runs one round in the child and returns how many ids it scored; called
+    from one thread at a time (the projector's scores thread, or a refresh)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Spawn the child now, in the background (not at the first round, which would
+        wait for it)."""
+        self._started()
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start, initargs=(self.settings,))
+                self._pool.submit(int)  # spawns it
+            return self._pool
+
+    def round(self) -> int:
+        pool = self._started()
+        try:
+            return int(pool.submit(_round).result())
+        except BrokenProcessPool:
+            with self._lock:  # the next round spawns a new one
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+            log.warning("scores.process_died", action="spawned again at the next round")
+            raise
+
+    def pids(self) -> list[int]:
+        """The child's process id, if one runs (the bench counts its CPU as the worker's)."""
+        pool = self._pool
+        procs = getattr(pool, "_processes", None) or {}
+        return [p for p in procs if p is not None]
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_writer: FigureWriter | None = None
+_db: Database | None = None
+
+
+def _start(settings: Settings) -> None:
+    """In the child: die with the worker, and the writer and connection rounds use."""
+    global _writer, _db
+    from .broker import die_with_parent
+    from .logging import configure
+
+    die_with_parent()
+    configure(settings.log_format, settings.log_level)
+    _db = Database(settings.database_url, max_size=1)
+    _writer = FigureWriter(settings.base_currency,
+                           parse_rates(settings.fx_rates, settings.base_currency))
+
+
+def _round() -> int:
+    assert _writer is not None and _db is not None
+    return _writer.score_queued(_db)
