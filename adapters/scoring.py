@@ -7,10 +7,10 @@ a sixth of the worker's Python time an event, measured, and every thread of the 
 path waited for it in turns. Here the scores thread only hands the round to a child
 process and waits for its answer without the GIL; the child has a connection of its own.
 
-The child is spawned on the first round (a worker that never scores starts none), dies
-with the worker (PR_SET_PDEATHSIG), and a dead one is spawned again at the next round: a
-round that died left claims that expire (``figurestore.CLAIM_EXPIRES``), so nothing
-queued is lost. Rounds run on the system clock, as the worker does; a worker on another
+The child is spawned with the worker's services, dies with the worker
+(PR_SET_PDEATHSIG), and one found dead is spawned again for the round: a round that died
+with it left claims that expire (``figurestore.CLAIM_EXPIRES``), so nothing queued is
+lost. Rounds run on the system clock, as the worker does; a worker on another
 clock (tests) scores on its own thread.
 """
 
@@ -53,16 +53,21 @@ class ScoreProcess:
             return self._pool
 
     def round(self) -> int:
-        pool = self._started()
-        try:
-            return int(pool.submit(_round).result())
-        except BrokenProcessPool:
-            with self._lock:  # the next round spawns a new one
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False)
-            log.warning("scores.process_died", action="spawned again at the next round")
-            raise
+        """One round in the child; a child found dead is spawned again and the round run
+        there (what a round dying with it had claimed is claimed again once expired)."""
+        for attempt in (1, 2):
+            pool = self._started()
+            try:
+                return int(pool.submit(_round).result())
+            except BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False)
+                log.warning("scores.process_died", attempt=attempt)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def pids(self) -> list[int]:
         """The child's process id, if one runs (the bench counts its CPU as the worker's)."""

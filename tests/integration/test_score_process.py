@@ -1,0 +1,62 @@
+"""Rounds of scores in a process of their own (adapters/scoring.py): a worker on the
+system clock scores what its batches queue in the child, not in its own process, and a
+child that died is replaced at the next round, nothing queued lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from contactstream.adapters import bootstrap, kafka
+from contactstream.adapters.config import Settings
+from contactstream.adapters.database import Database
+from contactstream.adapters.demo import synthetic_events
+from contactstream.adapters.ingest import Ingestor
+from contactstream.adapters.journal import IngestJournal
+from contactstream.adapters.privacy import privacy
+from contactstream.adapters.readstore import ReadStoreWriter
+
+pytestmark = pytest.mark.integration
+
+
+def _scored(db: Database) -> set[str]:
+    return {c for (c,) in db.all("SELECT customer_id FROM customer_scores")}
+
+
+def _survivors(db: Database) -> set[str]:
+    """The customers the timeline's rows belong to now."""
+    return {c for (c,) in db.all(
+        "SELECT DISTINCT COALESCE(l.survivor, t.customer_id) FROM timeline t"
+        " LEFT JOIN customer_links l ON l.base = t.customer_id")}
+
+
+async def test_rounds_run_in_a_child_that_is_replaced_when_it_dies(settings: Settings) -> None:
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings)  # the system clock: a child
+    writer: ReadStoreWriter = services.writer
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        IngestJournal(services.db), privacy(settings, services.db))
+    events = synthetic_events(240, seed=5)
+    try:
+        assert writer.scorer is not None
+        assert (await ingestor.publish(events[:120])).rejected == []
+        await services.projector.run(group=False, until_end=True)
+        first = writer.scorer_pids()
+        assert first and os.getpid() not in first
+        db = services.db
+        assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+        scored_before = _scored(db)
+        assert scored_before and scored_before == _survivors(db)
+
+        os.kill(first[0], signal.SIGKILL)
+        assert (await ingestor.publish(events[120:])).rejected == []
+        await services.projector.run(group=False, until_end=True)
+        second = writer.scorer_pids()
+        assert second and second != first
+        assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+        assert _scored(db) == _survivors(db) and len(_scored(db)) > len(scored_before)
+    finally:
+        await services.close()
+    assert writer.scorer_pids() == []
