@@ -467,18 +467,24 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
     """Each customer's facts over its members (only customers with an interaction)."""
     bases = sorted(owner)
     activity: dict[str, list[tuple[int, str]]] = {}
+    # each lookup joins the bases' array (an index probe a base) rather than testing
+    # "= ANY(array)", which the generic plan of a prepared statement ran as a scan
+    # comparing every row with every base: 55-70 ms a round of 1,000 customers on the
+    # 6,000 rows of customer_surveys (100,000 events), a core's burst every second
     for b, ms, kind in conn.execute(f"SELECT customer_id, occurred_ms, {ACTIVITY_KIND} FROM"
-                                    f" timeline WHERE customer_id = ANY(%s) AND {INTERACTIONS}",
+                                    " unnest(%s::text[]) AS u(base) JOIN timeline"
+                                    f" ON customer_id = u.base WHERE {INTERACTIONS}",
                                     (bases,)).fetchall():
         activity.setdefault(owner[b], []).append((ms, kind))
     surveys: dict[str, list[tuple[str, int, str, int]]] = {}
-    for b, *answer in conn.execute("SELECT base, event_id, occurred_ms, kind, score FROM"
-                                   " customer_surveys WHERE base = ANY(%s)", (bases,)).fetchall():
+    for b, *answer in conn.execute("SELECT s.base, event_id, occurred_ms, kind, score FROM"
+                                   " unnest(%s::text[]) AS u(base) JOIN customer_surveys s"
+                                   " ON s.base = u.base", (bases,)).fetchall():
         surveys.setdefault(owner[b], []).append(tuple(answer))  # type: ignore[arg-type]
     revenue: dict[str, dict[str, tuple[Decimal, int, int]]] = {}
     for b, cur, amount, n, last in conn.execute(
-            "SELECT base, currency, amount, purchases, last_ms FROM customer_revenue"
-            " WHERE base = ANY(%s)", (bases,)).fetchall():
+            "SELECT r.base, currency, amount, purchases, last_ms FROM unnest(%s::text[])"
+            " AS u(base) JOIN customer_revenue r ON r.base = u.base", (bases,)).fetchall():
         if not value.countable(amount):  # a total stored before amounts had a limit
             log.warning("figures.total_skipped", currency=cur)
             continue
@@ -490,8 +496,9 @@ def _facts(conn: psycopg.Connection[Any], owner: dict[str, str],
     for b, is_open, breached_ms in conn.execute(
             "SELECT c.customer_id, c.status <> 'resolved', (SELECT floor(EXTRACT(EPOCH FROM"
             " MIN(COALESCE(a.due_at, a.at)::timestamptz)) * 1000)::bigint FROM alerts a"
-            " WHERE a.case_id = c.case_id AND a.kind = 'sla.breached') FROM cases c"
-            " WHERE c.customer_id = ANY(%s)", (bases,)).fetchall():
+            " WHERE a.case_id = c.case_id AND a.kind = 'sla.breached') FROM"
+            " unnest(%s::text[]) AS u(base) JOIN cases c ON c.customer_id = u.base",
+            (bases,)).fetchall():
         open_cases[owner[b]] = open_cases.get(owner[b], 0) + bool(is_open)
         if breached_ms is not None:
             breaches.setdefault(owner[b], []).append(int(breached_ms))
