@@ -3,7 +3,9 @@
 Every event accepted over HTTP is produced to Kafka (acks=all) and then written with its
 partition and offset to table ``ingest_journal`` (a PostgreSQL commit that waits for its
 WAL flush) *before* the 202 goes out. The table's primary key is the event id, which
-makes it the duplicate index too.
+makes it the duplicate index too. The records themselves (key, value, time) of a request's
+events on one partition are kept compressed together in one row of ``ingest_blocks``
+(migration 13); a request's lone record on a partition stays in its journal row.
 
 The embedded broker forgets everything when it stops. On start, ``restore`` puts every
 record back at its old partition and offset, taken from this journal and from the
@@ -15,6 +17,8 @@ placeholder record marked by the header ``contactstream-gap`` so later offsets s
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -32,7 +36,38 @@ log = get_logger(__name__)
 
 
 INSERT = ('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
-          " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING")
+          " received_at, block) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+          " ON CONFLICT (event_id) DO NOTHING")
+BLOCK = "INSERT INTO ingest_blocks (topic, partition, records) VALUES (%s, %s, %s) RETURNING id"
+
+# a record in a block: offset, received_at, key length (-1: no key), value length; then
+# the key's and the value's bytes. The block is zlib at level 1: as small as level 6 for
+# these records within a few percent, at half the CPU (measured: ~4.6 µs an event)
+RECORD = struct.Struct(">qqii")
+LEVEL = 1
+
+
+def pack(rows: Sequence[Accepted]) -> bytes:
+    """The records of ``rows`` (one topic and partition), compressed together."""
+    parts: list[bytes] = []
+    for a in rows:
+        parts.append(RECORD.pack(a.offset, a.received_at,
+                                 -1 if a.key is None else len(a.key), len(a.value)))
+        parts += (a.key or b"", a.value)
+    return zlib.compress(b"".join(parts), LEVEL)
+
+
+def unpack(topic: str, partition: int, block: bytes) -> Iterable[ArchivedRecord]:
+    data = zlib.decompress(block)
+    at = 0
+    while at < len(data):
+        offset, received_at, key_len, value_len = RECORD.unpack_from(data, at)
+        at += RECORD.size
+        key = None if key_len < 0 else data[at:at + key_len]
+        at += max(key_len, 0)
+        yield ArchivedRecord(topic, partition, offset, key, data[at:at + value_len], [],
+                             received_at)
+        at += value_len
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +185,37 @@ class IngestJournal:
         for the WAL flush."""
         if self._force_sync:
             conn.execute("SET LOCAL synchronous_commit = on")
-        conn.cursor().executemany(INSERT, [
-            (a.event_id, a.topic, a.partition, a.offset, a.key, a.value, a.received_at)
-            for a in rows])
+        by_place: dict[tuple[str, int], list[Accepted]] = {}
+        for a in rows:
+            by_place.setdefault((a.topic, a.partition), []).append(a)
+        journal: list[tuple[Any, ...]] = []
+        for (topic, partition), group in sorted(by_place.items()):
+            if len(group) == 1:  # alone: compressed by itself it would save little
+                a = group[0]
+                journal.append((a.event_id, topic, partition, a.offset, a.key, a.value,
+                                a.received_at, None))
+                continue
+            # every record of the group, also one whose event id a row holds already
+            # (it was produced all the same: the restore puts it back at its place)
+            row = conn.execute(BLOCK, (topic, partition, pack(group))).fetchone()
+            assert row is not None
+            journal += [(a.event_id, topic, partition, a.offset, None, None, a.received_at,
+                         row[0]) for a in group]
+        conn.cursor().executemany(INSERT, journal)
 
     def count(self) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM ingest_journal"))
 
     def records(self) -> Iterable[ArchivedRecord]:
         """Every journalled record, streamed, in no particular order (the restore places
-        each by its position)."""
+        each by its position): those in blocks, then those in their own rows."""
+        with self.db.tx() as conn, conn.cursor(name="journal_blocks") as cur:
+            cur.execute("SELECT topic, partition, records FROM ingest_blocks")
+            for t, p, block in cur:
+                yield from unpack(t, p, block)
         with self.db.tx() as conn, conn.cursor(name="journal_scan") as cur:
             cur.execute('SELECT topic, partition, "offset", key, value, received_at'
-                        ' FROM ingest_journal')
+                        " FROM ingest_journal WHERE block IS NULL")
             for t, p, o, k, v, ts in cur:
                 yield ArchivedRecord(t, p, o, k, v, [], ts)
 

@@ -61,6 +61,41 @@ def test_records_come_back_whole_at_their_positions(db: Database) -> None:
         assert r.headers == []
 
 
+def test_a_request_s_records_on_a_partition_are_kept_in_one_compressed_block(
+        db: Database) -> None:
+    journal = IngestJournal(db)
+    value = b"\x00" + b"enc1:0123456789abcdef0123:" * 12  # compressible, like the events
+    rows = [Accepted(f"ev-{i}", "interactions.v1", i % 2, 100 + i, None if i == 3 else
+                     f"c-{i}".encode(), value + bytes([i]), 1_795_000_000_000 + i)
+            for i in range(10)]
+    journal.record(rows)
+    journal.record([accepted(50, partition=2)])  # alone on its partition: in its row
+    blocks = db.all("SELECT partition, octet_length(records) FROM ingest_blocks"
+                    " ORDER BY partition")
+    assert [p for p, _ in blocks] == [0, 1]
+    assert sum(n for _, n in blocks) < sum(len(a.value) for a in rows) / 2
+    assert db.all("SELECT count(*) FROM ingest_journal WHERE block IS NOT NULL AND key IS"
+                  " NULL AND value IS NULL")[0][0] == 10
+    assert db.all("SELECT event_id FROM ingest_journal WHERE block IS NULL") == [("ev-50",)]
+    back = {r.offset: r for r in journal.records()}
+    assert sorted(back) == [*range(50, 51), *range(100, 110)]
+    for a in [*rows, accepted(50, partition=2)]:
+        r = back[a.offset]
+        assert (r.topic, r.partition, r.key, r.value, r.timestamp_ms, r.headers) == (
+            a.topic, a.partition, a.key, a.value, a.received_at, [])
+
+
+def test_rows_journalled_before_blocks_come_back_too(db: Database) -> None:
+    """A journal of before migration 13 (or an import) has every record in its row."""
+    db.execute('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
+               " received_at) VALUES ('old-1', 'interactions.v1', 0, 7, 'k', '\\x0001',"
+               " 1795000000000)")
+    IngestJournal(db).record([accepted(8), accepted(9)])
+    back = {r.offset: (r.key, r.value) for r in IngestJournal(db).records()}
+    assert back == {7: (b"k", b"\x00\x01"), 8: (b"c-8", accepted(8).value),
+                    9: (b"c-9", accepted(9).value)}
+
+
 def test_a_recorded_event_is_committed_when_record_returns(db: Database,
                                                            database_url: str) -> None:
     IngestJournal(db).record([accepted(7)])
