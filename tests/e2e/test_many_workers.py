@@ -88,8 +88,8 @@ def test_three_workers_share_the_partitions_survive_a_kill_and_build_one_identit
             rows = conn.execute("SELECT holder, count(*) FROM leases WHERE name LIKE"
                                 " 'partition:%' AND expires_at > now() GROUP BY holder")
             return dict(rows.fetchall())
-    assert sorted(eventually(lambda: (h := holders()) and len(h) == 3 and h).values()) \
-        == [2, 2, 2]
+    # (three holders may show before the last lease moved: what is waited for is the share)
+    eventually(lambda: sorted(holders().values()) == [2, 2, 2])
 
     events = _log(9)
     accepted = 0
