@@ -24,6 +24,7 @@ from contactstream.adapters.crypto import (
 from contactstream.adapters.database import Database
 from contactstream.adapters.keystore import (
     SYNC_INTERVAL,
+    WAL_LIMIT,
     DataKeyStore,
     ForgettingKeyStore,
     PostgresKeyStore,
@@ -233,6 +234,22 @@ def test_forgetting_store_leaves_no_wrapped_key_on_disk(tmp_path: Path, master: 
         assert CUSTOMER_KEY.encode() not in _file_bytes(path)
         assert CUSTOMER_KEY.encode("utf-16-le") not in _file_bytes(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_key_file_s_log_is_cut_back_after_a_checkpoint(tmp_path: Path,
+                                                          master: bytes) -> None:
+    """Its write-ahead log does not stay at its high-water mark (issue 12's footprint)."""
+    path = tmp_path / "keys.sqlite"
+    wal = tmp_path / "keys.sqlite-wal"
+    with ForgettingKeyStore(path, master) as store:
+        for batch in range(12):  # thousands of pages through the log
+            store.prepare([f"customer-{batch}-{i}" for i in range(1000)])
+        peak = wal.stat().st_size
+        with sqlite3.connect(path) as other:
+            other.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        store.prepare(["one-more"])  # a write after the checkpoint starts the log anew
+        assert peak > 2 * WAL_LIMIT
+        assert wal.stat().st_size <= WAL_LIMIT
 
 
 # -- PostgreSQL: what it adds ------------------------------------------------------------------
