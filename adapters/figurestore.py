@@ -132,17 +132,15 @@ class FigureWriter:
                     (token, CLAIM_EXPIRES, limit))]
             if ids:
                 with db.tx() as conn:
-                    # one round at a time, on every worker: a round scoring an id again
-                    # (a batch queued it after another round claimed it) writes after
-                    # the other one, never under it. And an erasure or an unmerge moves
-                    # the identity epoch first in its transaction: one under way is waited
-                    # for (its rows gone when the facts are read), one to come waits for
-                    # this round, so no round writes back the scores of a person an
-                    # erasure just forgot
-                    conn.execute("SELECT epoch FROM identity_epoch FOR UPDATE")
+                    one_round_at_a_time(conn)  # on every worker, and the refresh
                     self.rescore(conn, _score_targets(conn, ids), self.clock())
-                    conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
-                                 " AND claim = %s", (ids, token))
+                    # rows locked in id order, as a batch's upsert locks them: a delete in
+                    # the plan's order (a scan: the table's) could wait for a batch that
+                    # waits for it (a deadlock, seen once in a bench)
+                    conn.execute("DELETE FROM score_queue q USING (SELECT customer_id FROM"
+                                 " score_queue WHERE customer_id = ANY(%s) AND claim = %s"
+                                 " ORDER BY customer_id FOR UPDATE) AS mine"
+                                 " WHERE q.customer_id = mine.customer_id", (ids, token))
             done += len(ids)
             if len(ids) < limit:
                 return done
@@ -214,6 +212,7 @@ class FigureWriter:
             with db.tx() as conn:
                 if not _locked(conn):
                     break
+                one_round_at_a_time(conn)
                 due = conn.execute(
                     "SELECT customer_id, xmin::text FROM customer_scores WHERE valid_until"
                     " <= %s ORDER BY valid_until LIMIT %s", (at, limit)).fetchall()
@@ -222,11 +221,13 @@ class FigureWriter:
                 break
         with db.tx() as conn:
             if _locked(conn):
+                one_round_at_a_time(conn)
                 out["breached"] = self._breaches(conn, at)
         with db.tx() as conn:
             changed = self.rfm_changes(conn, at) if _locked(conn) else []
         for i in range(0, len(changed), limit):
             with db.tx() as conn:
+                one_round_at_a_time(conn)
                 _write_rfm(conn, changed[i:i + limit])
         out["rfm"] = len(changed)
         return out
@@ -437,6 +438,18 @@ def survivors(conn: psycopg.Connection[Any], bases: set[str]) -> dict[str, str]:
             " SELECT pseudonym, grp FROM erased_groups WHERE pseudonym = ANY(%(b)s)",
             {"b": sorted(bases)}).fetchall())
     return out
+
+
+def one_round_at_a_time(conn: psycopg.Connection[Any]) -> None:
+    """Until the transaction ends, no other round of scores or refresh writes scores: the
+    identity epoch's row, FOR UPDATE. A round scoring an id again writes after the other
+    one, never under it. The refresh's rows guarded by ``xmin`` are not rewritten by a
+    round between its read and its write (a round whose figures equal the stored ones
+    leaves the row, and its ``xmin``, as they were: the refresh would then write figures
+    of facts older than the round's). And an erasure or an unmerge, which moves the
+    epoch first in its transaction, is waited for or waits, so no round writes back the
+    scores of a person an erasure just forgot."""
+    conn.execute("SELECT epoch FROM identity_epoch FOR UPDATE")
 
 
 def _score_targets(conn: psycopg.Connection[Any], ids: list[str]) -> set[str]:

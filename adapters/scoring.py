@@ -17,6 +17,8 @@ clock (tests) scores on its own thread.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +30,8 @@ from .logging import get_logger
 
 log = get_logger(__name__)
 
+NICENESS = 10  # the child's scheduling priority below the worker's
+
 
 class ScoreProcess:
     """``round()`` runs one round in the child and returns how many ids it scored; called
@@ -37,6 +41,7 @@ class ScoreProcess:
         self.settings = settings
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> None:
         """Spawn the child now, in the background (not at the first round, which would
@@ -45,39 +50,46 @@ class ScoreProcess:
 
     def _started(self) -> ProcessPoolExecutor:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the scores' process was closed")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start, initargs=(self.settings,))
+                    initializer=_start, initargs=(self.settings, os.getpid()))
                 self._pool.submit(int)  # spawns it
             return self._pool
 
     def round(self) -> int:
         """One round in the child; a child found dead is spawned again and the round run
-        there (what a round dying with it had claimed is claimed again once expired)."""
-        for attempt in (1, 2):
-            pool = self._started()
-            try:
-                return int(pool.submit(_round).result())
-            except BrokenProcessPool:
-                with self._lock:
-                    if self._pool is pool:
-                        self._pool = None
-                pool.shutdown(wait=False)
-                log.warning("scores.process_died", attempt=attempt)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        there (what a round dying with it had claimed is claimed again once expired); a
+        second death raises, as a failed round does."""
+        try:
+            return self._round_in(self._started())
+        except BrokenProcessPool:
+            log.warning("scores.process_died", action="spawned again for the round")
+        return self._round_in(self._started())
+
+    def _round_in(self, pool: ProcessPoolExecutor) -> int:
+        try:
+            return int(pool.submit(_round).result())
+        except BrokenProcessPool:
+            with self._lock:  # the next call spawns a new one
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+            raise
 
     def pids(self) -> list[int]:
         """The child's process id, if one runs (the bench counts its CPU as the worker's)."""
-        pool = self._pool
-        procs = getattr(pool, "_processes", None) or {}
-        return [p for p in procs if p is not None]
+        procs = getattr(self._pool, "_processes", None) or {}
+        try:
+            return [p for p in list(procs) if p is not None]
+        except RuntimeError:  # the pool's own thread changed it meanwhile
+            return []
 
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -86,13 +98,23 @@ _writer: FigureWriter | None = None
 _db: Database | None = None
 
 
-def _start(settings: Settings) -> None:
+def _start(settings: Settings, worker: int) -> None:
     """In the child: die with the worker, and the writer and connection rounds use."""
     global _writer, _db
     from .broker import die_with_parent
     from .logging import configure
 
+    # the death signal follows the thread that spawned the child: the worker's main
+    # thread or its scores thread, both as long-lived as the worker. A worker that died
+    # before the signal was asked for is looked for once
     die_with_parent()
+    if os.getppid() != worker:
+        os._exit(0)
+    # a Ctrl-C reaches the whole process group: the worker stops itself (and its last
+    # round, here) in order, so the child does not die of it mid-round
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # background work: when the cores are busy, the worker's batches go first
+    os.nice(NICENESS)
     configure(settings.log_format, settings.log_level)
     _db = Database(settings.database_url, max_size=1)
     _writer = FigureWriter(settings.base_currency,

@@ -389,3 +389,28 @@ def test_a_round_waits_for_an_erasure_under_way_and_writes_no_score_back(
         erasure.commit()
         assert round_.result(timeout=10) == 1
     assert db.scalar("SELECT COUNT(*) FROM customer_scores") == 0
+
+
+async def test_a_rescore_that_moves_nothing_shown_leaves_the_row_as_it_was(
+        settings: Settings) -> None:
+    """No new row version for the instant alone (only ``as_of`` would change); a rescore
+    that moves a figure writes one."""
+    services = await _run(settings, ManualClock(NOW), [population()[:200]], repeat=0)
+    db, writer = services.db, services.writer.figures
+    shown = ("customer_id, xmin::text, valid_until, windows, churn_score, churn_factors,"
+             " revenue, purchases, last_purchase_ms, segment, recency_days, r, f, m")
+    try:
+        before = {r[0]: r[1:] for r in db.all(f"SELECT {shown} FROM customer_scores")}
+        assert len(before) > 5
+        with db.tx() as conn:  # the same facts at the same instant
+            writer.rescore(conn, sorted(before), NOW_MS)
+        same = {r[0]: r[1:] for r in db.all(f"SELECT {shown} FROM customer_scores")}
+        assert same == before  # xmin included: nothing was written
+        with db.tx() as conn:  # half a year on: recency, windows and risk move
+            writer.rescore(conn, sorted(before), NOW_MS + 180 * 86_400_000)
+        later = {r[0]: r[1:] for r in db.all(f"SELECT {shown} FROM customer_scores")}
+        moved = {c for c in before if later[c][1:] != before[c][1:]}
+        assert moved
+        assert {c for c in before if later[c][0] != before[c][0]} == moved
+    finally:
+        await services.close()

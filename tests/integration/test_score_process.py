@@ -1,6 +1,7 @@
 """Rounds of scores in a process of their own (adapters/scoring.py): a worker on the
-system clock scores what its batches queue in the child, not in its own process, and a
-child that died is replaced at the next round, nothing queued lost."""
+system clock scores what its batches queue in the child, not in its own process; the
+child outlives a Ctrl-C of the process group, and one that died is replaced at the next
+round, nothing queued lost."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ async def test_rounds_run_in_a_child_that_is_replaced_when_it_dies(settings: Set
     writer: ReadStoreWriter = services.writer
     ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
                         IngestJournal(services.db), privacy(settings, services.db))
-    events = synthetic_events(240, seed=5)
+    events = synthetic_events(300, seed=5)
     try:
         assert writer.scorer is not None
         assert (await ingestor.publish(events[:120])).rejected == []
@@ -50,8 +51,15 @@ async def test_rounds_run_in_a_child_that_is_replaced_when_it_dies(settings: Set
         scored_before = _scored(db)
         assert scored_before and scored_before == _survivors(db)
 
+        # a Ctrl-C reaches the worker's whole process group: the child goes on
+        os.kill(first[0], signal.SIGINT)
+        assert (await ingestor.publish(events[120:180])).rejected == []
+        await services.projector.run(group=False, until_end=True)
+        assert writer.scorer_pids() == first
+        assert db.scalar("SELECT COUNT(*) FROM score_queue") == 0
+
         os.kill(first[0], signal.SIGKILL)
-        assert (await ingestor.publish(events[120:])).rejected == []
+        assert (await ingestor.publish(events[180:])).rejected == []
         await services.projector.run(group=False, until_end=True)
         second = writer.scorer_pids()
         assert second and second != first
