@@ -80,7 +80,7 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float | None]:
         end = self._now()
-        before, after = self._t0.pop("children"), end.pop("children")
+        before, after = self._t0["children"], end.pop("children")
         self.spent = {k: (None if end[k] is None or self._t0[k] is None
                           else end[k] - self._t0[k])
                       for k in end}

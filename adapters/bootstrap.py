@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -157,6 +158,16 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def figure_writer(settings: Settings, clock: Callable[[], int] | None = None,
+                  ) -> FigureWriter:
+    """The customer figures' writer in the base currency and rates of ``settings``, on
+    ``clock`` (ms; the system's when None): the worker's, and its scores process's."""
+    rates = parse_rates(settings.fx_rates, settings.base_currency)
+    if clock is None:
+        return FigureWriter(settings.base_currency, rates)
+    return FigureWriter(settings.base_currency, rates, clock=clock)
+
+
 async def worker_services(settings: Settings, *, clock: Clock | None = None,
                           ) -> WorkerServices:
     """The projector with the identity graph and the case stage, and around it the SLA
@@ -170,9 +181,8 @@ async def worker_services(settings: Settings, *, clock: Clock | None = None,
         scorer.start()
     clock = clock or SystemClock()
     now = clock.now
-    writer = ReadStoreWriter(db, figures=FigureWriter(
-        settings.base_currency, parse_rates(settings.fx_rates, settings.base_currency),
-        clock=lambda: int(now().timestamp() * 1000)), scorer=scorer)
+    writer = ReadStoreWriter(db, figures=figure_writer(
+        settings, clock=lambda: int(now().timestamp() * 1000)), scorer=scorer)
     # an upgraded database, or a timeline an import filled: figures from the timeline first
     await asyncio.to_thread(writer.rebuild_figures_if_pending)
 

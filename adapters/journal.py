@@ -197,10 +197,9 @@ class IngestJournal:
                 continue
             # every record of the group, also one whose event id a row holds already
             # (it was produced all the same: the restore puts it back at its place)
-            row = conn.execute(BLOCK, (topic, partition, pack(group))).fetchone()
-            assert row is not None
+            (block,) = conn.execute(BLOCK, (topic, partition, pack(group))).fetchall()[0]
             journal += [(a.event_id, topic, partition, a.offset, None, None, a.received_at,
-                         row[0]) for a in group]
+                         block) for a in group]
         conn.cursor().executemany(INSERT, journal)
 
     def count(self) -> int:

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from .config import Settings
 from .database import Database
-from .figurestore import FigureWriter, parse_rates
+from .figurestore import FigureWriter
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -116,9 +116,9 @@ def _start(settings: Settings, worker: int) -> None:
     # background work: when the cores are busy, the worker's batches go first
     os.nice(NICENESS)
     configure(settings.log_format, settings.log_level)
-    _db = Database(settings.database_url, max_size=1)
-    _writer = FigureWriter(settings.base_currency,
-                           parse_rates(settings.fx_rates, settings.base_currency))
+    from .bootstrap import database, figure_writer  # the composition root's, as the worker's
+    _db = database(settings, max_size=1)
+    _writer = figure_writer(settings)
 
 
 def _round() -> int:

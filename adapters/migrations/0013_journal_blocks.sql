@@ -10,4 +10,5 @@ CREATE TABLE ingest_blocks (
 -- compressed already: out of line without PostgreSQL trying to compress it again
 ALTER TABLE ingest_blocks ALTER COLUMN records SET STORAGE EXTERNAL;
 ALTER TABLE ingest_journal ALTER COLUMN value DROP NOT NULL;
-ALTER TABLE ingest_journal ADD COLUMN block BIGINT;
+ALTER TABLE ingest_journal ADD COLUMN block BIGINT REFERENCES ingest_blocks (id),
+  ADD CONSTRAINT ingest_journal_value_or_block CHECK ((block IS NULL) = (value IS NOT NULL));

@@ -81,8 +81,8 @@ def test_complaints_recorded_before_version_6_get_the_case_their_envelope_named(
         conn.execute("ALTER TABLE identity_bases DROP COLUMN seq")
         conn.execute("DROP TABLE score_queue")  # and of 11
         conn.execute("CREATE TABLE customer_activity (base TEXT)")  # which 12 drops
-        conn.execute("DROP TABLE ingest_blocks")  # and of 13
-        conn.execute("ALTER TABLE ingest_journal DROP COLUMN block")
+        conn.execute("ALTER TABLE ingest_journal DROP COLUMN block")  # and of 13
+        conn.execute("DROP TABLE ingest_blocks")
         conn.execute("ALTER TABLE ingest_journal ALTER COLUMN value SET NOT NULL")
         conn.execute("DELETE FROM schema_migrations WHERE version >= 6")
         for event_id, case_id in (("cmp-1", "case-9"), ("cmp-2", None)):
