@@ -311,7 +311,7 @@ def _footprint(settings: Settings, db: Any) -> dict[str, int]:
 
 
 async def run_bench(base: Settings, events: int = 100_000, as_json: bool = False,
-                    samples: int = 200, views: dict[str, Any] | None = None,
+                    samples: int = 1000, views: dict[str, Any] | None = None,
                     runs: int = 1) -> int:
     """``runs`` pipeline parts, each in a scratch dir of its own, judged on their medians.
     ``views``: the arguments of a ``--views`` part (adapters/bench_views.py), run after
