@@ -198,10 +198,15 @@ def test_metrics_cover_the_worker_and_the_dashboard_uses_only_exported_ones(
 
 def test_the_demo_desk_works_its_cases_faster_than_they_open(demo: Up) -> None:
     def caught_up() -> bool:
+        """The history read, and its cases on their topic and read back: interactions,
+        the case relay and the cases topic all without lag at once."""
         text = httpx.get(f"{demo.url}/metrics", timeout=10).text
-        return any(s.name == "contactstream_projector_lag_records" and s.value == 0
-                   and s.labels["topic"].endswith("interactions.v1")
-                   for f in text_string_to_metric_families(text) for s in f.samples)
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        lags = {s.labels["topic"].rsplit(".", 2)[-2]: s.value for s in samples
+                if s.name == "contactstream_projector_lag_records"}
+        relay = [s.value for s in samples if s.name == "contactstream_outbox_lag"
+                 and s.labels.get("relay") == "cases"]
+        return lags.get("interactions") == 0 and lags.get("cases") == 0 and relay == [0]
 
     def backlog() -> int:
         report = demo.get("/v1/reports/service", role="supervisor", window_days=0).json()
