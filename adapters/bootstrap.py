@@ -162,10 +162,8 @@ def figure_writer(settings: Settings, clock: Callable[[], int] | None = None,
                   ) -> FigureWriter:
     """The customer figures' writer in the base currency and rates of ``settings``, on
     ``clock`` (ms; the system's when None): the worker's, and its scores process's."""
-    rates = parse_rates(settings.fx_rates, settings.base_currency)
-    if clock is None:
-        return FigureWriter(settings.base_currency, rates)
-    return FigureWriter(settings.base_currency, rates, clock=clock)
+    return FigureWriter(settings.base_currency,
+                        parse_rates(settings.fx_rates, settings.base_currency), clock=clock)
 
 
 async def worker_services(settings: Settings, *, clock: Clock | None = None,

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..domain.sla import CustomerValue
-from ..projections import figures, scores, value
+from ..projections import figures, satisfaction, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
 from .database import Database
@@ -84,10 +84,10 @@ class FigureWriter:
     The arithmetic is in projections/figures.py and scores.py."""
 
     def __init__(self, base_currency: str = "EUR", rates: Mapping[str, Decimal] | None = None,
-                 clock: Callable[[], int] = _system_ms) -> None:
+                 clock: Callable[[], int] | None = None) -> None:
         self.base = base_currency
         self.rates = dict(rates or parse_rates("", base_currency))
-        self.clock = clock
+        self.clock = clock or _system_ms
 
     # -- the batch -------------------------------------------------------------------------
     def write(self, conn: psycopg.Connection[Any], entries: Sequence[TimelineEntry],
@@ -532,13 +532,25 @@ SCORE_COLUMNS = ("customer_id", "as_of", "valid_until", "windows", "churn_score"
 
 def stored_windows(windows: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The satisfaction windows as stored: only the kinds with answers, only the windows
-    with any (the view fills in the rest, ``insights._windows``). Most customers answer no
-    survey: their row holds ``{}`` instead of about 550 bytes of empty blocks."""
+    with any (``shown_windows`` fills in the rest). Most customers answer no survey: their
+    row holds ``{}`` instead of about 550 bytes of empty blocks."""
     out = {}
     for window, kinds in windows.items():
         answered = {k: b for k, b in kinds.items() if b["responses"]}
         if answered:
             out[window] = answered
+    return out
+
+
+def shown_windows(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored windows as the view shows them: every window and kind, in the order
+    the view always had (JSONB keeps its own)."""
+    out = {}
+    for d in scores.WINDOWS:
+        window = stored.get(f"{d}d") or {}
+        out[f"{d}d"] = {k: {"score": (window.get(k) or {}).get("score"),
+                            "responses": (window.get(k) or {}).get("responses", 0)}
+                        for k in satisfaction.KINDS}
     return out
 
 

@@ -19,9 +19,9 @@ from typing import Any, overload
 
 import psycopg
 
-from ..projections import consent, figures, satisfaction, scores, value
+from ..projections import consent, figures, scores, value
 from .database import Database
-from .figurestore import DEFAULT_RATES, parse_rates
+from .figurestore import DEFAULT_RATES, parse_rates, shown_windows
 from .logging import get_logger
 from .readstore import ReadStore, Subject
 
@@ -95,7 +95,7 @@ class Insights:
             if row else None
         return {
             "satisfaction": figures.summary(tallies),
-            "satisfaction_windows": _windows(row[0] if row else {}),
+            "satisfaction_windows": shown_windows(row[0] if row else {}),
             "value": {"lifetime_revenue": life["lifetime_revenue"], "currency": self.base,
                       "by_currency": life["by_currency"],
                       "unconverted": life.get("unconverted", []),
@@ -240,17 +240,6 @@ class CustomerList(Sequence[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self[0:len(self)])
-
-
-def _windows(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored windows in the order the view always had (JSONB keeps its own)."""
-    out = {}
-    for d in scores.WINDOWS:
-        window = stored.get(f"{d}d") or {}
-        out[f"{d}d"] = {k: {"score": (window.get(k) or {}).get("score"),
-                            "responses": (window.get(k) or {}).get("responses", 0)}
-                        for k in satisfaction.KINDS}
-    return out
 
 
 def _rfm_json(r: value.RFM | None) -> dict[str, Any] | None:

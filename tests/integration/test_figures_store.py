@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contactstream.adapters import bootstrap, erasure, insights, kafka, readstore
+from contactstream.adapters import bootstrap, erasure, kafka, readstore
 from contactstream.adapters.config import Settings
 from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
@@ -24,6 +24,7 @@ from contactstream.adapters.figurestore import (
     TIMELINE_COLUMNS,
     FigureWriter,
     parse_rates,
+    shown_windows,
     timeline_entry,
 )
 from contactstream.adapters.ingest import Ingestor
@@ -178,7 +179,7 @@ def _expected_scores(db: Database, at: int) -> dict[str, tuple[Any, ...]]:
 
 def _stored_scores(db: Database) -> dict[str, tuple[Any, ...]]:
     # the windows as the view reads them back (stored: only the kinds with answers)
-    return {row[0]: (row[1], insights._windows(row[2]), *row[3:]) for row in db.all(
+    return {row[0]: (row[1], shown_windows(row[2]), *row[3:]) for row in db.all(
         "SELECT customer_id, valid_until, windows, churn_score, churn_factors, revenue,"
         " purchases, last_purchase_ms, segment, recency_days, r, f, m FROM customer_scores")}
 

@@ -8,8 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactstream.adapters import insights
-from contactstream.adapters.figurestore import stored_windows
+from contactstream.adapters.figurestore import shown_windows, stored_windows
 from contactstream.projections import churn, satisfaction, scores, value
 from contactstream.projections.scores import CustomerFacts
 
@@ -47,7 +46,7 @@ def test_stored_windows_read_back_as_computed(f: CustomerFacts, at: int) -> None
     computed = scores.windows(f, at)
     stored = stored_windows(computed)
     assert all(b["responses"] > 0 for kinds in stored.values() for b in kinds.values())
-    assert insights._windows(stored) == computed
+    assert shown_windows(stored) == computed
 
 
 def test_windows_without_answers_are_stored_empty() -> None:
