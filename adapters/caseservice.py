@@ -165,10 +165,14 @@ class CaseService:
     def calendars(self) -> dict[str, BusinessCalendar]:
         return self.control.calendars()
 
-    def version_of(self, case_id: str) -> int | None:
-        """The stored version of a case, cheaply (no replay of its events)."""
-        last = self.app.recorder.select_events(uuid.UUID(str(case_id)), desc=True, limit=1)
-        return last[0].originator_version if last else None
+    def versions_of(self, case_ids: Sequence[str]) -> dict[str, int]:
+        """The stored versions of many cases in one query (ids not stored are left out)."""
+        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+        ids = sorted({uuid.UUID(str(c)) for c in case_ids})
+        return {str(cid): int(v) for cid, v in self.control.db.all(
+            f"SELECT u.id, (SELECT max(originator_version) FROM {table}"  # noqa: S608
+            " WHERE originator_id = u.id) FROM unnest(%s::uuid[]) AS u(id)", (ids,))
+            if v is not None}
 
     def _open_case(self, customer_id: str, channel: str) -> Case | None:
         case_id = self.control.open_case_for(customer_id, channel)

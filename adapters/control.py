@@ -8,6 +8,7 @@ thread's ``batch()``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -305,6 +306,17 @@ class AlertLogStore(_Session):
 
     def add_alert(self, alert: NewAlert) -> int | None:
         """Append to the alert log; None when an alert with this id exists (each once)."""
+        return self.add_alerts([alert])[0]
+
+    def add_alerts(self, alerts: Sequence[NewAlert]) -> list[int | None]:
+        """Append several in one transaction, in their order; each one's seq, or None
+        where an alert with its id exists (or came earlier in ``alerts``)."""
+        out: list[int | None] = [None] * len(alerts)
+        first: dict[str, int] = {}
+        for i, a in enumerate(alerts):
+            first.setdefault(a.id, i)
+        if not first:
+            return out
         with self._tx() as conn:
             # readers follow the log by seq (relay, webhooks, SSE): a seq must never
             # become visible after a higher one, so adders take turns until they commit
@@ -312,16 +324,27 @@ class AlertLogStore(_Session):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_ORDER_LOCK,))
             # NOT EXISTS first: an insert that ON CONFLICT ignores still takes a seq, so
             # re-deriving known alerts (a restart, a replay) would leave gaps
-            row = conn.execute(
+            chosen = [alerts[i] for i in first.values()]
+            rows = conn.execute(
                 "INSERT INTO alerts (id, kind, case_id, customer_id, metric, due_at, at,"
-                " level, detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s WHERE NOT EXISTS"
-                " (SELECT 1 FROM alerts WHERE id=%s) ON CONFLICT (id) DO NOTHING RETURNING seq",
-                (alert.id, alert.kind, alert.case_id, alert.customer_id, alert.metric,
-                 alert.due_at, alert.at, alert.level, Jsonb(alert.detail or {}), alert.id)
-            ).fetchone()
-            if row:  # the alert streams of every API replica wake at the commit
+                " level, detail) SELECT id, kind, case_id, customer_id, metric, due_at, at,"
+                " level, detail::jsonb FROM unnest(%b::text[], %b::text[], %b::text[],"
+                " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+                " WITH ORDINALITY AS u(id, kind, case_id, customer_id, metric, due_at, at,"
+                " level, detail, n) WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id=u.id)"
+                " ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+                [[a.id for a in chosen], [a.kind for a in chosen],
+                 [a.case_id for a in chosen], [a.customer_id for a in chosen],
+                 [a.metric for a in chosen], [a.due_at for a in chosen],
+                 [a.at for a in chosen], [a.level for a in chosen],
+                 [json.dumps(a.detail or {}) for a in chosen]]).fetchall()
+            seqs = dict(rows)
+            for alert_id, i in first.items():
+                out[i] = seqs.get(alert_id)
+            added = bool(rows)
+            if added:  # the alert streams of every API replica wake at the commit
                 notify(conn)
-        return int(row[0]) if row else None
+        return out
 
     def alert_ids(self, prefix: str) -> set[str]:
         return {r[0] for r in self._all("SELECT id FROM alerts WHERE starts_with(id, %s)",

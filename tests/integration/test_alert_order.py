@@ -57,3 +57,14 @@ def test_an_alert_added_twice_is_kept_once_and_takes_no_number(db: Database) -> 
     assert control.add_alert(_alert(1)) == 1
     assert control.add_alert(_alert(1)) is None
     assert control.add_alert(_alert(2)) == 2
+
+
+def test_alerts_added_together_keep_their_order_and_each_id_once(db: Database) -> None:
+    control = ControlStore(db)
+    assert control.add_alert(_alert(1)) == 1
+    # a known one, a new one twice, another new one: numbers for the new ones only
+    assert control.add_alerts([_alert(3), _alert(1), _alert(3), _alert(2)]) == [
+        2, None, None, 3]
+    assert control.add_alerts([]) == []
+    assert control.add_alert(_alert(4)) == 4  # no number was spent on the repeats
+    assert [a["id"] for a in control.alerts(after=0)] == ["a-1", "a-3", "a-2", "a-4"]
