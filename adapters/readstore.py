@@ -85,14 +85,22 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
     batch's transaction."""
     cur = conn.cursor()
-    # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
-    cur.executemany(
-        "INSERT INTO identity_edges VALUES (%s,%s,%s, nextval('identity_seq'))"
-        " ON CONFLICT (edge) DO UPDATE SET claim_ms=excluded.claim_ms,"
-        " claim_event=excluded.claim_event, seq=excluded.seq"
-        " WHERE (excluded.claim_ms, excluded.claim_event)"
-        " < (identity_edges.claim_ms, identity_edges.claim_event)",
-        [(e, ms, ev) for e, (ms, ev) in batch.edges.items()])
+    # seq: the commit order other workers read them back in (under IDENTITY_LOCK, which
+    # makes this the one writer of the rows: an update, then an insert of the new ones,
+    # is an upsert; identity_edges has no unique index to upsert on, migration 16)
+    edges = sorted(batch.edges.items())
+    if edges:
+        columns = [[e for e, _ in edges], [ms for _, (ms, _) in edges],
+                   [ev for _, (_, ev) in edges]]
+        cur.execute(
+            "UPDATE identity_edges t SET claim_ms=u.ms, claim_event=u.ev,"
+            " seq=nextval('identity_seq') FROM unnest(%b::text[], %b::int8[], %b::text[])"
+            " AS u(e, ms, ev) WHERE t.edge = u.e AND (u.ms, u.ev) < (t.claim_ms, t.claim_event)",
+            columns)
+        cur.execute(
+            "INSERT INTO identity_edges (edge, claim_ms, claim_event, seq) SELECT e, ms, ev,"
+            " nextval('identity_seq') FROM unnest(%b::text[], %b::int8[], %b::text[])"
+            " AS u(e, ms, ev) ON CONFLICT DO NOTHING", columns)
     cur.executemany("INSERT INTO identity_bases VALUES (%s,%s,%s, nextval('identity_seq'))"
                     " ON CONFLICT DO NOTHING",
                     [(b, k, v) for b, (k, v) in batch.new_bases.items()])
