@@ -32,7 +32,8 @@ ARCHIVE_BATCH = (
     " timestamp_ms) SELECT u.t, u.p, u.o, u.k, u.v, u.h::jsonb, u.ts FROM unnest("
     "%b::text[], %b::int4[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[], %b::int8[])"
     " AS u(t, p, o, k, v, h, ts) WHERE NOT EXISTS (SELECT 1 FROM ingest_journal j"
-    ' WHERE j.topic = u.t AND j.partition = u.p AND j."offset" = u.o)'
+    " LEFT JOIN ingest_blocks b ON b.id = j.block"  # a block's rows: its topic (migration 17)
+    ' WHERE j.partition = u.p AND j."offset" = u.o AND coalesce(j.topic, b.topic) = u.t)'
     " ON CONFLICT DO NOTHING")
 
 

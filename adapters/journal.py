@@ -198,8 +198,10 @@ class IngestJournal:
             # every record of the group, also one whose event id a row holds already
             # (it was produced all the same: the restore puts it back at its place)
             (block,) = conn.execute(BLOCK, (topic, partition, pack(group))).fetchall()[0]
-            journal += [(a.event_id, topic, partition, a.offset, None, None, a.received_at,
-                         block) for a in group]
+            # the row keeps what the block does not: the id and the offset (the topic and
+            # the time are the block's, migration 17)
+            journal += [(a.event_id, None, partition, a.offset, None, None, None, block)
+                        for a in group]
         conn.cursor().executemany(INSERT, journal)
 
     def count(self) -> int:

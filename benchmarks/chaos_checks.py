@@ -82,8 +82,9 @@ def progress(conn: psycopg.Connection[Any]) -> tuple[bool, tuple[Any, ...]]:
     def per_partition(sql: str, *args: Any) -> dict[int, int]:
         return {int(p): int(o) for p, o in conn.execute(sql, args).fetchall()}
 
-    journal = per_partition('SELECT partition, max("offset") + 1 FROM ingest_journal'
-                            " WHERE topic=%s GROUP BY partition", INTERACTIONS)
+    journal = per_partition('SELECT j.partition, max(j."offset") + 1 FROM ingest_journal j'
+                            " LEFT JOIN ingest_blocks b ON b.id = j.block"
+                            " WHERE coalesce(j.topic, b.topic)=%s GROUP BY 1", INTERACTIONS)
     cases_log = per_partition('SELECT partition, max("offset") + 1 FROM broker_archive'
                               " WHERE topic=%s GROUP BY partition", CASES)
     read = {t: per_partition("SELECT partition, next_offset FROM offsets"

@@ -67,8 +67,10 @@ OWNERSHIP = ("leases", "workers", "identity_epoch", "<sequence>identity_seq")
 SETTLED = {
     # every accepted event projected: the projector's offset past each partition's last
     "unprojected_partitions": """
-        SELECT COUNT(*) FROM (SELECT topic, partition, MAX("offset") AS last
-                              FROM ingest_journal GROUP BY topic, partition) j
+        SELECT COUNT(*) FROM (SELECT coalesce(j.topic, b.topic) AS topic, j.partition,
+                                     MAX(j."offset") AS last
+                              FROM ingest_journal j LEFT JOIN ingest_blocks b
+                                   ON b.id = j.block GROUP BY 1, 2) j
         LEFT JOIN offsets o ON o.consumer = 'projector' AND o.topic = j.topic
                            AND o.partition = j.partition
         WHERE o.next_offset IS NULL OR o.next_offset <= j.last""",
@@ -409,10 +411,13 @@ def _log_ends(snap: Snapshot) -> dict[tuple[str, int], int]:
     """The next offset of every partition the projector reads, from what the broker is
     restored from (the ingest journal and the archive)."""
     ends: dict[tuple[str, int], int] = {}
+    # a block's journal rows leave the topic to their block (migration 17)
+    block_topic = {b["id"]: b["topic"] for b in map(json.loads, snap["ingest_blocks"])}
     for table in ("ingest_journal", "broker_archive"):
         for row in map(json.loads, snap[table]):
-            if row["topic"].endswith((".interactions.v1", ".cases.v1")):
-                key = (row["topic"], row["partition"])
+            topic = row["topic"] or block_topic[row["block"]]
+            if topic.endswith((".interactions.v1", ".cases.v1")):
+                key = (topic, row["partition"])
                 ends[key] = max(ends.get(key, 0), row["offset"] + 1)
     return ends
 
