@@ -117,11 +117,7 @@ class CaseService:
         cached = self._cache
         ids = {i for i in map(Case.id_for, event_ids) if i not in cached}
         if ids:
-            table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-            found = {r[0] for r in self.control.db.all(
-                f"SELECT DISTINCT originator_id FROM {table}"  # noqa: S608 (our own name)
-                " WHERE originator_id = ANY(%s)", (sorted(ids),))}
-            self._absent = ids - found
+            self._absent = ids - self.app.recorder.stored_ids(ids)  # type: ignore[attr-defined]
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, case_id: str | uuid.UUID) -> Case:

@@ -227,13 +227,13 @@ class CaseMemory(_Session):
     def _write_memo(self, memo: _CaseMemo) -> None:
         with self._tx() as conn:
             if memo.new_routes:
-                conn.execute("INSERT INTO case_routes SELECT * FROM unnest(%s::text[],"
-                             " %s::text[]) ON CONFLICT DO NOTHING",
+                conn.execute("INSERT INTO case_routes SELECT * FROM unnest(%b::text[],"
+                             " %b::text[]) ON CONFLICT DO NOTHING",
                              [list(c) for c in zip(*memo.new_routes.items(), strict=True)])
             if memo.new_index:
                 rows = sorted((c, ch, case) for (c, ch), case in memo.new_index.items())
-                conn.execute("INSERT INTO case_index SELECT * FROM unnest(%s::text[],"
-                             " %s::text[], %s::text[]) ON CONFLICT (customer_id, channel)"
+                conn.execute("INSERT INTO case_index SELECT * FROM unnest(%b::text[],"
+                             " %b::text[], %b::text[]) ON CONFLICT (customer_id, channel)"
                              " DO UPDATE SET case_id=excluded.case_id",
                              [list(c) for c in zip(*rows, strict=True)])
 

@@ -12,13 +12,15 @@ transaction. Selected through ``APPLICATION_RECORDER_TOPIC`` (adapters/database.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import InterfaceError, OperationalError
+from psycopg.sql import SQL, Identifier
 
 TOPIC = "contactstream.adapters.eventstore:UnpipelinedApplicationRecorder"
 
@@ -34,6 +36,20 @@ class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def stored_ids(self, originator_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these aggregates have events stored, in one query (a batch asks this
+        of all its aggregates at once instead of loading each to find it missing)."""
+        ids = sorted(set(originator_ids))
+        if not ids:
+            return set()
+        statement = SQL("SELECT DISTINCT originator_id FROM {schema}.{table}"
+                        " WHERE originator_id = ANY(%s)").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (ids,))
+            return {row["originator_id"] for row in curs.fetchall()}
 
 
 # -- the stored events' states, compressed ---------------------------------------------

@@ -105,7 +105,7 @@ class FigureWriter:
             # id queued and unclaimed is not written again, but locked all the same (DO
             # UPDATE locks every conflicting row, whatever its WHERE), as a claimed one is:
             # until this batch commits no round claims it
-            conn.execute("INSERT INTO score_queue (customer_id) SELECT unnest(%s::text[])"
+            conn.execute("INSERT INTO score_queue (customer_id) SELECT unnest(%b::text[])"
                          " ON CONFLICT (customer_id) DO UPDATE SET claim = NULL,"
                          " claimed_at = NULL WHERE score_queue.claim IS NOT NULL",
                          (sorted(queued),))
@@ -159,7 +159,7 @@ class FigureWriter:
         added = [(s, figures.effective(s, owners.get(s.case_id or ""))) for s in d.surveys]
         cur = conn.cursor()
         _write_sums(cur, d)
-        _unnest(cur, "INSERT INTO customer_surveys",
+        insert_many(cur, "INSERT INTO customer_surveys",
                 "text text int8 text int4 text text text text text text",
                 sorted((s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
                         s.agent_id, s.queue, s.case_id, *eff) for s, eff in added),
@@ -371,8 +371,8 @@ def _surveys_needing_owner(conn: psycopg.Connection[Any], cases: list[str],
         " AND (agent_id IS NULL OR queue IS NULL)", (cases,))]
 
 
-def _unnest(cur: psycopg.Cursor[Any], insert: str, types: str, rows: Sequence[Sequence[Any]],
-            tail: str = "") -> None:
+def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,
+                rows: Sequence[Sequence[Any]], tail: str = "") -> None:
     """``insert`` (``INSERT INTO t (columns)``) of many rows as one statement over arrays;
     rows go in the order given (the callers sort them: row locks in one order)."""
     if rows:
@@ -384,25 +384,25 @@ def _unnest(cur: psycopg.Cursor[Any], insert: str, types: str, rows: Sequence[Se
 def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:
     """The per-base sums and latest-wins rows of a delta (added to what is stored)."""
     newer = "(excluded.last_ms, excluded.last_event) > (t.last_ms, t.last_event)"
-    _unnest(cur, "INSERT INTO customer_channels AS t", "text text int8 int8 text text",
+    insert_many(cur, "INSERT INTO customer_channels AS t", "text text int8 int8 text text",
             [(b, ch, c.interactions, *c.last) for (b, ch), c in sorted(d.channels.items())],
             "ON CONFLICT (base, channel) DO UPDATE SET"
             " interactions = t.interactions + excluded.interactions,"
             f" last_ms = CASE WHEN {newer} THEN excluded.last_ms ELSE t.last_ms END,"
             f" last_event = CASE WHEN {newer} THEN excluded.last_event ELSE t.last_event END,"
             f" last_at = CASE WHEN {newer} THEN excluded.last_at ELSE t.last_at END")
-    _unnest(cur, "INSERT INTO customer_satisfaction AS t", "text text int8 int8 int8 int8",
+    insert_many(cur, "INSERT INTO customer_satisfaction AS t", "text text int8 int8 int8 int8",
             [(b, k, t.responses, t.good, t.bad, t.total)
              for (b, k), t in sorted(d.satisfaction.items())],
             "ON CONFLICT (base, kind) DO UPDATE SET responses = t.responses"
             " + excluded.responses, good = t.good + excluded.good, bad = t.bad + excluded.bad,"
             " total = t.total + excluded.total")
-    _unnest(cur, "INSERT INTO customer_revenue AS t", "text text numeric int8 int8",
+    insert_many(cur, "INSERT INTO customer_revenue AS t", "text text numeric int8 int8",
             [(b, c, m.amount, m.purchases, m.last_ms) for (b, c), m in sorted(d.revenue.items())],
             "ON CONFLICT (base, currency) DO UPDATE SET amount = t.amount + excluded.amount,"
             " purchases = t.purchases + excluded.purchases,"
             " last_ms = GREATEST(t.last_ms, excluded.last_ms)")
-    _unnest(cur, "INSERT INTO customer_consent AS t", "text text text bool int8 text text text",
+    insert_many(cur, "INSERT INTO customer_consent AS t", "text text text bool int8 text text text",
             [(b, ch, p, c.granted, c.occurred_ms, c.event_id, c.occurred_at, c.source)
              for (b, ch, p), c in sorted(d.consent.items())],
             "ON CONFLICT (base, channel, purpose) DO UPDATE SET granted = excluded.granted,"
@@ -414,7 +414,7 @@ def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:
 def _write_buckets(cur: psycopg.Cursor[Any], changes: dict[figures.BucketKey, figures.Tally],
                    ) -> None:
     keys = sorted(changes)
-    _unnest(cur, "INSERT INTO survey_days AS t", "text int4 text text int8 int8 int8 int8",
+    insert_many(cur, "INSERT INTO survey_days AS t", "text int4 text text int8 int8 int8 int8",
             [(*k, changes[k].responses, changes[k].good, changes[k].bad, changes[k].total)
              for k in keys],
             "ON CONFLICT (dim, day, grp, kind) DO UPDATE SET responses = t.responses"
@@ -574,7 +574,7 @@ def _write_scores(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], go
     cur = conn.cursor()
     if guard is None:
         updates = ", ".join(f"{c}=excluded.{c}" for c in SCORE_COLUMNS[1:])
-        _unnest(cur, f"INSERT INTO customer_scores AS t ({', '.join(SCORE_COLUMNS)})",
+        insert_many(cur, f"INSERT INTO customer_scores AS t ({', '.join(SCORE_COLUMNS)})",
                 SCORE_TYPES, rows, f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
                 f" WHERE ({', '.join(f't.{c}' for c in SHOWN_COLUMNS)}) IS DISTINCT FROM"
                 f" ({', '.join(f'excluded.{c}' for c in SHOWN_COLUMNS)})")

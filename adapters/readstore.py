@@ -26,6 +26,7 @@ from .database import Database
 from .figurestore import (
     FIGURE_TABLES,
     FigureWriter,
+    insert_many,
     survivors,
 )
 from .logging import get_logger
@@ -101,21 +102,23 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
             "INSERT INTO identity_edges (edge, claim_ms, claim_event, seq) SELECT e, ms, ev,"
             " nextval('identity_seq') FROM unnest(%b::text[], %b::int8[], %b::text[])"
             " AS u(e, ms, ev) ON CONFLICT DO NOTHING", columns)
-    cur.executemany("INSERT INTO identity_bases VALUES (%s,%s,%s, nextval('identity_seq'))"
-                    " ON CONFLICT DO NOTHING",
-                    [(b, k, v) for b, (k, v) in batch.new_bases.items()])
+    # the rest as one statement a table over arrays, rows in key order (as rows are locked)
+    bases = sorted((b, k, v) for b, (k, v) in batch.new_bases.items())
+    if bases:
+        cur.execute("INSERT INTO identity_bases SELECT *, nextval('identity_seq') FROM"
+                    " unnest(%b::text[], %b::text[], %b::text[]) ON CONFLICT DO NOTHING",
+                    [list(c) for c in zip(*bases, strict=True)])
     cur.executemany("INSERT INTO identity_separations VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
                     [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])
-    cur.executemany(
-        "INSERT INTO customer_links VALUES (%s,%s) ON CONFLICT (base) DO UPDATE SET"
-        " survivor=excluded.survivor", list(batch.links.items()))
-    cur.executemany(
-        "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
-        " display_event) VALUES (%s,%s,%s,TRUE,%s,%s,%s) ON CONFLICT (kind, value) DO UPDATE"
-        " SET customer_id=excluded.customer_id," + KEEP_EARLIEST_DISPLAY,
-        [(k, v, cid, *_display(displays, (k, v)))
-         for (k, v), cid in batch.identifiers.items()])
+    insert_many(cur, "INSERT INTO customer_links", "text text", sorted(batch.links.items()),
+                "ON CONFLICT (base) DO UPDATE SET survivor=excluded.survivor")
+    insert_many(cur, "INSERT INTO identifiers (kind, value, customer_id, strong, display,"
+                " display_ms, display_event)", "text text text bool text int8 text",
+                sorted((k, v, cid, True, *_display(displays, (k, v)))
+                       for (k, v), cid in batch.identifiers.items()),
+                "ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
+                + KEEP_EARLIEST_DISPLAY)
 
 
 def lock_identity(conn: psycopg.Connection[Any]) -> None:
@@ -309,20 +312,19 @@ class ReadStoreWriter:
                           ) -> list[TimelineEntry]:
         """Returns the entries the timeline did not hold yet: only they add to figures."""
         cur = conn.cursor()
-        cur.executemany(
-            "INSERT INTO identifiers (kind, value, customer_id, strong, display, display_ms,"
-            " display_event) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (kind, value)"
-            " DO UPDATE SET customer_id=excluded.customer_id, strong=TRUE"
-            " WHERE excluded.strong AND NOT identifiers.strong",
-            [(k, v, cid, bool(strong), *_display(state.displays, (k, v)))
-             for (k, v), (cid, strong) in state.new_identifiers.items()])
+        insert_many(cur, "INSERT INTO identifiers (kind, value, customer_id, strong, display,"
+                    " display_ms, display_event)", "text text text bool text int8 text",
+                    sorted((k, v, cid, bool(strong), *_display(state.displays, (k, v)))
+                           for (k, v), (cid, strong) in state.new_identifiers.items()),
+                    "ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
+                    " strong=TRUE WHERE excluded.strong AND NOT identifiers.strong")
         # an identifier already stored shows the earliest form any batch brought
         older = [(k, v, shown, ms, ev) for (k, v), (ms, ev, shown) in state.displays.items()
                  if (k, v) not in state.new_identifiers]
         if older:
             cur.execute(
                 "UPDATE identifiers AS i SET display=u.d, display_ms=u.ms, display_event=u.ev"
-                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int8[], %s::text[])"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::int8[], %b::text[])"
                 " AS u(k, v, d, ms, ev) WHERE i.kind=u.k AND i.value=u.v"
                 " AND (i.display IS NULL OR (i.display_ms IS NOT NULL"
                 " AND (u.ms, u.ev) < (i.display_ms, i.display_event)))",
@@ -338,30 +340,36 @@ class ReadStoreWriter:
             " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
             " %b::text[], %b::text[]) AS u(e, c, ms, at, r, t, ch, s, a, q, cs, p, k)"
             " ON CONFLICT DO NOTHING RETURNING event_id", [list(c) for c in columns])]
-        cur.executemany(
-            "INSERT INTO customers VALUES (%s,%s,%s,%s) ON CONFLICT (customer_id) DO UPDATE"
-            " SET name=excluded.name, name_ms=excluded.name_ms, name_event=excluded.name_event"
-            " WHERE (excluded.name_ms, excluded.name_event)"
-            " > (customers.name_ms, customers.name_event)",
-            [(cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()])
+        insert_many(cur, "INSERT INTO customers", "text text int8 text",
+                    sorted((cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()),
+                    "ON CONFLICT (customer_id) DO UPDATE SET name=excluded.name,"
+                    " name_ms=excluded.name_ms, name_event=excluded.name_event"
+                    " WHERE (excluded.name_ms, excluded.name_event)"
+                    " > (customers.name_ms, customers.name_event)")
         return figures.fresh(state.entries, inserted)
 
     def _write_cases(self, conn: psycopg.Connection[Any],
                      rows: Sequence[dict[str, Any]]) -> None:
         """The newest state of each case; an older event never overwrites a newer one."""
-        conn.cursor().executemany(
-            "INSERT INTO cases VALUES (%(case_id)s, %(customer_id)s, %(status)s, %(priority)s,"
-            " %(channel)s, %(queue)s, %(agent_id)s, %(policy)s, %(opened_at)s, %(opened_ms)s,"
-            " %(first_response_ms)s, %(resolved_ms)s, %(version)s, %(occurred_ms)s)"
-            " ON CONFLICT (case_id) DO UPDATE SET"
+        newest: dict[str, dict[str, Any]] = {}  # one row a case in the statement
+        for r in rows:
+            if r["case_id"] not in newest or r["version"] > newest[r["case_id"]]["version"]:
+                newest[r["case_id"]] = r
+        insert_many(
+            conn.cursor(), "INSERT INTO cases",
+            "text text text text text text text text text int8 int8 int8 int8 int8",
+            [(r["case_id"], r["customer_id"], r["status"], r["priority"], r["channel"],
+              r["queue"], r["agent_id"], r["policy"],
+              r["data"].get("opened_at", r["occurred_at"]),
+              int(r["data"].get("opened_ms", r["occurred_ms"])),
+              _int_or_none(r["data"].get("first_response_ms")),
+              _int_or_none(r["data"].get("resolved_ms")), r["version"], r["occurred_ms"])
+             for _, r in sorted(newest.items())],
+            "ON CONFLICT (case_id) DO UPDATE SET"
             " status=excluded.status, priority=excluded.priority, queue=excluded.queue,"
             " agent_id=excluded.agent_id, first_response_ms=excluded.first_response_ms,"
             " resolved_ms=excluded.resolved_ms, version=excluded.version,"
-            " updated_ms=excluded.updated_ms WHERE excluded.version > cases.version",
-            [{**r, "opened_at": r["data"].get("opened_at", r["occurred_at"]),
-              "opened_ms": int(r["data"].get("opened_ms", r["occurred_ms"])),
-              "first_response_ms": _int_or_none(r["data"].get("first_response_ms")),
-              "resolved_ms": _int_or_none(r["data"].get("resolved_ms"))} for r in rows])
+            " updated_ms=excluded.updated_ms WHERE excluded.version > cases.version")
 
     def refresh_figures(self, now: int | None = None) -> dict[str, int]:
         """The periodic job (streams/app.py): what the clock moved, and the base-wide RFM."""

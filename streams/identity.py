@@ -234,8 +234,14 @@ class IdentityKeeper:
     def _merged(self, merges: list[tuple[str, str, bool, str]], now: datetime,
                 by: str) -> dict[str, CustomerLink]:
         changed: dict[str, CustomerLink] = {}
+        # the members with a history already, in one query: most merges are a member's
+        # first, and loading each to find it missing took a query and a transaction each
+        stored_ids = getattr(self.links_app.recorder, "stored_ids", None) \
+            if self.links_app is not None else None
+        known = None if stored_ids is None else stored_ids(
+            {CustomerLink.id_for(absorbed) for absorbed, *_ in merges})
         for absorbed, survivor, strong, reason in merges:
-            link = changed.get(absorbed) or self._link(absorbed)
+            link = changed.get(absorbed) or self._link(absorbed, known)
             try:
                 link.merge(survivor, survivor_strong=strong, reason=reason, at=now, by=by)
             except IdentityError as exc:
@@ -255,10 +261,15 @@ class IdentityKeeper:
         except IdentityError as exc:
             log.info("identity.history_skipped", reason=type(exc).__name__)
 
-    def _link(self, member: str) -> CustomerLink:
+    def _link(self, member: str, known: set[Any] | None = None) -> CustomerLink:
+        """The member's history; ``known``, when given, holds the ids of every member
+        with one stored, so a member not in it starts without a lookup."""
         assert self.links_app is not None
         try:
-            return self.links_app.repository.get(CustomerLink.id_for(member))  # type: ignore
+            link_id = CustomerLink.id_for(member)
+            if known is not None and link_id not in known:
+                raise AggregateNotFoundError(link_id)
+            return self.links_app.repository.get(link_id)  # type: ignore
         except AggregateNotFoundError:
             with self.lock:
                 strong = graph.is_strong(self.state, member)
