@@ -40,11 +40,13 @@ ARCHIVE_BATCH = (
 def archive(conn: psycopg.Connection[Any], records: Sequence[ArchivedRecord]) -> None:
     """Keep records of the embedded broker (inside the caller's transaction)."""
     if records:
+        # planned for each call (not prepared): a check against the journal planned while
+        # it was small would scan it on and on as it grows
         conn.execute(ARCHIVE_BATCH, [  # type: ignore[arg-type]
             [r.topic for r in records], [r.partition for r in records],
             [r.offset for r in records], [r.key for r in records],
             [r.value for r in records], [_headers_json(r) for r in records],
-            [r.timestamp_ms for r in records]])
+            [r.timestamp_ms for r in records]], prepare=False)
 
 
 def archived(db: Database) -> Iterable[ArchivedRecord]:

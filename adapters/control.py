@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,6 +282,36 @@ class CaseMemory(_Session):
         self._write("INSERT INTO complaints (event_id, customer_id, occurred_ms, case_id)"
                     " VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                     (event_id, customer_id, occurred_ms, case_id))
+
+    def record_complaints(self, rows: Sequence[tuple[str, str, int, str | None]]) -> None:
+        """(event_id, customer_id, occurred_ms, case_id)s in one statement."""
+        if rows:
+            with self._tx() as conn:
+                conn.execute("INSERT INTO complaints (event_id, customer_id, occurred_ms,"
+                             " case_id) SELECT * FROM unnest(%b::text[], %b::text[],"
+                             " %b::int8[], %b::text[]) ON CONFLICT DO NOTHING",
+                             [list(c) for c in zip(*sorted(rows), strict=True)])
+
+    def complaints_around(self, spans: Mapping[str, tuple[int, int]],
+                          ) -> dict[str, list[tuple[int, str, str | None]]]:
+        """customer -> (occurred_ms, event_id, case_id) of its complaints in (start, end],
+        in time order, for many customers' spans in one query (every customer asked is in
+        the result)."""
+        out: dict[str, list[tuple[int, str, str | None]]] = {c: [] for c in spans}
+        if spans:
+            rows = sorted((c, lo, hi) for c, (lo, hi) in spans.items())
+            with self._tx() as conn:
+                # planned for each call (not prepared): a join planned while the table was
+                # small would scan it on and on as it grows
+                found = conn.execute(
+                    "SELECT c.customer_id, c.occurred_ms, c.event_id, c.case_id FROM"
+                    " unnest(%b::text[], %b::int8[], %b::int8[]) AS u(cid, lo, hi)"
+                    " JOIN complaints c ON c.customer_id = u.cid AND c.occurred_ms > u.lo"
+                    " AND c.occurred_ms <= u.hi ORDER BY 1, 2, 3",
+                    [list(c) for c in zip(*rows, strict=True)], prepare=False).fetchall()
+            for cid, ms, ev, case in found:
+                out[cid].append((int(ms), ev, case))
+        return out
 
     def complaints_between(self, customer_id: str, start_ms: int, end_ms: int,
                            ) -> list[tuple[int, str, str | None]]:

@@ -37,7 +37,7 @@ log = get_logger(__name__)
 
 INSERT = ('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
           " received_at, block) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-          " ON CONFLICT DO NOTHING")  # an id journalled before keeps its place
+          " ON CONFLICT (event_id) DO NOTHING")
 BLOCK = "INSERT INTO ingest_blocks (topic, partition, records) VALUES (%s, %s, %s) RETURNING id"
 
 # a record in a block: offset, received_at, key length (-1: no key), value length; then

@@ -86,23 +86,17 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
     batch's transaction."""
     cur = conn.cursor()
-    # seq: the commit order other workers read them back in (under IDENTITY_LOCK, which
-    # makes this the one writer of the rows: an update, then an insert of the new ones,
-    # is an upsert; identity_edges has no unique index to upsert on, migration 16)
-    edges = sorted(batch.edges.items())
+    # one statement a table over binary arrays, rows in key order (as rows are locked);
+    # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
+    edges = sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items())
     if edges:
-        columns = [[e for e, _ in edges], [ms for _, (ms, _) in edges],
-                   [ev for _, (_, ev) in edges]]
         cur.execute(
-            "UPDATE identity_edges t SET claim_ms=u.ms, claim_event=u.ev,"
-            " seq=nextval('identity_seq') FROM unnest(%b::text[], %b::int8[], %b::text[])"
-            " AS u(e, ms, ev) WHERE t.edge = u.e AND (u.ms, u.ev) < (t.claim_ms, t.claim_event)",
-            columns)
-        cur.execute(
-            "INSERT INTO identity_edges (edge, claim_ms, claim_event, seq) SELECT e, ms, ev,"
-            " nextval('identity_seq') FROM unnest(%b::text[], %b::int8[], %b::text[])"
-            " AS u(e, ms, ev) ON CONFLICT DO NOTHING", columns)
-    # the rest as one statement a table over arrays, rows in key order (as rows are locked)
+            "INSERT INTO identity_edges SELECT *, nextval('identity_seq') FROM"
+            " unnest(%b::text[], %b::int8[], %b::text[]) ON CONFLICT (edge) DO UPDATE SET"
+            " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event, seq=excluded.seq"
+            " WHERE (excluded.claim_ms, excluded.claim_event)"
+            " < (identity_edges.claim_ms, identity_edges.claim_event)",
+            [list(c) for c in zip(*edges, strict=True)])
     bases = sorted((b, k, v) for b, (k, v) in batch.new_bases.items())
     if bases:
         cur.execute("INSERT INTO identity_bases SELECT *, nextval('identity_seq') FROM"
@@ -328,7 +322,7 @@ class ReadStoreWriter:
                 " AS u(k, v, d, ms, ev) WHERE i.kind=u.k AND i.value=u.v"
                 " AND (i.display IS NULL OR (i.display_ms IS NOT NULL"
                 " AND (u.ms, u.ev) < (i.display_ms, i.display_event)))",
-                [list(c) for c in zip(*older, strict=True)])
+                [list(c) for c in zip(*older, strict=True)], prepare=False)  # as the edges
         columns = list(zip(*[
             (e.event_id, e.customer_id, e.occurred_ms, e.occurred_at, e.received_at, e.type,
              e.channel, e.source, e.agent_id, e.queue, e.case_id, _payload_json(e.payload),

@@ -35,7 +35,7 @@ def case_stage(cases: CaseStore, escalations: Escalations,
         if not relevant:
             return
         try:
-            with cases.batch(relevant):
+            with cases.batch(relevant), escalations.batch(relevant):
                 touched = apply(relevant)
         except IntegrityError:
             # an agent changed a case meanwhile: one by one, each saved on its own

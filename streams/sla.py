@@ -14,8 +14,9 @@ import asyncio
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -93,6 +94,10 @@ def timers_of(case: Any, calendars: Any) -> CaseTimers:
     return CaseTimers(str(case.id), case.customer_id, case.priority, case.queue, case.version,
                       tuple(case.due_times(calendars)),
                       int(case.opened_at.timestamp() * 1000))
+
+
+def _ms(env: dict[str, Any]) -> int:
+    return int(parse_occurred_at(env["occurred_at"]).timestamp() * 1000)
 
 
 def _level(kind: str) -> str:
@@ -317,6 +322,36 @@ class Escalations:
         self.clock = clock
         self.on_alert = on_alert
         self.raised = False
+        # inside batch(): the batch's customers' complaint history, kept up to date as each
+        # complaint is handled, and the complaints to record at the end
+        self._history: dict[str, list[tuple[int, str, str | None]]] | None = None
+        self._recorded: list[tuple[str, str, int, str | None]] = []
+
+    @contextmanager
+    def batch(self, resolved: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[None]:
+        """Around handling ``resolved`` in the caller's batch transaction: the complaint
+        history of the batch's complainants is read in one query, and the batch's
+        complaints are recorded in one statement at the end. Handling each complaint
+        sees what handling it alone would (the history before it plus the batch's
+        complaints before it), so the alerts and their details are the same."""
+        window = int(REPEAT_WINDOW.total_seconds() * 1000)
+        spans: dict[str, tuple[int, int]] = {}
+        for customer_id, env in resolved:
+            if env["type"] == "complaint.filed":
+                ms = _ms(env)
+                lo, hi = spans.get(customer_id, (ms, ms))
+                spans[customer_id] = (min(lo, ms), max(hi, ms))
+        if not spans:
+            yield
+            return
+        self._history = self.control.complaints_around(
+            {c: (lo - window, hi + window) for c, (lo, hi) in spans.items()})
+        self._recorded = []
+        try:
+            yield
+            self.control.record_complaints(self._recorded)
+        finally:
+            self._history, self._recorded = None, []
 
     def flush(self) -> None:
         """Tell the alert relay, after the transaction holding new alerts committed."""
@@ -339,11 +374,21 @@ class Escalations:
                             env.get("agent_id") or "", "queue": env.get("queue") or ""}))
 
     def _complaint(self, customer_id: str, env: dict[str, Any]) -> None:
-        at_ms = int(parse_occurred_at(env["occurred_at"]).timestamp() * 1000)
-        self.control.record_complaint(env["event_id"], customer_id, at_ms, env.get("case_id"))
+        at_ms = _ms(env)
         window = int(REPEAT_WINDOW.total_seconds() * 1000)
         # the complaints whose trailing window this one may complete (late ones included)
-        around = self.control.complaints_between(customer_id, at_ms - window, at_ms + window)
+        if self._history is not None:
+            history = self._history[customer_id]
+            if all(eid != env["event_id"] for _, eid, _ in history):  # each complaint once
+                bisect.insort(history, (at_ms, env["event_id"], env.get("case_id")))
+                self._recorded.append((env["event_id"], customer_id, at_ms,
+                                       env.get("case_id")))
+            around = [c for c in history if at_ms - window < c[0] <= at_ms + window]
+        else:
+            self.control.record_complaint(env["event_id"], customer_id, at_ms,
+                                          env.get("case_id"))
+            around = self.control.complaints_between(customer_id, at_ms - window,
+                                                     at_ms + window)
         # A complaint escalates when at least two others came in the 30 days before it (the
         # third, and any further one, of a streak). That is a property of the set of
         # complaints, not of their order of arrival: a late complaint can only add

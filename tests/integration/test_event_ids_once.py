@@ -1,6 +1,6 @@
-"""An event id is kept once in the timeline, the ingest journal and the case routes
-(migration 15: an exclusion constraint on a hash index instead of a primary key), whoever
-writes it."""
+"""An event id is kept once in the timeline, the ingest journal and the case routes,
+whoever writes it (their primary keys; migration 15 had put exclusion constraints on hash
+indexes instead, and 18 put the keys back: what these tests ask held for both)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ ROW = {
 def test_a_second_row_with_an_id_is_refused_or_skipped(database_url: str, table: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(ROW[table], ("ev-1",))
-        with pytest.raises(psycopg.errors.ExclusionViolation):
+        with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(ROW[table], ("ev-1",))
         skipped = conn.execute(ROW[table] + " ON CONFLICT DO NOTHING RETURNING event_id",
                                ("ev-1",)).fetchall()

@@ -1,6 +1,5 @@
 """The identity graph's edges keep their earliest claim, whatever order the batches that
-claim them come in (migration 16: an update, then an insert of the new edges, under the
-identity lock, instead of an upsert on a primary key)."""
+claim them come in (one upsert over arrays a batch)."""
 
 from __future__ import annotations
 

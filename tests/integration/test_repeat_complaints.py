@@ -68,3 +68,40 @@ def test_any_arrival_order_gives_the_same_escalations(db: Database, days: list[i
     # the same complaints escalate, each alert naming the same case, whatever the order
     assert escalations(db, events) == escalations(db, shuffled) == escalations(
         db, list(itertools.chain(shuffled, shuffled)))  # and duplicates change nothing
+
+
+def _alerts_in_batches(db: Database, days: list[tuple[int, float]], size: int,
+                       ) -> list[tuple[str, str, dict[str, str]]]:
+    """The repeat-complaint alerts (id, case, detail) when the complaints arrive in this
+    order, handled ``size`` at a time as the case stage does (one transaction, the
+    history read once, the complaints recorded together); size 0: one by one."""
+    db.execute("TRUNCATE complaints, alerts")
+    control = ControlStore(db)
+    esc = Escalations(control, ManualClock(START))
+    envs = [("c-1", {"event_id": f"cmp-{i}", "type": "complaint.filed",
+                     "occurred_at": (START + timedelta(days=day)).isoformat(),
+                     "case_id": f"case-{i}", "payload": {}}) for i, day in days]
+    if size == 0:
+        for customer, env in envs:
+            esc.handle(customer, env)
+    for start in range(0, len(envs) if size else 0, size or 1):
+        chunk = envs[start:start + size]
+        with control.batch(), esc.batch(chunk):
+            for customer, env in chunk:
+                esc.handle(customer, env)
+    return [(a["id"], a["case_id"], a["detail"]) for a in control.alerts(limit=1000)
+            if a["kind"] == "escalation.repeat_complaint"]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=8), st.integers(1, 5), st.randoms())
+def test_batches_give_the_alerts_one_by_one_gives_with_their_details(
+        db: Database, days: list[int], size: int, rnd: object) -> None:
+    events = list(enumerate(days))
+    rnd.shuffle(events)  # type: ignore[attr-defined]
+    events += events[:2]  # a redelivery or two
+    one_by_one = _alerts_in_batches(db, events, 0)
+    # the same alerts in the same order, each with the same count and first complaint
+    assert _alerts_in_batches(db, events, size) == one_by_one
+    assert db.scalar("SELECT count(*) FROM complaints") == len({i for i, _ in events})
