@@ -45,7 +45,7 @@ class OutboxRelay:
                  new_consumer: ConsumerFactory, control: Positions,
                  source: Callable[[int, int], Sequence[OutboxItem]],
                  on_published: Callable[[Sequence[OutboxItem]], None] | None = None,
-                 idle_s: float = 0.2, archive: bool = False) -> None:
+                 idle_s: float = 0.2, archive: bool = False, batch: int = 2000) -> None:
         self.name = name
         self.topic = topic
         self.producer = producer
@@ -56,6 +56,10 @@ class OutboxRelay:
         self.source = source
         self.on_published = on_published
         self.idle_s = idle_s
+        # records a round reads, publishes and then advances the position past: a burst
+        # of 1,000 alerts due at once went out in two rounds of 500, the second waiting
+        # for the first's acks and position (~25 ms a round)
+        self.batch = batch
         self._wake = asyncio.Event()
         self._partitioner = DefaultPartitioner()
         self._tail: dict[int, int] = {}
@@ -104,7 +108,7 @@ class OutboxRelay:
         log.info("outbox.started", relay=self.name, position=position,
                  published_tail=max(self._tail.values(), default=0))
         while not stop.is_set():
-            items = await asyncio.to_thread(self.source, position, 500)
+            items = await asyncio.to_thread(self.source, position, self.batch)
             if not items:
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
