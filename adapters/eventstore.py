@@ -19,7 +19,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import InterfaceError, OperationalError
+from psycopg import Cursor, InterfaceError, OperationalError
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 TOPIC = "contactstream.adapters.eventstore:UnpipelinedApplicationRecorder"
@@ -36,6 +37,24 @@ class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        """As the library's (the table's lock, the notify, one INSERT … RETURNING in the
+        events' order), with the rows sent as four binary arrays: the library's array of
+        a composite type is dumped as text, value by value in Python (~4% of the worker's
+        time in a bench)."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id").format(
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.events_table_name)),
+            [[e.originator_id for e in stored_events],
+             [e.originator_version for e in stored_events],
+             [e.topic for e in stored_events], [e.state for e in stored_events]])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def stored_ids(self, originator_ids: Iterable[UUID]) -> set[UUID]:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from contactstream.adapters.caseservice import CaseApp, CaseService, case_app
 from contactstream.adapters.control import ControlStore
@@ -79,3 +80,17 @@ def test_a_state_of_an_unknown_format_is_an_error_not_a_guess() -> None:
         StateCompressor().decompress(b"\x02abc")
     data = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-05T08:33:05+00:00"}}'
     assert StateCompressor().decompress(StateCompressor().compress(data)) == data
+
+
+def test_events_saved_together_are_numbered_in_their_order(database_url: str) -> None:
+    app = case_app(database_url)
+    try:
+        events = [StoredEvent(uuid.uuid4(), 1, "t:Opened", StateCompressor().compress(b"{}"))
+                  for _ in range(5)]
+        ids = app.recorder.insert_events(events)
+        assert ids is not None and list(ids) == sorted(ids) and len(set(ids)) == 5
+        logged = app.recorder.select_notifications(ids[0], 10)  # type: ignore[attr-defined]
+        assert [(n.id, n.originator_id) for n in logged] == [
+            (i, e.originator_id) for i, e in zip(ids, events, strict=True)]
+    finally:
+        app.close()
