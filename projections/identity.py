@@ -346,7 +346,8 @@ def _partition(state: IdentityState, edges: Iterable[frozenset[Ident]]) -> list[
         sa, sb = strong[ra], strong[rb]
         if sa is not None and sb is not None and sa != sb:
             return                                   # two customer ids: never automatically
-        if any(state.separations[x] & separated[rb] for x in separated[ra]):
+        if separated[ra] and separated[rb] and \
+                any(state.separations[x] & separated[rb] for x in separated[ra]):
             return                                   # separated by an unmerge
         if (len(nodes[ra]), ra) < (len(nodes[rb]), rb):
             ra, rb = rb, ra
