@@ -292,6 +292,13 @@ class CaseMemory(_Session):
                              " %b::int8[], %b::text[]) ON CONFLICT DO NOTHING",
                              [list(c) for c in zip(*sorted(rows), strict=True)])
 
+    def complaints_known(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids among these recorded as complaints already (of any customer)."""
+        if not event_ids:
+            return set()
+        return {r[0] for r in self._all("SELECT event_id FROM complaints"
+                                        " WHERE event_id = ANY(%s)", (list(event_ids),))}
+
     def complaints_around(self, spans: Mapping[str, tuple[int, int]],
                           ) -> dict[str, list[tuple[int, str, str | None]]]:
         """customer -> (occurred_ms, event_id, case_id) of its complaints in (start, end],

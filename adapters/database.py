@@ -171,7 +171,7 @@ def eventsourcing_env(url: str) -> dict[str, str]:
         "APPLICATION_RECORDER_TOPIC": "contactstream.adapters.eventstore:"
                                       "UnpipelinedApplicationRecorder",
         "CREATE_TABLE": "false",
-        # the events' states compressed (~80 bytes a case event instead of ~300); states
+        # the events' states compressed (~100 bytes a case event instead of ~300); states
         # stored before are read as they are
         "COMPRESSOR_TOPIC": "contactstream.adapters.eventstore:StateCompressor",
     }

@@ -160,10 +160,10 @@ class FigureWriter:
         cur = conn.cursor()
         _write_sums(cur, d)
         insert_many(cur, "INSERT INTO customer_surveys",
-                "text text int8 text int4 text text text text text text",
-                sorted((s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
-                        s.agent_id, s.queue, s.case_id, *eff) for s, eff in added),
-                "ON CONFLICT DO NOTHING")
+                    "text text int8 text int4 text text text text text text",
+                    sorted((s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
+                            s.agent_id, s.queue, s.case_id, *eff) for s, eff in added),
+                    "ON CONFLICT DO NOTHING")
         cur.executemany("UPDATE customer_surveys SET eff_agent=%s, eff_queue=%s"
                         " WHERE base=%s AND event_id=%s",
                         [(*new, s.base, s.event_id) for s, _, new in moved])
@@ -385,41 +385,42 @@ def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:
     """The per-base sums and latest-wins rows of a delta (added to what is stored)."""
     newer = "(excluded.last_ms, excluded.last_event) > (t.last_ms, t.last_event)"
     insert_many(cur, "INSERT INTO customer_channels AS t", "text text int8 int8 text text",
-            [(b, ch, c.interactions, *c.last) for (b, ch), c in sorted(d.channels.items())],
-            "ON CONFLICT (base, channel) DO UPDATE SET"
-            " interactions = t.interactions + excluded.interactions,"
-            f" last_ms = CASE WHEN {newer} THEN excluded.last_ms ELSE t.last_ms END,"
-            f" last_event = CASE WHEN {newer} THEN excluded.last_event ELSE t.last_event END,"
-            f" last_at = CASE WHEN {newer} THEN excluded.last_at ELSE t.last_at END")
+                [(b, ch, c.interactions, *c.last) for (b, ch), c in sorted(d.channels.items())],
+                "ON CONFLICT (base, channel) DO UPDATE SET"
+                " interactions = t.interactions + excluded.interactions,"
+                f" last_ms = CASE WHEN {newer} THEN excluded.last_ms ELSE t.last_ms END,"
+                f" last_event = CASE WHEN {newer} THEN excluded.last_event ELSE t.last_event END,"
+                f" last_at = CASE WHEN {newer} THEN excluded.last_at ELSE t.last_at END")
     insert_many(cur, "INSERT INTO customer_satisfaction AS t", "text text int8 int8 int8 int8",
-            [(b, k, t.responses, t.good, t.bad, t.total)
-             for (b, k), t in sorted(d.satisfaction.items())],
-            "ON CONFLICT (base, kind) DO UPDATE SET responses = t.responses"
-            " + excluded.responses, good = t.good + excluded.good, bad = t.bad + excluded.bad,"
-            " total = t.total + excluded.total")
+                [(b, k, t.responses, t.good, t.bad, t.total)
+                 for (b, k), t in sorted(d.satisfaction.items())],
+                "ON CONFLICT (base, kind) DO UPDATE SET responses = t.responses"
+                " + excluded.responses, good = t.good + excluded.good, bad = t.bad + excluded.bad,"
+                " total = t.total + excluded.total")
     insert_many(cur, "INSERT INTO customer_revenue AS t", "text text numeric int8 int8",
-            [(b, c, m.amount, m.purchases, m.last_ms) for (b, c), m in sorted(d.revenue.items())],
-            "ON CONFLICT (base, currency) DO UPDATE SET amount = t.amount + excluded.amount,"
-            " purchases = t.purchases + excluded.purchases,"
-            " last_ms = GREATEST(t.last_ms, excluded.last_ms)")
+                [(b, c, m.amount, m.purchases, m.last_ms)
+                 for (b, c), m in sorted(d.revenue.items())],
+                "ON CONFLICT (base, currency) DO UPDATE SET amount = t.amount + excluded.amount,"
+                " purchases = t.purchases + excluded.purchases,"
+                " last_ms = GREATEST(t.last_ms, excluded.last_ms)")
     insert_many(cur, "INSERT INTO customer_consent AS t", "text text text bool int8 text text text",
-            [(b, ch, p, c.granted, c.occurred_ms, c.event_id, c.occurred_at, c.source)
-             for (b, ch, p), c in sorted(d.consent.items())],
-            "ON CONFLICT (base, channel, purpose) DO UPDATE SET granted = excluded.granted,"
-            " occurred_ms = excluded.occurred_ms, event_id = excluded.event_id,"
-            " occurred_at = excluded.occurred_at, source = excluded.source"
-            " WHERE (excluded.occurred_ms, excluded.event_id) > (t.occurred_ms, t.event_id)")
+                [(b, ch, p, c.granted, c.occurred_ms, c.event_id, c.occurred_at, c.source)
+                 for (b, ch, p), c in sorted(d.consent.items())],
+                "ON CONFLICT (base, channel, purpose) DO UPDATE SET granted = excluded.granted,"
+                " occurred_ms = excluded.occurred_ms, event_id = excluded.event_id,"
+                " occurred_at = excluded.occurred_at, source = excluded.source"
+                " WHERE (excluded.occurred_ms, excluded.event_id) > (t.occurred_ms, t.event_id)")
 
 
 def _write_buckets(cur: psycopg.Cursor[Any], changes: dict[figures.BucketKey, figures.Tally],
                    ) -> None:
     keys = sorted(changes)
     insert_many(cur, "INSERT INTO survey_days AS t", "text int4 text text int8 int8 int8 int8",
-            [(*k, changes[k].responses, changes[k].good, changes[k].bad, changes[k].total)
-             for k in keys],
-            "ON CONFLICT (dim, day, grp, kind) DO UPDATE SET responses = t.responses"
-            " + excluded.responses, good = t.good + excluded.good, bad = t.bad + excluded.bad,"
-            " total = t.total + excluded.total")
+                [(*k, changes[k].responses, changes[k].good, changes[k].bad, changes[k].total)
+                 for k in keys],
+                "ON CONFLICT (dim, day, grp, kind) DO UPDATE SET responses = t.responses"
+                " + excluded.responses, good = t.good + excluded.good, bad = t.bad + excluded.bad,"
+                " total = t.total + excluded.total")
     gone = [k for k in keys if changes[k].responses < 0]  # a move may empty a bucket
     if gone:
         cur.execute("DELETE FROM survey_days WHERE responses = 0 AND (dim, day, grp, kind) IN"
@@ -575,9 +576,9 @@ def _write_scores(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], go
     if guard is None:
         updates = ", ".join(f"{c}=excluded.{c}" for c in SCORE_COLUMNS[1:])
         insert_many(cur, f"INSERT INTO customer_scores AS t ({', '.join(SCORE_COLUMNS)})",
-                SCORE_TYPES, rows, f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
-                f" WHERE ({', '.join(f't.{c}' for c in SHOWN_COLUMNS)}) IS DISTINCT FROM"
-                f" ({', '.join(f'excluded.{c}' for c in SHOWN_COLUMNS)})")
+                    SCORE_TYPES, rows, f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+                    f" WHERE ({', '.join(f't.{c}' for c in SHOWN_COLUMNS)}) IS DISTINCT FROM"
+                    f" ({', '.join(f'excluded.{c}' for c in SHOWN_COLUMNS)})")
         if gone:
             cur.execute("DELETE FROM customer_scores WHERE customer_id = ANY(%s)", (gone,))
         return len(rows) + len(gone)

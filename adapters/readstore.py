@@ -86,7 +86,8 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     """What the identity stage (streams/identity.py) learnt from a batch, inside the
     batch's transaction."""
     cur = conn.cursor()
-    # one statement a table over binary arrays, rows in key order (as rows are locked);
+    # one statement a table over binary arrays, rows in key order (as rows are locked; the
+    # separations, an admin's unmerges, come a few at a time);
     # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
     edges = sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items())
     if edges:
@@ -322,7 +323,9 @@ class ReadStoreWriter:
                 " AS u(k, v, d, ms, ev) WHERE i.kind=u.k AND i.value=u.v"
                 " AND (i.display IS NULL OR (i.display_ms IS NOT NULL"
                 " AND (u.ms, u.ev) < (i.display_ms, i.display_event)))",
-                [list(c) for c in zip(*older, strict=True)], prepare=False)  # as the edges
+                # planned for each call (not prepared): a join over arrays planned while
+                # the table was small would scan it on as it grows
+                [list(c) for c in zip(*older, strict=True)], prepare=False)
         columns = list(zip(*[
             (e.event_id, e.customer_id, e.occurred_ms, e.occurred_at, e.received_at, e.type,
              e.channel, e.source, e.agent_id, e.queue, e.case_id, _payload_json(e.payload),

@@ -251,10 +251,19 @@ class SlaScheduler:
                 try:
                     versions = await self._db_call(
                         self._emit, [(case, dues) for case, dues, _ in batch])
-                except Exception as exc:  # each timer fails (and is logged) as before
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                except Exception:  # noqa: BLE001 - each timer's own fate, below
+                    # one at a time: a failure costs only its own timer (logged), as
+                    # before the lots; a passing failure of the lot costs none
+                    log.warning("sla.lot_failed", timers=len(batch), action="one by one")
+                    for case, dues, fut in batch:
+                        try:
+                            [version] = await self._db_call(self._emit, [(case, dues)])
+                        except Exception as exc:  # noqa: BLE001 - handed to its timer
+                            if not fut.done():
+                                fut.set_exception(exc)
+                        else:
+                            if not fut.done():
+                                fut.set_result(version)
                     continue
                 for (*_, fut), version in zip(batch, versions, strict=True):
                     if not fut.done():
@@ -323,8 +332,10 @@ class Escalations:
         self.on_alert = on_alert
         self.raised = False
         # inside batch(): the batch's customers' complaint history, kept up to date as each
-        # complaint is handled, and the complaints to record at the end
+        # complaint is handled; the complaint ids recorded (under any customer: the log
+        # keeps an id once); the complaints to record at the end
         self._history: dict[str, list[tuple[int, str, str | None]]] | None = None
+        self._seen: set[str] = set()
         self._recorded: list[tuple[str, str, int, str | None]] = []
 
     @contextmanager
@@ -346,12 +357,16 @@ class Escalations:
             return
         self._history = self.control.complaints_around(
             {c: (lo - window, hi + window) for c, (lo, hi) in spans.items()})
+        # an id recorded before, maybe under another customer (a merge, an erasure's
+        # pseudonym): as alone, recording it again changes nothing
+        self._seen = self.control.complaints_known(
+            [env["event_id"] for _, env in resolved if env["type"] == "complaint.filed"])
         self._recorded = []
         try:
             yield
             self.control.record_complaints(self._recorded)
         finally:
-            self._history, self._recorded = None, []
+            self._history, self._seen, self._recorded = None, set(), []
 
     def flush(self) -> None:
         """Tell the alert relay, after the transaction holding new alerts committed."""
@@ -379,7 +394,8 @@ class Escalations:
         # the complaints whose trailing window this one may complete (late ones included)
         if self._history is not None:
             history = self._history[customer_id]
-            if all(eid != env["event_id"] for _, eid, _ in history):  # each complaint once
+            if env["event_id"] not in self._seen:  # each complaint once
+                self._seen.add(env["event_id"])
                 bisect.insort(history, (at_ms, env["event_id"], env.get("case_id")))
                 self._recorded.append((env["event_id"], customer_id, at_ms,
                                        env.get("case_id")))

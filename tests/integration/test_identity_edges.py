@@ -3,6 +3,7 @@ claim them come in (one upsert over arrays a batch)."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,3 +45,12 @@ def test_an_edge_keeps_its_earliest_claim_in_any_order(db: Database) -> None:
     _write(db, {EDGE: (100, "ev-0")})  # the same instant: the smaller event id wins
     assert _edges(db)[EDGE][:2] == (100, "ev-0")
     assert len(_edges(db)) == 2
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(
+    [(200, "ev-b"), (300, "ev-c"), (100, "ev-a"), (100, "ev-0")])))
+def test_the_earliest_claim_wins_whatever_the_batches_order(
+        db: Database, order: tuple[tuple[int, str], ...]) -> None:
+    for claim in order:
+        _write(db, {EDGE: claim})
+    assert _edges(db)[EDGE][:2] == (100, "ev-0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -105,3 +106,31 @@ def test_batches_give_the_alerts_one_by_one_gives_with_their_details(
     # the same alerts in the same order, each with the same count and first complaint
     assert _alerts_in_batches(db, events, size) == one_by_one
     assert db.scalar("SELECT count(*) FROM complaints") == len({i for i, _ in events})
+
+
+def test_a_complaint_seen_again_under_another_customer_counts_once_in_a_batch(
+        db: Database) -> None:
+    """The log keeps a complaint id once, whoever it came under (a merge or an erasure
+    renames the customer): handled again under another customer it adds nothing, in a
+    batch as alone."""
+    def complaint(customer: str, event_id: str, day: int) -> tuple[str, dict[str, Any]]:
+        return customer, {"event_id": event_id, "type": "complaint.filed",
+                          "occurred_at": (START + timedelta(days=day)).isoformat(),
+                          "case_id": None, "payload": {}}
+
+    stream = [complaint("c-b", "e2", 1), complaint("c-b", "e3", 2), complaint("c-b", "e1", 0)]
+    found = []
+    for size in (0, 3):
+        db.execute("TRUNCATE complaints, alerts")
+        control = ControlStore(db)
+        esc = Escalations(control, ManualClock(START))
+        esc.handle(*complaint("c-a", "e1", 0))  # before: recorded under another customer
+        if size == 0:
+            for customer, env in stream:
+                esc.handle(customer, env)
+        else:
+            with control.batch(), esc.batch(stream):
+                for customer, env in stream:
+                    esc.handle(customer, env)
+        found.append([a["id"] for a in control.alerts(limit=100)])
+    assert found == [[], []]

@@ -235,3 +235,23 @@ async def test_a_timer_asks_the_stored_case_before_it_alerts(desk: Desk) -> None
     await desk.wait(hours=2)
     assert desk.alerts(case) == [("sla.warning", "resolution"),
                                  ("sla.breached", "resolution")]
+
+
+async def test_a_lot_that_fails_is_written_one_timer_at_a_time(desk: Desk) -> None:
+    desk.policy("lot", first_response_s=600, resolution_s=86400, warn_at=0.9)
+    cases = [await desk.receive(f"c-{i}", "complaint.filed", channel="web", category="x",
+                                priority="high", description="d") for i in range(3)]
+    add_alerts = desk.control.add_alerts
+    lots: list[int] = []
+
+    def failing_lots(alerts: Any) -> list[int | None]:  # the real store, lots refused
+        lots.append(len(alerts))
+        if len(alerts) > 1:
+            raise RuntimeError("the lot's transaction failed")
+        return add_alerts(alerts)
+
+    desk.control.add_alerts = failing_lots  # type: ignore[method-assign]
+    await desk.wait(minutes=10)
+    breaches = desk.control.alerts(kinds=["sla.breached"], limit=100)
+    assert sorted(a["case_id"] for a in breaches) == sorted(cases)  # none lost
+    assert lots == [3, 1, 1, 1, 3, 1, 1, 1]  # warnings, then breaches: a lot, then each
