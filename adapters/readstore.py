@@ -73,6 +73,12 @@ KEEP_EARLIEST_DISPLAY = (
     " display_event=CASE WHEN identifiers.display IS NULL OR (excluded.display_ms,"
     " excluded.display_event) < (identifiers.display_ms, identifiers.display_event)"
     " THEN excluded.display_event ELSE identifiers.display_event END")
+# ... and only when it changes something: its owner, or an earlier form to show
+DISPLAY_OR_OWNER_MOVES = (
+    " WHERE identifiers.customer_id <> excluded.customer_id"
+    " OR (identifiers.display IS NULL AND excluded.display IS NOT NULL)"
+    " OR (excluded.display_ms, excluded.display_event)"
+    " < (identifiers.display_ms, identifiers.display_event)")
 Displays = dict[tuple[str, str], tuple[int, str, str]]
 
 
@@ -106,14 +112,16 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     cur.executemany("INSERT INTO identity_separations VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
                     [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])
+    # a row that would not change is not written again (no new row version)
     insert_many(cur, "INSERT INTO customer_links", "text text", sorted(batch.links.items()),
-                "ON CONFLICT (base) DO UPDATE SET survivor=excluded.survivor")
+                "ON CONFLICT (base) DO UPDATE SET survivor=excluded.survivor"
+                " WHERE customer_links.survivor <> excluded.survivor")
     insert_many(cur, "INSERT INTO identifiers (kind, value, customer_id, strong, display,"
                 " display_ms, display_event)", "text text text bool text int8 text",
                 sorted((k, v, cid, True, *_display(displays, (k, v)))
                        for (k, v), cid in batch.identifiers.items()),
                 "ON CONFLICT (kind, value) DO UPDATE SET customer_id=excluded.customer_id,"
-                + KEEP_EARLIEST_DISPLAY)
+                + KEEP_EARLIEST_DISPLAY + DISPLAY_OR_OWNER_MOVES)
 
 
 def lock_identity(conn: psycopg.Connection[Any]) -> None:

@@ -151,10 +151,14 @@ class IdentityKeeper:
             base = graph.base_id(seen)
             assert base is not None
             had_base = base in st.bases
-            st, changes = graph.apply(st, seen)
             idents = frozenset(seen.identifiers)
+            known = st.edges.get(idents)
+            st, changes = graph.apply(st, seen)
             out.bases[env["event_id"]] = base
-            out.edges[edge_key(idents)] = st.edges[idents]
+            if known is None or st.edges[idents] < known:
+                # new, or claimed earlier: the stored edge is written (one the graph holds
+                # is stored or in the commit in flight; a refused commit reloads the graph)
+                out.edges[edge_key(idents)] = st.edges[idents]
             if not had_base:
                 out.new_bases[base] = st.bases[base]
             self._collect(out, changes)

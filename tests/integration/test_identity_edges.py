@@ -54,3 +54,27 @@ def test_the_earliest_claim_wins_whatever_the_batches_order(
     for claim in order:
         _write(db, {EDGE: claim})
     assert _edges(db)[EDGE][:2] == (100, "ev-0")
+
+
+def test_links_and_identifiers_written_again_unchanged_keep_their_row_version(
+        db: Database) -> None:
+    def write(links: dict[str, str], identifiers: dict[tuple[str, str], str]) -> None:
+        batch = SimpleNamespace(edges={}, new_bases={}, separations=[], links=links,
+                                identifiers=identifiers)
+        with db.tx() as conn:
+            lock_identity(conn)
+            write_identity(conn, batch, {})
+
+    def versions() -> tuple[Any, Any]:
+        return (db.scalar("SELECT xmin::text FROM customer_links WHERE base='b-1'"),
+                db.scalar("SELECT xmin::text FROM identifiers WHERE value='email:aa'"))
+
+    write({"b-1": "c-1"}, {("email", "email:aa"): "c-1"})
+    first = versions()
+    write({"b-1": "c-1"}, {("email", "email:aa"): "c-1"})  # the same again
+    assert versions() == first
+    write({"b-1": "c-2"}, {("email", "email:aa"): "c-2"})  # a merge moved them
+    moved = versions()
+    assert moved[0] != first[0] and moved[1] != first[1]
+    assert db.one("SELECT survivor FROM customer_links WHERE base='b-1'") == ("c-2",)
+    assert db.one("SELECT customer_id FROM identifiers WHERE value='email:aa'") == ("c-2",)

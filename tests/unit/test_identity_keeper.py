@@ -53,3 +53,17 @@ def test_a_batch_resolved_after_the_fold_needs_no_rewrite() -> None:
         [envelope("e2", "2026-12-01T10:00:00+00:00", email="A@x.org")], frozenset())
     assert mine.folds_seen == keeper.folds
     assert set(mine.links.values()) == {"C-1"}
+
+
+def test_a_batch_carries_an_edge_only_when_it_is_new_or_claimed_earlier() -> None:
+    keeper = IdentityKeeper()
+    first = keeper.resolve_batch(
+        [envelope("e2", "2026-12-01T10:00:00+00:00", id="C-1", email="a@x.org")], frozenset())
+    (edge,) = first.edges
+    later = keeper.resolve_batch(  # the same identifiers, seen later: nothing to write
+        [envelope("e3", "2026-12-01T11:00:00+00:00", id="C-1", email="a@x.org")], frozenset())
+    assert later.edges == {}
+    assert later.links == first.links  # the links and identifiers still go with it
+    earlier = keeper.resolve_batch(  # seen earlier (a late event): the claim moves back
+        [envelope("e1", "2026-12-01T09:00:00+00:00", id="C-1", email="a@x.org")], frozenset())
+    assert list(earlier.edges) == [edge] and earlier.edges[edge] < first.edges[edge]
