@@ -117,7 +117,7 @@ class CaseService:
         cached = self._cache
         ids = {i for i in map(Case.id_for, event_ids) if i not in cached}
         if ids:
-            self._absent = ids - self.app.recorder.stored_ids(ids)  # type: ignore[attr-defined]
+            self._absent = ids - self.app.recorder.last_versions(ids).keys()  # type: ignore[attr-defined]
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, case_id: str | uuid.UUID) -> Case:
@@ -163,12 +163,9 @@ class CaseService:
 
     def versions_of(self, case_ids: Sequence[str]) -> dict[str, int]:
         """The stored versions of many cases in one query (ids not stored are left out)."""
-        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-        ids = sorted({uuid.UUID(str(c)) for c in case_ids})
-        return {str(cid): int(v) for cid, v in self.control.db.all(
-            f"SELECT u.id, (SELECT max(originator_version) FROM {table}"  # noqa: S608
-            " WHERE originator_id = u.id) FROM unnest(%s::uuid[]) AS u(id)", (ids,))
-            if v is not None}
+        found = self.app.recorder.last_versions(  # type: ignore[attr-defined]
+            uuid.UUID(str(c)) for c in case_ids)
+        return {str(cid): v for cid, v in found.items()}
 
     def _open_case(self, customer_id: str, channel: str) -> Case | None:
         case_id = self.control.open_case_for(customer_id, channel)

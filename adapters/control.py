@@ -23,7 +23,7 @@ from ..domain.sla import SlaPolicy
 from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
 from .crypto import SECRET_TOKEN, SecretBox
-from .database import Database
+from .database import Database, insert_many
 from .notify import notify
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
@@ -226,16 +226,13 @@ class CaseMemory(_Session):
 
     def _write_memo(self, memo: _CaseMemo) -> None:
         with self._tx() as conn:
-            if memo.new_routes:
-                conn.execute("INSERT INTO case_routes SELECT * FROM unnest(%b::text[],"
-                             " %b::text[]) ON CONFLICT DO NOTHING",
-                             [list(c) for c in zip(*memo.new_routes.items(), strict=True)])
-            if memo.new_index:
-                rows = sorted((c, ch, case) for (c, ch), case in memo.new_index.items())
-                conn.execute("INSERT INTO case_index SELECT * FROM unnest(%b::text[],"
-                             " %b::text[], %b::text[]) ON CONFLICT (customer_id, channel)"
-                             " DO UPDATE SET case_id=excluded.case_id",
-                             [list(c) for c in zip(*rows, strict=True)])
+            cur = conn.cursor()
+            insert_many(cur, "INSERT INTO case_routes", "text text",
+                        list(memo.new_routes.items()), "ON CONFLICT DO NOTHING")
+            insert_many(cur, "INSERT INTO case_index", "text text text",
+                        sorted((c, ch, case) for (c, ch), case in memo.new_index.items()),
+                        "ON CONFLICT (customer_id, channel) DO UPDATE SET"
+                        " case_id=excluded.case_id")
 
     def open_case_for(self, customer_id: str, channel: str) -> str | None:
         memo = self._memo()
@@ -287,10 +284,9 @@ class CaseMemory(_Session):
         """(event_id, customer_id, occurred_ms, case_id)s in one statement."""
         if rows:
             with self._tx() as conn:
-                conn.execute("INSERT INTO complaints (event_id, customer_id, occurred_ms,"
-                             " case_id) SELECT * FROM unnest(%b::text[], %b::text[],"
-                             " %b::int8[], %b::text[]) ON CONFLICT DO NOTHING",
-                             [list(c) for c in zip(*sorted(rows), strict=True)])
+                insert_many(conn.cursor(), "INSERT INTO complaints (event_id, customer_id,"
+                            " occurred_ms, case_id)", "text text int8 text", sorted(rows),
+                            "ON CONFLICT DO NOTHING")
 
     def complaints_known(self, event_ids: Sequence[str]) -> set[str]:
         """The ids among these recorded as complaints already (of any customer)."""
@@ -378,8 +374,7 @@ class AlertLogStore(_Session):
             seqs = dict(rows)
             for alert_id, i in first.items():
                 out[i] = seqs.get(alert_id)
-            added = bool(rows)
-            if added:  # the alert streams of every API replica wake at the commit
+            if rows:  # the alert streams of every API replica wake at the commit
                 notify(conn)
         return out
 

@@ -177,6 +177,18 @@ def eventsourcing_env(url: str) -> dict[str, str]:
     }
 
 
+def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,
+                rows: Sequence[Sequence[Any]], tail: str = "", select: str = "*") -> None:
+    """``insert`` (``INSERT INTO t (columns)``) of many rows as one statement over binary
+    arrays, one a column of ``types``; ``select`` what each row inserts (e.g. ``*,
+    nextval(…)``). Rows go in the order given (the callers sort them: row locks in one
+    order). ``psycopg``'s ``executemany`` sent and dumped them one at a time."""
+    if rows:
+        arrays = ", ".join(f"%b::{t}[]" for t in types.split())  # binary: no escaping
+        cur.execute(f"{insert} SELECT {select} FROM unnest({arrays}) {tail}",  # type: ignore[call-overload]
+                    [list(c) for c in zip(*rows, strict=True)])
+
+
 def with_database(url: str, dbname: str) -> str:
     """``url`` with its database name replaced."""
     parts = urlsplit(url)

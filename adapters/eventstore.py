@@ -58,18 +58,21 @@ class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
              [e.topic for e in stored_events], [e.state for e in stored_events]])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def stored_ids(self, originator_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these aggregates have events stored, in one query (a batch asks this
-        of all its aggregates at once instead of loading each to find it missing)."""
+    def last_versions(self, originator_ids: Iterable[UUID]) -> dict[UUID, int]:
+        """The stored version of each of these aggregates that has events, in one query
+        (no replay of their events): which a batch's cases or merge histories exist, and
+        which version an SLA timer's case is at, instead of loading each."""
         ids = sorted(set(originator_ids))
         if not ids:
-            return set()
-        statement = SQL("SELECT DISTINCT originator_id FROM {schema}.{table}"
-                        " WHERE originator_id = ANY(%s)").format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            return {}
+        statement = SQL("SELECT u.id, (SELECT max(originator_version) FROM {schema}.{table}"
+                        " WHERE originator_id = u.id) AS v FROM unnest(%s::uuid[]) AS u(id)"
+                        ).format(schema=Identifier(self.datastore.schema),
+                                 table=Identifier(self.events_table_name))
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, (ids,))
-            return {row["originator_id"] for row in curs.fetchall()}
+            return {row["id"]: int(row["v"]) for row in curs.fetchall()
+                    if row["v"] is not None}
 
 
 # -- the stored events' states, compressed ---------------------------------------------
@@ -136,6 +139,3 @@ class StateCompressor:
         if head == LEGACY:
             return data
         raise ValueError(f"a stored state of an unknown format (first byte {head!r})")
-
-
-COMPRESSOR_TOPIC = "contactstream.adapters.eventstore:StateCompressor"

@@ -20,7 +20,7 @@ from ..domain.sla import CustomerValue
 from ..projections import figures, satisfaction, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
-from .database import Database
+from .database import Database, insert_many
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -369,16 +369,6 @@ def _surveys_needing_owner(conn: psycopg.Connection[Any], cases: list[str],
         "SELECT base, event_id, occurred_ms, kind, score, channel, agent_id, queue, case_id,"
         " eff_agent, eff_queue FROM customer_surveys WHERE case_id = ANY(%s)"
         " AND (agent_id IS NULL OR queue IS NULL)", (cases,))]
-
-
-def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,
-                rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """``insert`` (``INSERT INTO t (columns)``) of many rows as one statement over arrays;
-    rows go in the order given (the callers sort them: row locks in one order)."""
-    if rows:
-        arrays = ", ".join(f"%b::{t}[]" for t in types.split())  # binary: no escaping
-        cur.execute(f"{insert} SELECT * FROM unnest({arrays}) {tail}",  # type: ignore[call-overload]
-                    [list(c) for c in zip(*rows, strict=True)])
 
 
 def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:

@@ -22,11 +22,10 @@ from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineEntry, TimelineState
 from ..streams.ports import ArchivedRecord, BatchChanges, Redo
 from .archive import archive, archived
-from .database import Database
+from .database import Database, insert_many
 from .figurestore import (
     FIGURE_TABLES,
     FigureWriter,
-    insert_many,
     survivors,
 )
 from .logging import get_logger
@@ -95,20 +94,16 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     # one statement a table over binary arrays, rows in key order (as rows are locked; the
     # separations, an admin's unmerges, come a few at a time);
     # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
-    edges = sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items())
-    if edges:
-        cur.execute(
-            "INSERT INTO identity_edges SELECT *, nextval('identity_seq') FROM"
-            " unnest(%b::text[], %b::int8[], %b::text[]) ON CONFLICT (edge) DO UPDATE SET"
-            " claim_ms=excluded.claim_ms, claim_event=excluded.claim_event, seq=excluded.seq"
-            " WHERE (excluded.claim_ms, excluded.claim_event)"
-            " < (identity_edges.claim_ms, identity_edges.claim_event)",
-            [list(c) for c in zip(*edges, strict=True)])
-    bases = sorted((b, k, v) for b, (k, v) in batch.new_bases.items())
-    if bases:
-        cur.execute("INSERT INTO identity_bases SELECT *, nextval('identity_seq') FROM"
-                    " unnest(%b::text[], %b::text[], %b::text[]) ON CONFLICT DO NOTHING",
-                    [list(c) for c in zip(*bases, strict=True)])
+    with_seq = "*, nextval('identity_seq')"
+    insert_many(cur, "INSERT INTO identity_edges", "text int8 text",
+                sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items()),
+                "ON CONFLICT (edge) DO UPDATE SET claim_ms=excluded.claim_ms,"
+                " claim_event=excluded.claim_event, seq=excluded.seq"
+                " WHERE (excluded.claim_ms, excluded.claim_event)"
+                " < (identity_edges.claim_ms, identity_edges.claim_event)", select=with_seq)
+    insert_many(cur, "INSERT INTO identity_bases", "text text text",
+                sorted((b, k, v) for b, (k, v) in batch.new_bases.items()),
+                "ON CONFLICT DO NOTHING", select=with_seq)
     cur.executemany("INSERT INTO identity_separations VALUES (%s,%s,%s,%s)"
                     " ON CONFLICT DO NOTHING",
                     [(a[0], a[1], b[0], b[1]) for a, b in batch.separations])

@@ -240,10 +240,10 @@ class IdentityKeeper:
         changed: dict[str, CustomerLink] = {}
         # the members with a history already, in one query: most merges are a member's
         # first, and loading each to find it missing took a query and a transaction each
-        stored_ids = getattr(self.links_app.recorder, "stored_ids", None) \
+        last_versions = getattr(self.links_app.recorder, "last_versions", None) \
             if self.links_app is not None else None
-        known = None if stored_ids is None else stored_ids(
-            {CustomerLink.id_for(absorbed) for absorbed, *_ in merges})
+        known = None if last_versions is None else set(last_versions(
+            {CustomerLink.id_for(absorbed) for absorbed, *_ in merges}))
         for absorbed, survivor, strong, reason in merges:
             link = changed.get(absorbed) or self._link(absorbed, known)
             try:

@@ -30,6 +30,7 @@ from .ports import CaseNotFound, CaseStore, Escalation, NewAlert
 log = structlog.get_logger(__name__)
 
 REPEAT_WINDOW = timedelta(days=30)
+_WINDOW_MS = int(REPEAT_WINDOW.total_seconds() * 1000)
 REPEAT_COUNT = 3
 
 
@@ -345,22 +346,20 @@ class Escalations:
         complaints are recorded in one statement at the end. Handling each complaint
         sees what handling it alone would (the history before it plus the batch's
         complaints before it), so the alerts and their details are the same."""
-        window = int(REPEAT_WINDOW.total_seconds() * 1000)
-        spans: dict[str, tuple[int, int]] = {}
-        for customer_id, env in resolved:
-            if env["type"] == "complaint.filed":
-                ms = _ms(env)
-                lo, hi = spans.get(customer_id, (ms, ms))
-                spans[customer_id] = (min(lo, ms), max(hi, ms))
-        if not spans:
+        complaints = [(c, env) for c, env in resolved if env["type"] == "complaint.filed"]
+        if not complaints:
             yield
             return
+        spans: dict[str, tuple[int, int]] = {}
+        for customer_id, env in complaints:
+            ms = _ms(env)
+            lo, hi = spans.get(customer_id, (ms, ms))
+            spans[customer_id] = (min(lo, ms), max(hi, ms))
         self._history = self.control.complaints_around(
-            {c: (lo - window, hi + window) for c, (lo, hi) in spans.items()})
+            {c: (lo - _WINDOW_MS, hi + _WINDOW_MS) for c, (lo, hi) in spans.items()})
         # an id recorded before, maybe under another customer (a merge, an erasure's
         # pseudonym): as alone, recording it again changes nothing
-        self._seen = self.control.complaints_known(
-            [env["event_id"] for _, env in resolved if env["type"] == "complaint.filed"])
+        self._seen = self.control.complaints_known([env["event_id"] for _, env in complaints])
         self._recorded = []
         try:
             yield
@@ -390,7 +389,6 @@ class Escalations:
 
     def _complaint(self, customer_id: str, env: dict[str, Any]) -> None:
         at_ms = _ms(env)
-        window = int(REPEAT_WINDOW.total_seconds() * 1000)
         # the complaints whose trailing window this one may complete (late ones included)
         if self._history is not None:
             history = self._history[customer_id]
@@ -399,12 +397,12 @@ class Escalations:
                 bisect.insort(history, (at_ms, env["event_id"], env.get("case_id")))
                 self._recorded.append((env["event_id"], customer_id, at_ms,
                                        env.get("case_id")))
-            around = [c for c in history if at_ms - window < c[0] <= at_ms + window]
+            around = [c for c in history if at_ms - _WINDOW_MS < c[0] <= at_ms + _WINDOW_MS]
         else:
             self.control.record_complaint(env["event_id"], customer_id, at_ms,
                                           env.get("case_id"))
-            around = self.control.complaints_between(customer_id, at_ms - window,
-                                                     at_ms + window)
+            around = self.control.complaints_between(customer_id, at_ms - _WINDOW_MS,
+                                                     at_ms + _WINDOW_MS)
         # A complaint escalates when at least two others came in the 30 days before it (the
         # third, and any further one, of a streak). That is a property of the set of
         # complaints, not of their order of arrival: a late complaint can only add
@@ -418,7 +416,7 @@ class Escalations:
             # each alert names the case of the complaint it is about (that complaint's,
             # not the one that came in now and made it the third)
             ms, eid, case_id = around[j]
-            trailing = around[bisect.bisect_right(times, ms - window):j + 1]
+            trailing = around[bisect.bisect_right(times, ms - _WINDOW_MS):j + 1]
             if len(trailing) >= REPEAT_COUNT:
                 self._add(NewAlert(
                     id=f"{sla.REPEAT_COMPLAINT}:{customer_id}:{eid}",
