@@ -20,6 +20,9 @@ from contactstream.adapters.config import Settings
 from contactstream.adapters.control import ControlStore, NewAlert
 from contactstream.adapters.database import Database
 from contactstream.adapters.figurestore import (
+    COMPACT_MIN,
+    COMPACT_SHARE,
+    COMPACTED,
     FIGURE_TABLES,
     TIMELINE_COLUMNS,
     FigureWriter,
@@ -415,3 +418,39 @@ async def test_a_rescore_that_moves_nothing_shown_leaves_the_row_as_it_was(
         assert {c for c in before if later[c][0] != before[c][0]} == moved
     finally:
         await services.close()
+
+
+def _vacuums(db: Database) -> dict[str, int]:
+    return dict(db.all("SELECT relname, vacuum_count FROM pg_stat_user_tables"
+                       " WHERE relname = ANY(%s)", (list(COMPACTED),)))
+
+
+def test_rounds_vacuum_the_tables_they_churn_once_they_rescored_enough(db: Database) -> None:
+    figures_ = FigureWriter(clock=lambda: NOW_MS)
+    before = _vacuums(db)
+    db.execute("INSERT INTO score_queue (customer_id) SELECT 'c-' || i"
+               " FROM generate_series(1, %s) AS i", (COMPACT_MIN - 1,))
+    assert figures_.score_queued(db) == COMPACT_MIN - 1
+    assert figures_.churned == COMPACT_MIN - 1  # not yet
+    assert _vacuums(db) == before
+    db.execute("INSERT INTO score_queue (customer_id) VALUES ('c-last')")
+    assert figures_.score_queued(db) == 1
+    assert figures_.churned == 0
+    after = _vacuums(db)
+    assert all(after[t] == before[t] + 1 for t in COMPACTED), (before, after)
+    # the queue's dead rows (each id inserted, claimed, deleted) are gone
+    assert db.scalar("SELECT n_dead_tup FROM pg_stat_user_tables"
+                     " WHERE relname = 'score_queue'") == 0
+
+
+def test_a_vacuum_waits_for_a_share_of_the_score_rows(db: Database) -> None:
+    figures_ = FigureWriter(clock=lambda: NOW_MS)
+    db.execute("INSERT INTO customer_scores (customer_id, as_of, windows, churn_score,"
+               " churn_factors, revenue, purchases, rfm_as_of, segment) SELECT 'c-' || i,"
+               " 0, '{}', 0, '[]', 0, 0, 0, 'prospect' FROM generate_series(1, 20000) AS i")
+    db.execute("ANALYZE customer_scores")  # reltuples: 20,000 rows, a share is 4,000
+    figures_.churned = COMPACT_MIN
+    assert not figures_.compact(db)
+    figures_.churned = int(COMPACT_SHARE * 20000)
+    assert figures_.compact(db)
+    assert figures_.churned == 0
