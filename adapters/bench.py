@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from . import bootstrap, kafka
 from .broker import EmbeddedBroker
 from .config import Settings
+from .database import EVENT_ID, EVENT_IN
 from .demo import synthetic_events
 from .ingest import Ingestor
 from .journal import IngestJournal
@@ -163,8 +164,9 @@ async def _samples(ingestor: Ingestor, db: Any, samples: int, load_per_s: int,
 
     def seen() -> None:
         now = time.perf_counter()
-        for (eid,) in db.all("SELECT event_id FROM timeline WHERE event_id = ANY(%s)",
-                             (list(sent),)):
+        ids = list(sent)
+        for (eid,) in db.all(f"SELECT {EVENT_ID} FROM timeline_rows WHERE {EVENT_IN}",
+                             (ids, ids)):
             lat.append((now - sent.pop(eid)) * 1000)
 
     for i, env in enumerate(synthetic_events(samples, seed=99)):

@@ -32,6 +32,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from . import bootstrap, kafka
 from .bench import _tree_cpu, scratch_with_processes
 from .config import Settings
+from .database import EVENT_IS
 from .demo import synthetic_events
 from .ingest import Ingestor
 from .journal import IngestJournal
@@ -174,7 +175,8 @@ async def _failovers(settings: Settings, ingestor: Ingestor,
             raise RuntimeError(f"probe not accepted: {result.as_dict()}")
         eid = probe["event_id"]
         await _wait(lambda eid=eid: bool(_query(  # type: ignore[misc]
-            settings.database_url, "SELECT 1 FROM timeline WHERE event_id=%s", (eid,))), 60)
+            settings.database_url, f"SELECT 1 FROM timeline_rows WHERE {EVENT_IS}",
+            (eid, eid))), 60)
         times.append(time.perf_counter() - killed)
         children.remove(pid_of[victim])
         children.append(_spawn(settings))  # back to full strength, settled

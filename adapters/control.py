@@ -23,7 +23,7 @@ from ..domain.sla import SlaPolicy
 from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
 from .crypto import SECRET_TOKEN, SecretBox
-from .database import Database, insert_many
+from .database import EVENT_ID, EVENT_IN, EVENT_IS, Database, insert_many
 from .notify import notify
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
@@ -214,8 +214,8 @@ class CaseMemory(_Session):
         if memo is None:
             return
         wanted = [e for e in event_ids if e not in memo.routes]
-        memo.routes.update(self._all("SELECT event_id, case_id FROM case_routes"
-                                     " WHERE event_id = ANY(%s)", (wanted,)))
+        memo.routes.update(self._all(f"SELECT {EVENT_ID}, case_id FROM case_route_rows"
+                                     f" WHERE {EVENT_IN}", (wanted, wanted)))
         memo.unrouted.update(e for e in wanted if e not in memo.routes)
         pairs = {p for p in pairs if p not in memo.index}
         customers = sorted({c for c, _ in pairs})
@@ -227,8 +227,9 @@ class CaseMemory(_Session):
     def _write_memo(self, memo: _CaseMemo) -> None:
         with self._tx() as conn:
             cur = conn.cursor()
-            insert_many(cur, "INSERT INTO case_routes", "text text",
-                        list(memo.new_routes.items()), "ON CONFLICT DO NOTHING")
+            insert_many(cur, "INSERT INTO case_route_rows (eid, etext, case_id)", "text text",
+                        list(memo.new_routes.items()), "AS u(e, c) ON CONFLICT DO NOTHING",
+                        select="event_uuid(e), event_etext(e), c")
             insert_many(cur, "INSERT INTO case_index", "text text text",
                         sorted((c, ch, case) for (c, ch), case in memo.new_index.items()),
                         "ON CONFLICT (customer_id, channel) DO UPDATE SET"
@@ -261,7 +262,8 @@ class CaseMemory(_Session):
                 return True, memo.routes[event_id]
             if event_id in memo.unrouted:
                 return False, None
-        rows = self._all("SELECT case_id FROM case_routes WHERE event_id=%s", (event_id,))
+        rows = self._all(f"SELECT case_id FROM case_route_rows WHERE {EVENT_IS}",
+                         (event_id, event_id))
         return (False, None) if not rows else (True, rows[0][0])
 
     def record_case_route(self, event_id: str, case_id: str | None) -> None:
@@ -271,8 +273,9 @@ class CaseMemory(_Session):
                 memo.routes[event_id] = memo.new_routes[event_id] = case_id
                 memo.unrouted.discard(event_id)
             return
-        self._write("INSERT INTO case_routes VALUES (%s,%s) ON CONFLICT DO NOTHING",
-                    (event_id, case_id))
+        self._write("INSERT INTO case_route_rows (eid, etext, case_id) VALUES"
+                    " (event_uuid(%s), event_etext(%s), %s) ON CONFLICT DO NOTHING",
+                    (event_id, event_id, case_id))
 
     def record_complaint(self, event_id: str, customer_id: str, occurred_ms: int,
                          case_id: str | None = None) -> None:

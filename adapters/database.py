@@ -10,6 +10,7 @@ Tansu is.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -175,6 +176,25 @@ def eventsourcing_env(url: str) -> dict[str, str]:
         # stored before are read as they are
         "COMPRESSOR_TOPIC": "contactstream.adapters.eventstore:StateCompressor",
     }
+
+
+# The tables keyed by an event id (timeline_rows, ingest_journal_rows, case_route_rows:
+# migration 19) keep a canonical UUID in ``eid`` (16 bytes) and any other id in ``etext``;
+# views under the old names show ``event_id``. Writes put an id through ``event_uuid`` and
+# ``event_etext``; lookups use these conditions (their arguments: the id, or the ids,
+# twice), each column's unique index answering its half.
+EVENT_ID = "coalesce(eid::text, etext)"
+EVENT_IS = "(eid = event_uuid(%s) OR etext = %s)"
+EVENT_IN = "(eid = ANY(event_uuids(%s)) OR etext = ANY(%s))"
+# what event_uuid() takes for a UUID: its canonical text, 36 lowercase characters
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def split_event_id(event_id: str) -> tuple[str | None, str | None]:
+    """``(eid, etext)`` of an event id, as ``event_uuid`` and ``event_etext`` split it."""
+    if CANONICAL_UUID.fullmatch(event_id):
+        return event_id, None
+    return None, event_id
 
 
 def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,

@@ -25,7 +25,7 @@ import psycopg
 
 from ..projections.identifiers import erased_pseudonym
 from .crypto import is_token
-from .database import Database
+from .database import EVENT_IS, Database
 from .figurestore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
 from .logging import get_logger
 from .privacy import Privacy, token_key_id
@@ -82,8 +82,8 @@ def purge(db: Database, cid: str, bases: list[str], key_ids: list[str],
             " customer_id = ANY(%s)", (bases,))]
         to = {e.event_id: erased_pseudonym(e.key_id) if e.key_id else first for e in rows}
         conn.cursor().executemany(
-            "UPDATE timeline SET customer_id=%s, payload=%s::jsonb WHERE event_id=%s",
-            [(to[e.event_id], _strip(e.payload), e.event_id) for e in rows])
+            f"UPDATE timeline_rows SET customer_id=%s, payload=%s::jsonb WHERE {EVENT_IS}",
+            [(to[e.event_id], _strip(e.payload), e.event_id, e.event_id) for e in rows])
         conn.execute("UPDATE cases SET customer_id=%s WHERE customer_id = ANY(%s)",
                      (first, bases))
         idents = conn.execute("SELECT kind, value FROM identifiers WHERE customer_id=%s",

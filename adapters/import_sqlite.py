@@ -24,7 +24,7 @@ from psycopg import sql
 
 from . import migrations
 from .config import Settings
-from .database import Database, DatabaseError, check_url
+from .database import Database, DatabaseError, check_url, split_event_id
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -74,6 +74,11 @@ def _event(row: Row) -> Row:
     return (uuid.UUID(hex=row[0]), *row[1:])
 
 
+def _event_id(row: Row) -> Row:
+    """The event id first, into ``eid`` and ``etext`` (migration 19)."""
+    return (*split_event_id(row[0]), *row[1:])
+
+
 def _columns(*names: str) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
@@ -87,11 +92,12 @@ def _same(target: str, source: str, *cols: str, convert: Callable[[Row], Row] | 
 
 ARCHIVE = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms")
 EVENTS = ("originator_id", "originator_version", "topic", "state")
+TIMELINE = ("event_id", "customer_id", "occurred_ms", "occurred_at", "received_at", "type",
+            "channel", "source", "agent_id", "queue", "case_id", "payload", "key_id")
 
 COPIES: tuple[Copy, ...] = (
-    _same("timeline", "readstore.timeline", "event_id", "customer_id", "occurred_ms",
-          "occurred_at", "received_at", "type", "channel", "source", "agent_id", "queue",
-          "case_id", "payload", "key_id"),
+    Copy("readstore.timeline", "timeline_rows", ("eid", "etext", *TIMELINE[1:]),
+         f"SELECT {_columns(*TIMELINE)} FROM readstore.timeline", _event_id),
     _same("identifiers", "readstore.identifiers", "kind", "value", "customer_id", "strong",
           "display", convert=_strong),
     _same("customers", "readstore.customers", "customer_id", "name", "name_ms", "name_event"),
@@ -110,10 +116,10 @@ COPIES: tuple[Copy, ...] = (
     _same("broker_archive", "control.archive", *ARCHIVE,
           tail='AS c WHERE NOT EXISTS (SELECT 1 FROM readstore.archive AS r WHERE'
                ' r.topic = c.topic AND r.partition = c.partition AND r."offset" = c."offset")'),
-    Copy("ingest.accepted", "ingest_journal",
-         ("event_id", "topic", "partition", "offset", "key", "value", "received_at"),
+    Copy("ingest.accepted", "ingest_journal_rows",
+         ("eid", "etext", "topic", "partition", "offset", "key", "value", "received_at"),
          "SELECT event_id, topic, partition, \"offset\", key, value, received_at"
-         " FROM ingest.accepted"),
+         " FROM ingest.accepted", _event_id),
     _same("sla_policies", "control.sla_policies", "name", "position", "body"),
     _same("calendars", "control.calendars", "name", "body"),
     _same("webhooks", "control.webhooks", "name", "body"),

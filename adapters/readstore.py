@@ -22,7 +22,7 @@ from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineEntry, TimelineState
 from ..streams.ports import ArchivedRecord, BatchChanges, Redo
 from .archive import archive, archived
-from .database import Database, insert_many
+from .database import EVENT_ID, EVENT_IS, Database, insert_many
 from .figurestore import (
     FIGURE_TABLES,
     FigureWriter,
@@ -49,7 +49,7 @@ IDENTITY_LOCK = 0x6964656E
 SCORE_EVERY_S = 1.0
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
-PROJECTION_TABLES = ("timeline", "identifiers", "customers", "cases", "customer_links",
+PROJECTION_TABLES = ("timeline_rows", "identifiers", "customers", "cases", "customer_links",
                      "identity_edges", "identity_bases", *FIGURE_TABLES)
 
 
@@ -335,11 +335,14 @@ class ReadStoreWriter:
              e.key_id) for e in state.entries], strict=True))
         # one statement; a repeat within the batch is skipped like a row already stored
         inserted = [] if not columns else [eid for (eid,) in cur.execute(
-            "INSERT INTO timeline SELECT e, c, ms, at, r, t, ch, s, a, q, cs, p::jsonb, k FROM"
+            "INSERT INTO timeline_rows (eid, etext, customer_id, occurred_ms, occurred_at,"
+            " received_at, type, channel, source, agent_id, queue, case_id, payload, key_id)"
+            " SELECT event_uuid(e), event_etext(e), c, ms, at, r, t, ch, s, a, q, cs,"
+            " p::jsonb, k FROM"
             " unnest(%b::text[], %b::text[], %b::int8[], %b::text[], %b::int8[],"
             " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
             " %b::text[], %b::text[]) AS u(e, c, ms, at, r, t, ch, s, a, q, cs, p, k)"
-            " ON CONFLICT DO NOTHING RETURNING event_id", [list(c) for c in columns])]
+            f" ON CONFLICT DO NOTHING RETURNING {EVENT_ID}", [list(c) for c in columns])]
         insert_many(cur, "INSERT INTO customers", "text text int8 text",
                     sorted((cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()),
                     "ON CONFLICT (customer_id) DO UPDATE SET name=excluded.name,"
@@ -546,4 +549,5 @@ class ReadStore:
         return int(self.db.scalar("SELECT COUNT(*) FROM timeline"))
 
     def has_event(self, event_id: str) -> bool:
-        return self.db.one("SELECT 1 FROM timeline WHERE event_id=%s", (event_id,)) is not None
+        return self.db.one(f"SELECT 1 FROM timeline_rows WHERE {EVENT_IS}",
+                           (event_id, event_id)) is not None

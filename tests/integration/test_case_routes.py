@@ -336,7 +336,9 @@ async def test_service_report_from_the_read_store(env: Env) -> None:
         for i, (hours, outcome) in enumerate(((1, "abandoned"), (2, "answered"),
                                               (3, "answered"), (-30, "abandoned"))):
             at = OPENED + timedelta(hours=hours)
-            conn.execute("INSERT INTO timeline VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+            conn.execute("INSERT INTO timeline_rows (etext, customer_id, occurred_ms,"
+                         " occurred_at, received_at, type, channel, source, agent_id, queue,"
+                         " case_id, payload, key_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
                          "%s::jsonb,%s)", (
                              f"call-{i}", "c-1001", int(at.timestamp() * 1000), at.isoformat(),
                              0, "call.ended", "voice", "pbx", None, None, None,

@@ -381,8 +381,10 @@ def test_a_round_waits_for_an_erasure_under_way_and_writes_no_score_back(
     meanwhile reads the facts only once the erasure committed, so it does not write back
     the scores of the person the erasure forgot."""
     figures_ = FigureWriter(clock=lambda: NOW_MS)
-    db.execute("INSERT INTO timeline VALUES ('e-1','c-gone',%s,'2026-11-20T00:00:00+00:00',"
-               "0,'call.started','voice','t',NULL,NULL,NULL,'{}'::jsonb,NULL)", (NOW_MS,))
+    db.execute("INSERT INTO timeline_rows (etext, customer_id, occurred_ms, occurred_at,"
+               " received_at, type, channel, source, payload) VALUES ('e-1','c-gone',%s,"
+               "'2026-11-20T00:00:00+00:00',0,'call.started','voice','t','{}'::jsonb)",
+               (NOW_MS,))
     db.execute("INSERT INTO score_queue (customer_id) VALUES ('c-gone')")
     with concurrent.futures.ThreadPoolExecutor(1) as pool, db.tx() as erasure:
         erasure.execute("UPDATE identity_epoch SET epoch = epoch + 1")

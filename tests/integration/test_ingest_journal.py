@@ -89,7 +89,7 @@ def test_a_request_s_records_on_a_partition_are_kept_in_one_compressed_block(
 
 def test_rows_journalled_before_blocks_come_back_too(db: Database) -> None:
     """A journal of before migration 13 (or an import) has every record in its row."""
-    db.execute('INSERT INTO ingest_journal (event_id, topic, partition, "offset", key, value,'
+    db.execute('INSERT INTO ingest_journal_rows (etext, topic, partition, "offset", key, value,'
                " received_at) VALUES ('old-1', 'interactions.v1', 0, 7, 'k', '\\x0001',"
                " 1795000000000)")
     IngestJournal(db).record([accepted(8), accepted(9)])
