@@ -26,14 +26,19 @@ def decode_headers(headers: list[list[str]]) -> list[tuple[str, bytes]]:
 
 # one statement for a batch's records; a record the ingest journal holds at the same
 # position (an event accepted over HTTP) is not copied again: the restore reads both, the
-# journal first, so a second copy would only take room (~700 bytes an event)
+# journal first, so a second copy would only take room (~700 bytes an event). The journal
+# is looked up by the record's event id (its unique index; one without an id, a record
+# that did not decode or of another topic, is copied), its position then compared: the
+# journal needs no index by position (migration 20)
 ARCHIVE_BATCH = (
     'INSERT INTO broker_archive (topic, partition, "offset", key, value, headers,'
     " timestamp_ms) SELECT u.t, u.p, u.o, u.k, u.v, u.h::jsonb, u.ts FROM unnest("
-    "%b::text[], %b::int4[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[], %b::int8[])"
-    " AS u(t, p, o, k, v, h, ts) WHERE NOT EXISTS (SELECT 1 FROM ingest_journal j"
+    "%b::text[], %b::int4[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[], %b::int8[],"
+    " %b::text[]) AS u(t, p, o, k, v, h, ts, id) WHERE u.id IS NULL OR NOT EXISTS"
+    " (SELECT 1 FROM ingest_journal_rows j"
     " LEFT JOIN ingest_blocks b ON b.id = j.block"  # a block's rows: its topic (migration 17)
-    ' WHERE j.partition = u.p AND j."offset" = u.o AND coalesce(j.topic, b.topic) = u.t)'
+    " WHERE (j.eid = event_uuid(u.id) OR j.etext = u.id)"
+    ' AND j.partition = u.p AND j."offset" = u.o AND coalesce(j.topic, b.topic) = u.t)'
     " ON CONFLICT DO NOTHING")
 
 
@@ -46,7 +51,8 @@ def archive(conn: psycopg.Connection[Any], records: Sequence[ArchivedRecord]) ->
             [r.topic for r in records], [r.partition for r in records],
             [r.offset for r in records], [r.key for r in records],
             [r.value for r in records], [_headers_json(r) for r in records],
-            [r.timestamp_ms for r in records]], prepare=False)
+            [r.timestamp_ms for r in records], [r.event_id for r in records]],
+            prepare=False)
 
 
 def archived(db: Database) -> Iterable[ArchivedRecord]:

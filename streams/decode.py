@@ -4,7 +4,7 @@ archive and the next offset of every partition. A pure function of the records."
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +21,10 @@ class SortedBatch:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-def _archived(rec: Any, headers: list[tuple[str, bytes]]) -> ArchivedRecord:
+def _archived(rec: Any, headers: list[tuple[str, bytes]],
+              event_id: str | None = None) -> ArchivedRecord:
     return ArchivedRecord(rec.topic, rec.partition, rec.offset, rec.key, rec.value, headers,
-                          rec.timestamp)
+                          rec.timestamp, event_id)
 
 
 def is_gap(rec: Any, headers: list[tuple[str, bytes]], *, embedded: bool) -> bool:
@@ -50,23 +51,35 @@ def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
             headers = list(rec.headers or ())
             if is_gap(rec, headers, embedded=archive):
                 continue
-            if archive:
-                out.archive.append(_archived(rec, headers))
             if not interactions:
+                if archive:
+                    out.archive.append(_archived(rec, headers))
                 out.case_records.append(rec)
                 continue
-            if any(h[0] == GAP_HEADER for h in headers):
-                out.dead.append((rec, f"reserved header: {GAP_HEADER} is the embedded"
-                                      " broker's own placeholder mark"))
-                continue
-            try:
-                env = decode(rec.value)
-            except DecodeError as exc:
-                out.dead.append((rec, f"decode: {exc}"))
-                continue
-            errors = validate_record(env)
-            if errors:
-                out.dead.append((rec, "invalid: " + "; ".join(errors)))
-                continue
-            out.envelopes.append(env)
+            env = _interaction(rec, headers, decode, out.dead)
+            if archive:  # with its id, if it has one: the journal is looked up by it
+                out.archive.append(_archived(rec, headers, env and env["event_id"]))
+            if env is not None:
+                out.envelopes.append(env)
     return out
+
+
+def _interaction(rec: Any, headers: list[tuple[str, bytes]],
+                 decode: Callable[[bytes | None], dict[str, Any]],
+                 dead: list[tuple[Any, str]]) -> dict[str, Any] | None:
+    """The envelope of an interaction record, or None with the record and the reason
+    added to ``dead``."""
+    if any(h[0] == GAP_HEADER for h in headers):
+        dead.append((rec, f"reserved header: {GAP_HEADER} is the embedded broker's own"
+                          " placeholder mark"))
+        return None
+    try:
+        env = decode(rec.value)
+    except DecodeError as exc:
+        dead.append((rec, f"decode: {exc}"))
+        return None
+    errors = validate_record(env)
+    if errors:
+        dead.append((rec, "invalid: " + "; ".join(errors)))
+        return None
+    return env

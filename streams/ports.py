@@ -37,6 +37,9 @@ class ArchivedRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     timestamp_ms: int
+    # an interaction's event id, when it decoded: the archive looks for the record in the
+    # ingest journal by it (adapters/archive.py)
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -211,8 +211,11 @@ def _snapshot(data: Path) -> tuple[Snapshot, dict[str, int]]:
     # the arrival order (projections/timeline.py `displays`)
     with EmbeddedPostgres(data / "postgres") as pg:
         with psycopg.connect(pg.url) as conn:
+            # the views too: those over the tables keyed by event id (migration 19) show
+            # the ids as given
             tables = [t for (t,) in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION"
+                " SELECT viewname FROM pg_views WHERE schemaname = 'public'")]
             for table in tables:
                 out[table] = sorted(r[0] for r in conn.execute(
                     f'SELECT row_to_json(x)::text FROM "{table}" x'))

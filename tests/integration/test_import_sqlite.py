@@ -32,7 +32,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "data" / "sqlite-release-0.1.tar
 
 # where each PostgreSQL table's rows were in the old data dir
 SOURCE_COUNTS = {
-    "timeline": ("readstore", "SELECT COUNT(*) FROM timeline"),
+    "timeline_rows": ("readstore", "SELECT COUNT(*) FROM timeline"),
     "identifiers": ("readstore", "SELECT COUNT(*) FROM identifiers"),
     "customers": ("readstore", "SELECT COUNT(*) FROM customers"),
     "cases": ("readstore", "SELECT COUNT(*) FROM cases"),
@@ -41,7 +41,7 @@ SOURCE_COUNTS = {
     "customer_links": ("readstore", "SELECT COUNT(*) FROM customer_links"),
     "identity_separations": ("readstore", "SELECT COUNT(*) FROM identity_separations"),
     "offsets": ("readstore", "SELECT COUNT(*) FROM offsets"),
-    "ingest_journal": ("ingest", "SELECT COUNT(*) FROM accepted"),
+    "ingest_journal_rows": ("ingest", "SELECT COUNT(*) FROM accepted"),
     "sla_policies": ("control", "SELECT COUNT(*) FROM sla_policies"),
     "calendars": ("control", "SELECT COUNT(*) FROM calendars"),
     "webhooks": ("control", "SELECT COUNT(*) FROM webhooks"),
@@ -62,7 +62,7 @@ SOURCE_COUNTS = {
 # no case routes (each interaction's case, recorded from migration 3 on); the customer
 # figures (migration 4) the worker builds from the imported timeline at its first start
 # avro_subjects: 0.1 kept no subject versions; every process registers its subjects at start
-NOT_IMPORTED = {"schema_migrations", "key_meta", "key_customers", "data_keys", "case_routes",
+NOT_IMPORTED = {"schema_migrations", "key_meta", "key_customers", "data_keys", "case_route_rows",
                 "avro_subjects", "erased_groups", "retention_policy", *FIGURE_TABLES,
                 "leases", "workers", "identity_epoch",  # issue 9's, of running processes
                 "ingest_blocks"}  # the old journal's records stay in their rows
@@ -231,7 +231,8 @@ def test_a_database_with_data_is_refused(old_dir: Path, database_url: str,
                                          pg: psycopg.Connection[Any]) -> None:
     first = import_sqlite(old_dir, database_url)
     with pytest.raises(ImportRefused,
-                       match=r"already holds data \(timeline, identifiers, .* and 22 more tables"):
+                       match=r"already holds data \(timeline_rows, identifiers, .* and 22"
+                             " more tables"):
         import_sqlite(old_dir, database_url)
     assert {table: pg_count(pg, table) for table in first} == first
 

@@ -120,3 +120,32 @@ def test_synchronous_commit_off_is_overridden(database_url: str) -> None:
         assert journal.known(["ev-1"]) == {"ev-1"}
     finally:
         db.close()
+
+
+def test_the_archive_leaves_out_a_record_the_journal_holds_at_its_place(db: Database) -> None:
+    """The archive's check finds a consumed record in the journal by its event id and
+    place (migration 20); any other record is archived: another place, another topic, no
+    id (it did not decode), an id the journal does not hold."""
+    from contactstream.adapters.archive import archive, archived
+    from contactstream.streams.ports import ArchivedRecord
+
+    uid = "0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b"
+    held = [Accepted(uid, "interactions.v1", 0, 5, b"k", b"v", 1),
+            *(accepted(i, partition=1) for i in (6, 7)),  # a block
+            accepted(8, partition=2)]  # alone in its row
+    IngestJournal(db).record(held)
+
+    def rec(topic: str, partition: int, offset: int, event_id: str | None) -> ArchivedRecord:
+        return ArchivedRecord(topic, partition, offset, b"k", b"v", [], 1, event_id)
+
+    consumed = [rec("interactions.v1", 0, 5, uid), rec("interactions.v1", 1, 6, "ev-6"),
+                rec("interactions.v1", 1, 7, "ev-7"), rec("interactions.v1", 2, 8, "ev-8"),
+                rec("interactions.v1", 0, 9, uid),  # the same id again, at another offset
+                rec("interactions.v1", 1, 10, None),  # did not decode
+                rec("cases.v1", 1, 6, "ev-6"),  # another topic
+                rec("interactions.v1", 2, 11, "ev-11")]  # not journalled
+    with db.tx() as conn:
+        archive(conn, consumed)
+    assert [(r.topic, r.partition, r.offset) for r in archived(db)] == [
+        ("cases.v1", 1, 6), ("interactions.v1", 0, 9), ("interactions.v1", 1, 10),
+        ("interactions.v1", 2, 11)]
