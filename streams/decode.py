@@ -58,7 +58,8 @@ def sort_batch(batch: Mapping[Any, Sequence[Any]], interactions_topic: str,
                 continue
             env = _interaction(rec, headers, decode, out.dead)
             if archive:  # with its id, if it has one: the journal is looked up by it
-                out.archive.append(_archived(rec, headers, env and env["event_id"]))
+                out.archive.append(_archived(rec, headers,
+                                             None if env is None else env["event_id"]))
             if env is not None:
                 out.envelopes.append(env)
     return out
