@@ -200,6 +200,44 @@ def split_event_id(event_id: str) -> tuple[str | None, str | None]:
     return None, event_id
 
 
+# The timeline keeps an event's published ``occurred_at`` (migration 21) as NULL with the
+# offset's minutes in ``occurred_tz`` when ``render_time(occurred_ms, occurred_tz)`` gives
+# the text back exactly (``2026-12-05T10:59:27+01:00``, ``….123Z``: seconds, milliseconds
+# when not 0, the offset or Z), the text itself otherwise; the view renders the first
+# with ``event_time``, the SQL twin of ``render_time``.
+Z_OFFSET = 9999  # occurred_tz of a text that ends in Z
+_MAX_RENDERED_MS = 253_402_300_800_000  # year 10000: four-digit years only
+
+
+def render_time(ms: int, tz: int) -> str:
+    """ISO 8601 of ``ms`` (since the epoch, >= 0) at the offset ``tz`` (minutes, or
+    ``Z_OFFSET``): what ``event_time(ms, tz)`` renders in SQL."""
+    t = time.gmtime(ms // 1000 + (0 if tz == Z_OFFSET else tz * 60))
+    frac = f".{ms % 1000:03d}" if ms % 1000 else ""
+    if tz == Z_OFFSET:
+        zone = "Z"
+    else:
+        zone = f"{'-' if tz < 0 else '+'}{abs(tz) // 60:02d}:{abs(tz) % 60:02d}"
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+            f"{t.tm_sec:02d}{frac}{zone}")
+
+
+def compact_time(at: str, ms: int) -> tuple[str | None, int | None]:
+    """``(occurred_at, occurred_tz)`` as the timeline keeps them: ``(None, offset)`` when
+    ``render_time(ms, offset)`` is ``at`` exactly, else ``(at, None)``."""
+    if not 0 <= ms < _MAX_RENDERED_MS or len(at) < 20:
+        return at, None
+    if at[-1] == "Z":
+        tz = Z_OFFSET
+    elif at[-6] in "+-" and at[-3] == ":" and at[-5:-3].isdigit() and at[-2:].isdigit():
+        tz = (int(at[-5:-3]) * 60 + int(at[-2:])) * (-1 if at[-6] == "-" else 1)
+        if abs(tz) >= 24 * 60:
+            return at, None
+    else:
+        return at, None
+    return (None, tz) if render_time(ms, tz) == at else (at, None)
+
+
 def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,
                 rows: Sequence[Sequence[Any]], tail: str = "", select: str = "*") -> None:
     """``insert`` (``INSERT INTO t (columns)``) of many rows as one statement over binary

@@ -5,13 +5,14 @@ a UUID is kept in a uuid column and any other id in a text one, each unique)."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
 import psycopg
 import pytest
 
-from contactstream.adapters.database import split_event_id
+from contactstream.adapters.database import Z_OFFSET, compact_time, render_time, split_event_id
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +96,42 @@ def test_only_the_canonical_text_of_a_uuid_is_kept_as_a_uuid_the_same_in_sql_and
     assert (row[0], row[1]) == split_event_id(event_id)
     assert row[2] == event_id
     assert (row[0] is not None) == (event_id == "0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b")
+
+
+def test_an_occurred_at_is_rendered_in_sql_as_in_python(database_url: str) -> None:
+    """event_time (the timeline view's) and render_time (what the writer compares with
+    before it leaves the text out) agree, over instants and offsets at random and at the
+    edges."""
+    rng = random.Random(22)
+    cases = [(0, 0), (0, Z_OFFSET), (1, -1439), (999, 1439), (1_796_464_767_000, 60),
+             (1_796_464_767_123, -210), (253_402_300_799_999, 0), (951_782_400_000, 330)]
+    cases += [(rng.randrange(0, 253_402_300_800_000) // rng.choice((1, 1000)) *
+               rng.choice((1, 1000)) % 253_402_300_800_000,
+               rng.choice((Z_OFFSET, rng.randrange(-1439, 1440)))) for _ in range(500)]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        got = conn.execute("SELECT event_time(ms, tz::int2) FROM unnest(%s::int8[], %s::int4[])"
+                           " WITH ORDINALITY AS u(ms, tz, n) ORDER BY n",
+                           ([m for m, _ in cases], [t for _, t in cases])).fetchall()
+    assert [g for (g,) in got] == [render_time(m, t) for m, t in cases]
+
+
+@pytest.mark.parametrize(("at", "kept"), [
+    ("2026-12-05T10:59:27+01:00", False), ("2026-12-05T10:59:27.123Z", False),
+    ("2026-12-05T10:59:27-03:30", False), ("2026-12-05T10:59:27Z", False),
+    ("2026-12-05T10:59:27.120000Z", True), ("2026-12-05T10:59:27.123456+00:00", True),
+    ("2026-12-05T10:59:27-00:00", True), ("2026-12-05T10:59:27+0100", True),
+    ("2026-12-05 10:59:27+01:00", True), ("2026-12-05T10:59+01:00", True)])
+def test_the_timeline_leaves_out_an_occurred_at_it_can_render_and_shows_each_as_given(
+        database_url: str, at: str, kept: bool) -> None:
+    from contactstream.projections.timeline import occurred_ms
+
+    ms = occurred_ms(at)
+    text, tz = compact_time(at, ms)
+    assert (text is not None) == kept
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO timeline_rows (etext, customer_id, occurred_ms, occurred_at,"
+                     " occurred_tz, received_at, type, channel, source, payload) VALUES"
+                     " ('ev-t', 'c-1', %s, %s, %s, 0, 'web.visit', 'web', 't', '{}')",
+                     (ms, text, tz))
+        assert conn.execute("SELECT occurred_at FROM timeline WHERE event_id = 'ev-t'"
+                            ).fetchone() == (at,)

@@ -72,7 +72,8 @@ def test_a_sqlite_url_is_refused_naming_the_import() -> None:
 
 
 def _before_19(conn: psycopg.Connection[Any]) -> None:
-    """Undo 19: the tables keyed by an event id in text, as 18 left them."""
+    """Undo 19 (and 21, which changed its timeline): the tables keyed by an event id in
+    text, as 18 left them."""
     for name, rows in (("timeline", "timeline_rows"), ("case_routes", "case_route_rows"),
                        ("ingest_journal", "ingest_journal_rows")):
         conn.execute(f"CREATE TABLE {name}_ AS SELECT * FROM {name}")  # noqa: S608
@@ -81,7 +82,7 @@ def _before_19(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"ALTER TABLE {name}_ RENAME TO {name}")
         conn.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (event_id)")
     conn.execute("CREATE INDEX timeline_by_customer ON timeline (customer_id, occurred_ms)")
-    conn.execute("DROP FUNCTION event_uuids, event_etext, event_uuid")
+    conn.execute("DROP FUNCTION event_uuids, event_etext, event_uuid, event_time")
 
 
 def test_event_ids_stored_in_text_before_version_19_are_split_and_read_the_same(
