@@ -20,7 +20,7 @@ from ..domain.sla import CustomerValue
 from ..projections import figures, satisfaction, scores, value
 from ..projections.timeline import TimelineEntry
 from ..projections.value import CustomerValueFacts
-from .database import Database, insert_many
+from .database import Database, compact_time, insert_many
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -403,16 +403,26 @@ def _surveys_needing_owner(conn: psycopg.Connection[Any], cases: list[str],
         " AND (agent_id IS NULL OR queue IS NULL)", (cases,))]
 
 
+def channel_last(last: tuple[int, str, str]) -> tuple[int, str, str | None, int | None]:
+    """A channel's latest interaction as the table keeps it: its time's text left out when
+    it renders back (migration 21, as the timeline's)."""
+    ms, event_id, at = last
+    return (ms, event_id, *compact_time(at, ms))
+
+
 def _write_sums(cur: psycopg.Cursor[Any], d: figures.Delta) -> None:
     """The per-base sums and latest-wins rows of a delta (added to what is stored)."""
     newer = "(excluded.last_ms, excluded.last_event) > (t.last_ms, t.last_event)"
-    insert_many(cur, "INSERT INTO customer_channels AS t", "text text int8 int8 text text",
-                [(b, ch, c.interactions, *c.last) for (b, ch), c in sorted(d.channels.items())],
+    insert_many(cur, "INSERT INTO customer_channels AS t",
+                "text text int8 int8 text text int2", [
+                    (b, ch, c.interactions, *channel_last(c.last))
+                    for (b, ch), c in sorted(d.channels.items())],
                 "ON CONFLICT (base, channel) DO UPDATE SET"
                 " interactions = t.interactions + excluded.interactions,"
                 f" last_ms = CASE WHEN {newer} THEN excluded.last_ms ELSE t.last_ms END,"
                 f" last_event = CASE WHEN {newer} THEN excluded.last_event ELSE t.last_event END,"
-                f" last_at = CASE WHEN {newer} THEN excluded.last_at ELSE t.last_at END")
+                f" last_at = CASE WHEN {newer} THEN excluded.last_at ELSE t.last_at END,"
+                f" last_tz = CASE WHEN {newer} THEN excluded.last_tz ELSE t.last_tz END")
     insert_many(cur, "INSERT INTO customer_satisfaction AS t", "text text int8 int8 int8 int8",
                 [(b, k, t.responses, t.good, t.bad, t.total)
                  for (b, k), t in sorted(d.satisfaction.items())],

@@ -460,7 +460,8 @@ class ReadStore:
         function returned builds the block once their results are in."""
         idents = conn.execute("SELECT kind, value, display FROM identifiers"
                               " WHERE customer_id=%s ORDER BY kind, value", (who.id,))
-        channels = conn.execute("SELECT channel, interactions, last_ms, last_event, last_at"
+        channels = conn.execute("SELECT channel, interactions, last_ms, last_event,"
+                                " coalesce(last_at, event_time(last_ms, last_tz))"
                                 " FROM customer_channels WHERE base = ANY(%s)", (who.members,))
         named = conn.execute("SELECT name FROM customers WHERE customer_id = ANY(%s)"
                              " ORDER BY name_ms DESC, name_event DESC LIMIT 1", (who.members,))

@@ -3,7 +3,7 @@
 -- offset's minutes (occurred_tz, 2 bytes; 9999 for a text ending in Z) and leaves the text
 -- NULL, the view renders it (event_time, the twin of adapters/database.render_time: seconds,
 -- milliseconds when not 0, the offset). Any other text is kept as it is, as are the rows
--- stored before.
+-- stored before. The same for the latest interaction of a customer's channel.
 CREATE FUNCTION event_time(ms bigint, tz smallint) RETURNS text LANGUAGE sql STABLE
   PARALLEL SAFE
   RETURN to_char(to_timestamp(ms / 1000 + CASE WHEN tz = 9999 THEN 0 ELSE tz * 60 END)
@@ -16,6 +16,9 @@ CREATE FUNCTION event_time(ms bigint, tz smallint) RETURNS text LANGUAGE sql STA
 ALTER TABLE timeline_rows ADD COLUMN occurred_tz SMALLINT,
   ALTER COLUMN occurred_at DROP NOT NULL,
   ADD CONSTRAINT timeline_occurred_at CHECK ((occurred_at IS NULL) <> (occurred_tz IS NULL));
+ALTER TABLE customer_channels ADD COLUMN last_tz SMALLINT,
+  ALTER COLUMN last_at DROP NOT NULL,
+  ADD CONSTRAINT customer_channels_last_at CHECK ((last_at IS NULL) <> (last_tz IS NULL));
 CREATE OR REPLACE VIEW timeline AS
   SELECT coalesce(eid::text, etext) COLLATE "C" AS event_id, customer_id, occurred_ms,
          coalesce(occurred_at, event_time(occurred_ms, occurred_tz)) AS occurred_at,

@@ -26,6 +26,7 @@ from contactstream.adapters.figurestore import (
     FIGURE_TABLES,
     TIMELINE_COLUMNS,
     FigureWriter,
+    channel_last,
     parse_rates,
     shown_windows,
     timeline_entry,
@@ -109,8 +110,8 @@ def _expected_aggregates(db: Database) -> dict[str, set[tuple[Any, ...]]]:
     eff = {s.event_id: figures.effective(s, d.owners.get(s.case_id or "")) for s in d.surveys}
     buckets = figures.bucket_changes((s, eff[s.event_id]) for s in d.surveys)
     return {
-        "customer_channels": {(b, ch, c.interactions, *c.last) for (b, ch), c in
-                              d.channels.items()},
+        "customer_channels": {(b, ch, c.interactions, *channel_last(c.last))
+                              for (b, ch), c in d.channels.items()},
         "customer_surveys": {(s.base, s.event_id, s.occurred_ms, s.kind, s.score, s.channel,
                               s.agent_id, s.queue, s.case_id, *eff[s.event_id])
                              for s in d.surveys},

@@ -83,6 +83,7 @@ def _before_19(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (event_id)")
     conn.execute("CREATE INDEX timeline_by_customer ON timeline (customer_id, occurred_ms)")
     conn.execute("DROP FUNCTION event_uuids, event_etext, event_uuid, event_time")
+    conn.execute("ALTER TABLE customer_channels DROP COLUMN last_tz")
 
 
 def test_event_ids_stored_in_text_before_version_19_are_split_and_read_the_same(
