@@ -25,6 +25,7 @@ from psycopg import sql
 from . import migrations
 from .config import Settings
 from .database import Database, DatabaseError, check_url, split_event_id
+from .keystore import shown_hash
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -166,10 +167,13 @@ SEQUENCES = (("alerts", "seq", ("control", "alerts")),
 
 
 # the data keys, for a database that keeps them itself (an external one: adapters/privacy.py)
+# (the customer hash as text, also from a keys.sqlite of format 2: adapters/keystore.py)
 KEY_COPIES: tuple[Copy, ...] = (
-    _same("key_customers", "keys.customers", "customer_hash", "generation"),
+    _same("key_customers", "keys.customers", "customer_hash", "generation",
+          convert=lambda row: (shown_hash(row[0]), *row[1:])),
     _same("data_keys", "keys.data_keys", "key_id", "customer_hash", "generation", "wrapped",
-          "created_at", "destroyed_at"),
+          "created_at", "destroyed_at",
+          convert=lambda row: (row[0], shown_hash(row[1]), *row[2:])),
 )
 
 

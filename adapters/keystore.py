@@ -36,12 +36,17 @@ SYNC_INTERVAL = 1.0  # s; how stale PostgresKeyStore's caches may be after anoth
 
 WAL_LIMIT = 1 << 20  # bytes of keys.sqlite-wal kept after a checkpoint
 
+# Format 2 (issue 12's footprint): a customer hash ("customer_key:" and 64 hex digits) is
+# kept as its 32 bytes (``stored_hash``; any other text as it is), and ``customers`` has no
+# rowid (its primary key is the table): ~280 bytes a data key instead of ~520. A file of
+# format 1 is converted when a store opens it (``_upgrade``).
+FORMAT = "2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS customers (
-  customer_hash TEXT PRIMARY KEY,
+  customer_hash PRIMARY KEY,
   generation INTEGER NOT NULL DEFAULT 0
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS data_keys (
   key_id TEXT PRIMARY KEY,
   customer_hash TEXT NOT NULL,
@@ -52,7 +57,28 @@ CREATE TABLE IF NOT EXISTS data_keys (
   UNIQUE (customer_hash, generation)
 );
 INSERT OR IGNORE INTO meta (name, value) VALUES ('destroy_seq', '0');
+INSERT OR IGNORE INTO meta (name, value) VALUES ('format', '2');
 """
+_HASH_PREFIX = f"{CUSTOMER_KIND}:"
+
+
+def stored_hash(chash: str) -> bytes | str:
+    """How keys.sqlite keeps a customer hash: the 32 bytes of ``customer_key:<64 hex>``,
+    any other text as it is (a text and bytes never compare equal in SQLite)."""
+    hexa = chash[len(_HASH_PREFIX):]
+    if chash.startswith(_HASH_PREFIX) and len(hexa) == 64:
+        try:
+            raw = bytes.fromhex(hexa)
+        except ValueError:
+            return chash
+        if raw.hex() == hexa:  # lowercase, no spaces: the text comes back exactly
+            return raw
+    return chash
+
+
+def shown_hash(value: bytes | str) -> str:
+    """The customer hash ``stored_hash`` kept."""
+    return _HASH_PREFIX + value.hex() if isinstance(value, bytes) else value
 
 # (key id, wrapped key or None once destroyed) of a customer's current generation
 Current = tuple[str, bytes | None]
@@ -313,10 +339,32 @@ class ForgettingKeyStore(_CachingKeyStore):
         # the write-ahead log is cut back to 1 MB after each checkpoint instead of staying
         # at its high-water mark (~4 MB): issue 12's footprint
         self._conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        self._upgrade()
         self._conn.executescript(_SCHEMA)
         self._check_master_key()
         self._data_version = self._pragma_data_version()
         self._destroy_seq = self._read_destroy_seq()
+
+    def _upgrade(self) -> None:
+        """A file of format 1 (hashes as text, ``customers`` with a rowid) to format 2, in
+        one transaction: a process that opens it meanwhile waits, then finds it done.
+        The old pages are zeroed (secure_delete) as they are freed."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            names = {n for (n,) in self._conn.execute("SELECT name FROM sqlite_master")}
+            if "customers" not in names or self._conn.execute(
+                    "SELECT 1 FROM meta WHERE name = 'format'").fetchone():
+                return  # a new file, or converted already
+            self._conn.create_function("stored_hash", 1, stored_hash, deterministic=True)
+            self._conn.execute("CREATE TABLE customers_v2 (customer_hash PRIMARY KEY,"
+                               " generation INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+            self._conn.execute("INSERT INTO customers_v2 SELECT stored_hash(customer_hash),"
+                               " generation FROM customers")
+            self._conn.execute("DROP TABLE customers")
+            self._conn.execute("ALTER TABLE customers_v2 RENAME TO customers")
+            self._conn.execute("UPDATE data_keys SET customer_hash = stored_hash(customer_hash)")
+            self._conn.execute("INSERT INTO meta (name, value) VALUES ('format', ?)", (FORMAT,))
+        log.info("keystore.upgraded", to_format=FORMAT)
 
     def _check_master_key(self) -> None:
         check = self._check_value()
@@ -350,7 +398,7 @@ class ForgettingKeyStore(_CachingKeyStore):
             row = self._conn.execute(
                 "SELECT k.key_id, k.wrapped FROM customers c JOIN data_keys k"
                 " ON k.customer_hash = c.customer_hash AND k.generation = c.generation"
-                " WHERE c.customer_hash = ?", (chash,)).fetchone()
+                " WHERE c.customer_hash = ?", (stored_hash(chash),)).fetchone()
             if row is not None:
                 found[chash] = (row[0], row[1])
         return found
@@ -360,14 +408,15 @@ class ForgettingKeyStore(_CachingKeyStore):
             self._conn.execute("BEGIN IMMEDIATE")
             for chash in chashes:
                 key_id, wrapped = self._new_key()
+                kept = stored_hash(chash)
                 self._conn.execute(
                     "INSERT OR IGNORE INTO customers (customer_hash, generation) VALUES (?, 0)",
-                    (chash,))
+                    (kept,))
                 self._conn.execute(
                     "INSERT OR IGNORE INTO data_keys"
                     " (key_id, customer_hash, generation, wrapped, created_at)"
                     " SELECT ?, customer_hash, generation, ?, ? FROM customers"
-                    " WHERE customer_hash = ?", (key_id, wrapped, _now(), chash))
+                    " WHERE customer_hash = ?", (key_id, wrapped, _now(), kept))
 
     def _lookup(self, key_id: str) -> tuple[bytes | None, str | None] | None:
         row = self._conn.execute("SELECT wrapped, destroyed_at FROM data_keys WHERE key_id = ?",
@@ -377,7 +426,7 @@ class ForgettingKeyStore(_CachingKeyStore):
     def _key_ids(self, chash: str) -> list[str]:
         rows = self._conn.execute(
             "SELECT key_id FROM data_keys WHERE customer_hash = ? ORDER BY generation",
-            (chash,)).fetchall()
+            (stored_hash(chash),)).fetchall()
         return [r[0] for r in rows]
 
     def _shred(self, key_ids: list[str]) -> list[str]:

@@ -28,6 +28,8 @@ from contactstream.adapters.keystore import (
     DataKeyStore,
     ForgettingKeyStore,
     PostgresKeyStore,
+    shown_hash,
+    stored_hash,
 )
 
 pytestmark = pytest.mark.integration
@@ -137,7 +139,8 @@ def test_destroy_shreds_the_key(kind: str, where: str, store: DataKeyStore,
     assert not any(isinstance(c, bytes) and (wrapped in c or key in c)
                    for c in _cells(kind, where))
     row = _row(kind, where, key_id)
-    assert row[0] == key_id and row[1] == store.customer_hash(CUSTOMER_KEY)
+    chash = store.customer_hash(CUSTOMER_KEY)  # keys.sqlite keeps its 32 bytes
+    assert row[0] == key_id and row[1] == (stored_hash(chash) if kind == "forgetting" else chash)
     assert row[2] is None and row[3] is not None
 
     new_id, new_key = store.key_for(CUSTOMER_KEY)  # writes again: a new customer key
@@ -242,7 +245,7 @@ def test_the_key_file_s_log_is_cut_back_after_a_checkpoint(tmp_path: Path,
     path = tmp_path / "keys.sqlite"
     wal = tmp_path / "keys.sqlite-wal"
     with ForgettingKeyStore(path, master) as store:
-        for batch in range(12):  # thousands of pages through the log
+        for batch in range(25):  # thousands of pages through the log
             store.prepare([f"customer-{batch}-{i}" for i in range(1000)])
         peak = wal.stat().st_size
         with sqlite3.connect(path) as other:
@@ -337,3 +340,55 @@ def test_postgres_store_and_forgetting_store_share_the_check_value(
             PostgresKeyStore(db, base64.b64decode(new_master_key()))
     finally:
         db.close()
+
+
+def test_a_key_store_of_format_1_is_converted_and_keeps_every_key(
+        tmp_path: Path, master: bytes) -> None:
+    """keys.sqlite of before (hashes as text, customers with a rowid) opens as format 2:
+    the same keys, found by their customers, destroyed by them; the text nowhere left."""
+    path = tmp_path / "keys.sqlite"
+    with ForgettingKeyStore(path, master) as store:
+        old = {ck: store.key_for(ck) for ck in ("cust-a", "cust-b", "cust-c")}
+        store.destroy([old["cust-c"][0]])
+        chashes = {ck: store.customer_hash(ck) for ck in old}
+    conn = sqlite3.connect(path, isolation_level=None)  # back to format 1
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.create_function("shown_hash", 1, shown_hash)
+    conn.executescript("""
+        CREATE TABLE customers_v1 (customer_hash TEXT PRIMARY KEY,
+                                   generation INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO customers_v1 SELECT shown_hash(customer_hash), generation FROM customers;
+        DROP TABLE customers; ALTER TABLE customers_v1 RENAME TO customers;
+        UPDATE data_keys SET customer_hash = shown_hash(customer_hash);
+        DELETE FROM meta WHERE name = 'format';""")
+    assert {r[0] for r in conn.execute("SELECT customer_hash FROM customers")} == set(
+        chashes.values())
+    conn.close()
+
+    with ForgettingKeyStore(path, master) as store:
+        assert store.key_for("cust-a") == old["cust-a"]
+        assert store.key_for("cust-b") == old["cust-b"]
+        assert store.get(old["cust-c"][0]) is None and store.is_destroyed(old["cust-c"][0])
+        assert store.key_ids_of("cust-c")[0] == old["cust-c"][0]
+        assert store.destroy(store.key_ids_of("cust-a")) == 1
+        assert store.get(old["cust-a"][0]) is None
+    conn = sqlite3.connect(path)
+    try:
+        kept = {r[0] for r in conn.execute("SELECT customer_hash FROM customers")}
+        assert kept == {stored_hash(h) for h in chashes.values()}
+        assert all(isinstance(h, bytes) and len(h) == 32 for h in kept)
+        assert conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone() == ("2",)
+        assert conn.execute("SELECT COUNT(*) FROM data_keys WHERE typeof(customer_hash)"
+                            " <> 'blob'").fetchone() == (0,)
+    finally:
+        conn.close()
+    assert not any(h.encode() in path.read_bytes() for h in chashes.values())
+
+
+@pytest.mark.parametrize("chash", [
+    "customer_key:" + "ab" * 32, "customer_key:" + "AB" * 32, "customer_key:" + "ab" * 31,
+    "customer_key:" + "zz" * 32, "customer_key: " + "ab" * 32, "other:" + "ab" * 32, ""])
+def test_a_customer_hash_comes_back_as_it_was_kept(chash: str) -> None:
+    kept = stored_hash(chash)
+    assert shown_hash(kept) == chash
+    assert isinstance(kept, bytes) == (chash == "customer_key:" + "ab" * 32)
