@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from ..projections.identifiers import erased_pseudonym
+from . import edges
 from .crypto import is_token
 from .database import EVENT_IS, Database
 from .figurestore import TIMELINE_COLUMNS, FigureWriter, timeline_entry
@@ -114,11 +115,11 @@ def purge(db: Database, cid: str, bases: list[str], key_ids: list[str],
 
 def _forget_edges(conn: psycopg.Connection[Any], values: set[str]) -> None:
     """Drop the identity graph's edges that name any of these identifier values."""
-    doomed = []
-    for (edge,) in conn.execute("SELECT edge FROM identity_edges"):
-        if any(v in values for _, v in json.loads(edge)):
-            doomed.append((edge,))
-    conn.cursor().executemany("DELETE FROM identity_edges WHERE edge=%s", doomed)
+    rows = conn.execute("SELECT edge_id, edge FROM identity_edges")
+    doomed = [edge_id for edge_id, edge in rows
+              if any(v in values for _, v in edges.decode(edge))]
+    if doomed:
+        conn.execute("DELETE FROM identity_edges WHERE edge_id = ANY(%s)", (doomed,))
 
 
 def _strip(payload: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import migrations
+from . import edges, migrations
 from .config import Settings
 from .database import Database, DatabaseError, check_url, split_event_id
 from .keystore import shown_hash
@@ -71,6 +71,10 @@ def _erasure(row: Row) -> Row:
     return (*row[:5], _utc(row[5]), *row[6:])
 
 
+def _edge(row: Row) -> Row:
+    return (*edges.row((k, v) for k, v in json.loads(row[0])), *row[1:])
+
+
 def _event(row: Row) -> Row:
     return (uuid.UUID(hex=row[0]), *row[1:])
 
@@ -105,7 +109,10 @@ COPIES: tuple[Copy, ...] = (
     _same("cases", "readstore.cases", "case_id", "customer_id", "status", "priority",
           "channel", "queue", "agent_id", "policy", "opened_at", "opened_ms",
           "first_response_ms", "resolved_ms", "version", "updated_ms"),
-    _same("identity_edges", "readstore.identity_edges", "edge", "claim_ms", "claim_event"),
+    # the old readstore's JSON edges in their compact form (adapters/edges.py, migration 22)
+    Copy("readstore.identity_edges", "identity_edges",
+         ("edge_id", "edge", "claim_ms", "claim_event"),
+         "SELECT edge, claim_ms, claim_event FROM readstore.identity_edges", _edge),
     _same("identity_bases", "readstore.identity_bases", "base", "kind", "value"),
     _same("customer_links", "readstore.customer_links", "base", "survivor"),
     _same("identity_separations", "readstore.identity_separations", "a_kind", "a_value",

@@ -21,6 +21,7 @@ from ..projections import figures
 from ..projections.identifiers import normalize
 from ..projections.timeline import TimelineEntry, TimelineState
 from ..streams.ports import ArchivedRecord, BatchChanges, Redo
+from . import edges
 from .archive import archive, archived
 from .database import EVENT_ID, EVENT_IS, Database, compact_time, insert_many
 from .figurestore import (
@@ -95,9 +96,11 @@ def write_identity(conn: psycopg.Connection[Any], batch: Any, displays: Displays
     # separations, an admin's unmerges, come a few at a time);
     # seq: the commit order other workers read them back in (under IDENTITY_LOCK)
     with_seq = "*, nextval('identity_seq')"
-    insert_many(cur, "INSERT INTO identity_edges", "text int8 text",
-                sorted((e, ms, ev) for e, (ms, ev) in batch.edges.items()),
-                "ON CONFLICT (edge) DO UPDATE SET claim_ms=excluded.claim_ms,"
+    # an edge's identifiers compact, keyed by a digest (adapters/edges.py, migration 22)
+    insert_many(cur, "INSERT INTO identity_edges (edge_id, edge, claim_ms, claim_event, seq)",
+                "uuid bytea int8 text",
+                sorted((*edges.row(idents), ms, ev) for idents, (ms, ev) in batch.edges.items()),
+                "ON CONFLICT (edge_id) DO UPDATE SET claim_ms=excluded.claim_ms,"
                 " claim_event=excluded.claim_event, seq=excluded.seq"
                 " WHERE (excluded.claim_ms, excluded.claim_event)"
                 " < (identity_edges.claim_ms, identity_edges.claim_event)", select=with_seq)
@@ -194,7 +197,7 @@ class ReadStoreWriter:
                     found[(kind, value)] = (cid, bool(strong))
         return found
 
-    def identity_rows(self) -> tuple[list[tuple[str, int, str]],
+    def identity_rows(self) -> tuple[list[tuple[list[tuple[str, str]], int, str]],
                                      list[tuple[str, str, str, str]],
                                      list[tuple[str, str, str]]]:
         """The identity graph's persistent parts: edges, separations, bases (a consistent
@@ -203,12 +206,13 @@ class ReadStoreWriter:
             lock_identity(conn)
             row = conn.execute("SELECT epoch FROM identity_epoch").fetchone()
             self._epoch, self._seen_seq = int(row[0]) if row else 0, _last_seq(conn)
-            edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
-                                 ).fetchall()
+            edge_rows = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
+                                     ).fetchall()
             seps = conn.execute("SELECT a_kind, a_value, b_kind, b_value"
                                 " FROM identity_separations").fetchall()
             bases = conn.execute("SELECT base, kind, value FROM identity_bases").fetchall()
-        return edges, seps, bases  # type: ignore[return-value]
+        return ([(edges.decode(e), ms, ev) for e, ms, ev in edge_rows],
+                seps, bases)  # type: ignore[return-value]
 
     def commit(self, changes: BatchChanges) -> None:
         """The batch's unit of work: one transaction (streams/ports.py ``BatchChanges``)."""
@@ -295,15 +299,16 @@ class ReadStoreWriter:
         looked into its graph and ``batch``; refuse if they took rows away (Redo)."""
         lock_identity(conn)
         epoch = self._check_epoch(conn)
-        edges = conn.execute("SELECT edge, claim_ms, claim_event FROM identity_edges"
-                             " WHERE seq > %s ORDER BY seq", (self._seen_seq,)).fetchall()
+        found = [(edges.decode(e), ms, ev) for e, ms, ev in conn.execute(
+            "SELECT edge, claim_ms, claim_event FROM identity_edges WHERE seq > %s"
+            " ORDER BY seq", (self._seen_seq,))]
         bases = conn.execute("SELECT base, kind, value FROM identity_bases WHERE seq > %s"
                              " ORDER BY seq", (self._seen_seq,)).fetchall()
         # a batch resolved while an earlier one folded rows in (the projector resolves the
         # next batch while one commits) is rewritten from the graph as it is now
-        if self.keeper is not None and (edges or bases
+        if self.keeper is not None and (found or bases
                                         or batch.folds_seen != self.keeper.folds):
-            self.keeper.fold_foreign(edges, bases, batch)  # type: ignore[arg-type]
+            self.keeper.fold_foreign(found, bases, batch)  # type: ignore[arg-type]
         return self._seen_seq, epoch
 
     def _write_projection(self, conn: psycopg.Connection[Any], state: TimelineState,

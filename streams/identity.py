@@ -11,8 +11,8 @@ Merges and unmerges are also recorded as events of ``CustomerLink`` aggregates
 
 from __future__ import annotations
 
-import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,10 +28,16 @@ from ..projections.timeline import occurred_ms
 
 log = structlog.get_logger(__name__)
 
+# an edge: its identifiers sorted, (kind, value) each; how the read store keeps one is its
+# own (adapters/edges.py)
+Edge = tuple[tuple[str, str], ...]
+EdgeRow = tuple[Sequence[tuple[str, str]], int, str]   # identifiers, claim ms, claim event
+
+
 class IdentityRows(Protocol):
     """Where the graph's edges, separations and bases are kept (adapters/readstore.py)."""
 
-    def identity_rows(self) -> tuple[list[tuple[str, int, str]],
+    def identity_rows(self) -> tuple[list[EdgeRow],
                                      list[tuple[str, str, str, str]],
                                      list[tuple[str, str, str]]]: ...
 
@@ -46,7 +52,7 @@ class IdentityBatch:
     """What one batch changes, written with the batch."""
 
     bases: dict[str, str] = field(default_factory=dict)          # event id -> base customer
-    edges: dict[str, tuple[int, str]] = field(default_factory=dict)
+    edges: dict[Edge, tuple[int, str]] = field(default_factory=dict)
     new_bases: dict[str, tuple[str, str]] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)          # base -> survivor
     identifiers: dict[tuple[str, str], str] = field(default_factory=dict)  # ident -> survivor
@@ -57,8 +63,8 @@ class IdentityBatch:
     folds_seen: int = 0
 
 
-def edge_key(idents: frozenset[tuple[str, str]]) -> str:
-    return json.dumps(sorted(map(list, idents)), separators=(",", ":"))
+def edge_key(idents: frozenset[tuple[str, str]]) -> Edge:
+    return tuple(sorted(idents))
 
 
 class IdentityKeeper:
@@ -78,15 +84,14 @@ class IdentityKeeper:
     def load(self, store: IdentityRows) -> None:
         """Rebuild the graph from what the read model keeps of it."""
         edge_rows, sep_rows, base_rows = store.identity_rows()
-        edges = {frozenset((k, v) for k, v in json.loads(e)): (ms, ev)
-                 for e, ms, ev in edge_rows}
+        edges = {frozenset(idents): (ms, ev) for idents, ms, ev in edge_rows}
         seps = [((a, b), (c, d)) for a, b, c, d in sep_rows]
         bases = {b: (k, v) for b, k, v in base_rows}
         with self.lock:
             self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
 
-    def fold_foreign(self, edge_rows: list[tuple[str, int, str]],
+    def fold_foreign(self, edge_rows: list[EdgeRow],
                      base_rows: list[tuple[str, str, str]],
                      batch: IdentityBatch) -> IdentityBatch:
         """Rows other workers committed since this one last looked (issue 9), folded into
@@ -100,7 +105,7 @@ class IdentityKeeper:
         with self.lock:
             return self._fold_foreign(edge_rows, base_rows, batch)
 
-    def _fold_foreign(self, edge_rows: list[tuple[str, int, str]],
+    def _fold_foreign(self, edge_rows: list[EdgeRow],
                       base_rows: list[tuple[str, str, str]],
                       batch: IdentityBatch) -> IdentityBatch:
         if edge_rows or base_rows:
@@ -111,12 +116,11 @@ class IdentityKeeper:
             if base not in st.bases:
                 st.bases[base] = node
                 st.bases_at.setdefault(node, set()).add(base)
-        for edge, ms, event_id in edge_rows:
-            idents = [(k, v) for k, v in json.loads(edge)]
-            st, _ = graph.apply(st, graph.sighting(event_id, int(ms), idents))
+        for idents, ms, event_id in edge_rows:
+            st, _ = graph.apply(st, graph.sighting(event_id, int(ms), list(idents)))
         touched: set[graph.Ident] = set()
         for key in batch.edges:
-            touched.update((k, v) for k, v in json.loads(key))
+            touched.update(key)
         for node in graph.region(st, touched):
             owner = st.survivor_of_node.get(node)
             if owner is not None:
