@@ -9,6 +9,8 @@ from typing import Any
 
 import phonenumbers
 
+# the stored identity edges name a kind by its place here (adapters/edges.py and its
+# migration): new kinds go at the end, none moves
 KINDS = ("id", "email", "phone", "visitor_id")
 
 
