@@ -118,9 +118,14 @@ class IdentityKeeper:
                 st.bases_at.setdefault(node, set()).add(base)
         for idents, ms, event_id in edge_rows:
             st, _ = graph.apply(st, graph.sighting(event_id, int(ms), list(idents)))
-        touched: set[graph.Ident] = set()
+        # every row the batch writes, rewritten: its edges' regions, and those of every
+        # identifier and base it names (an event that only saw an edge again carries no
+        # edge but still writes its base's link and its identifiers, resolved before the
+        # fold: left so, a stale survivor would overwrite a right one)
+        touched: set[graph.Ident] = set(batch.identifiers)
         for key in batch.edges:
             touched.update(key)
+        touched.update(st.bases[b] for b in batch.links if b in st.bases)
         for node in graph.region(st, touched):
             owner = st.survivor_of_node.get(node)
             if owner is not None:

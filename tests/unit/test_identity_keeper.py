@@ -67,3 +67,27 @@ def test_a_batch_carries_an_edge_only_when_it_is_new_or_claimed_earlier() -> Non
     earlier = keeper.resolve_batch(  # seen earlier (a late event): the claim moves back
         [envelope("e1", "2026-12-01T09:00:00+00:00", id="C-1", email="a@x.org")], frozenset())
     assert list(earlier.edges) == [edge] and earlier.edges[edge] < first.edges[edge]
+
+
+def test_an_edge_seen_again_is_rewritten_too_when_a_fold_merged_its_customer() -> None:
+    """A batch carries no edge for an event that only saw a stored edge again, but it
+    writes that event's link and identifiers, resolved before the fold: the fold rewrites
+    them from the graph as it is now, or the link would put back the survivor another
+    worker's merge had moved (seen as one customer too many with three workers)."""
+    keeper = IdentityKeeper()
+    first = envelope("e1", "2026-12-01T09:00:00+00:00", email="a@x.org")
+    edges, bases = foreign_rows(first)
+    keeper.fold_foreign(edges, bases, IdentityBatch())
+    (email_base,) = [b for b, *_ in bases]
+
+    mine = keeper.resolve_batch(
+        [envelope("e3", "2026-12-01T11:00:00+00:00", email="a@x.org")], frozenset())
+    assert mine.edges == {}  # seen before: nothing new to store
+    assert mine.links == {email_base: email_base}
+
+    # meanwhile another worker committed an earlier event naming a customer id with it
+    edges, bases = foreign_rows(envelope("e0", "2026-12-01T08:00:00+00:00",
+                                         id="C-1", email="a@x.org"))
+    keeper.fold_foreign(edges, bases, mine)  # at this batch's commit
+    assert mine.links[email_base] == "C-1"
+    assert mine.identifiers[("email", "a@x.org")] == "C-1"
