@@ -319,8 +319,9 @@ class ForgettingKeyStore(_CachingKeyStore):
     Stored: key id, the customer key's identifier_hash (never the customer key; its 32
     bytes, format 2: ``stored_hash``), the generation and the key wrapped with AES-GCM
     under the HKDF wrapping key (associated data = key id). Several processes may share
-    the file: creation is INSERT OR IGNORE then SELECT, and every process drops its caches when another one destroyed keys
-    (``PRAGMA data_version``, checked on every call).
+    the file: creation is INSERT OR IGNORE then SELECT, and every process drops its
+    caches when another one destroyed keys (``PRAGMA data_version``, checked on every
+    call).
     """
 
     def __init__(self, path: Path, master_key: bytes, cache_size: int = 65536) -> None:
