@@ -133,24 +133,31 @@ class FigureWriter:
         Ids claimed by a round that died are claimed again once the claim expired."""
         done, token = 0, uuid.uuid4().hex
         while True:
+            # Each statement on the queue reads the table once, whatever the planner
+            # thinks of its size (no join: a vacuum of the queue found empty leaves it
+            # thinking it holds no rows, and a join planned so scanned the whole queue for
+            # each id, ~100 ms a round with the batches' inserts waiting); the id lists go
+            # as constants (not prepared), which a scan looks up in a hash
             with db.tx() as conn:
                 ids = [c for (c,) in conn.execute(
-                    "UPDATE score_queue SET claim = %s, claimed_at = now() WHERE customer_id"
-                    " IN (SELECT customer_id FROM score_queue WHERE claim IS NULL OR"
+                    "SELECT customer_id FROM score_queue WHERE claim IS NULL OR"
                     " claimed_at < now() - %s ORDER BY customer_id LIMIT %s"
-                    " FOR UPDATE SKIP LOCKED) RETURNING customer_id",
-                    (token, CLAIM_EXPIRES, limit))]
+                    " FOR UPDATE SKIP LOCKED", (CLAIM_EXPIRES, limit))]
+                if ids:
+                    conn.execute("UPDATE score_queue SET claim = %s, claimed_at = now()"
+                                 " WHERE customer_id = ANY(%s)", (token, ids), prepare=False)
             if ids:
                 with db.tx() as conn:
                     one_round_at_a_time(conn)  # on every worker, and the refresh
                     self.rescore(conn, _score_targets(conn, ids), self.clock())
                     # rows locked in id order, as a batch's upsert locks them: a delete in
                     # the plan's order (a scan: the table's) could wait for a batch that
-                    # waits for it (a deadlock, seen once in a bench)
-                    conn.execute("DELETE FROM score_queue q USING (SELECT customer_id FROM"
-                                 " score_queue WHERE customer_id = ANY(%s) AND claim = %s"
-                                 " ORDER BY customer_id FOR UPDATE) AS mine"
-                                 " WHERE q.customer_id = mine.customer_id", (ids, token))
+                    # waits for it (a deadlock, seen once in a bench); then deleted
+                    conn.execute("SELECT 1 FROM score_queue WHERE customer_id = ANY(%s)"
+                                 " AND claim = %s ORDER BY customer_id FOR UPDATE",
+                                 (ids, token), prepare=False)
+                    conn.execute("DELETE FROM score_queue WHERE customer_id = ANY(%s)"
+                                 " AND claim = %s", (ids, token), prepare=False)
             done += len(ids)
             if len(ids) < limit:
                 self.churned += done
