@@ -222,20 +222,29 @@ def render_time(ms: int, tz: int) -> str:
             f"{t.tm_sec:02d}{frac}{zone}")
 
 
+# what render_time writes: seconds, three digits of milliseconds when not 0, the offset
+_RENDERED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{3}))?(?:([+-])(\d\d):(\d\d)|Z)",
+                       re.ASCII)
+
+
 def compact_time(at: str, ms: int) -> tuple[str | None, int | None]:
     """``(occurred_at, occurred_tz)`` as the timeline keeps them: ``(None, offset)`` when
-    ``render_time(ms, offset)`` is ``at`` exactly, else ``(at, None)``."""
-    if not 0 <= ms < _MAX_RENDERED_MS or len(at) < 20:
+    ``render_time(ms, offset)`` is ``at`` exactly, else ``(at, None)``. ``ms`` is the
+    instant ``at`` names (projections.timeline.occurred_ms): a text of the rendered shape
+    whose milliseconds are ``ms``'s renders back as it is, the fields being those of that
+    instant at that offset (told without rendering: ~0.6 µs instead of ~2)."""
+    m = _RENDERED.fullmatch(at)
+    if m is None or not 0 <= ms < _MAX_RENDERED_MS:
         return at, None
-    if at[-1] == "Z":
-        tz = Z_OFFSET
-    elif at[-6] in "+-" and at[-3] == ":" and at[-5:-3].isdigit() and at[-2:].isdigit():
-        tz = (int(at[-5:-3]) * 60 + int(at[-2:])) * (-1 if at[-6] == "-" else 1)
-        if abs(tz) >= 24 * 60:
-            return at, None
-    else:
+    frac, sign, hours, minutes = m.groups()
+    if (int(frac) if frac else 0) != ms % 1000 or (frac is not None and ms % 1000 == 0):
         return at, None
-    return (None, tz) if render_time(ms, tz) == at else (at, None)
+    if sign is None:
+        return None, Z_OFFSET
+    tz = int(hours) * 60 + int(minutes)
+    if tz >= 24 * 60 or (sign == "-" and tz == 0):  # -00:00 renders as +00:00
+        return at, None
+    return None, -tz if sign == "-" else tz
 
 
 def insert_many(cur: psycopg.Cursor[Any], insert: str, types: str,
