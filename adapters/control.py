@@ -23,7 +23,7 @@ from ..domain.sla import SlaPolicy
 from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
 from .crypto import SECRET_TOKEN, SecretBox
-from .database import EVENT_ID, EVENT_IN, EVENT_IS, Database, insert_many
+from .database import EVENT_ID, EVENT_IN, EVENT_IS, Database, insert_many, split_event_id
 from .notify import notify
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
@@ -227,9 +227,10 @@ class CaseMemory(_Session):
     def _write_memo(self, memo: _CaseMemo) -> None:
         with self._tx() as conn:
             cur = conn.cursor()
-            insert_many(cur, "INSERT INTO case_route_rows (eid, etext, case_id)", "text text",
-                        list(memo.new_routes.items()), "AS u(e, c) ON CONFLICT DO NOTHING",
-                        select="event_uuid(e), event_etext(e), c")
+            insert_many(cur, "INSERT INTO case_route_rows (eid, etext, case_id)",
+                        "text text text",
+                        [(*split_event_id(e), c) for e, c in memo.new_routes.items()],
+                        "AS u(e, et, c) ON CONFLICT DO NOTHING", select="e::uuid, et, c")
             insert_many(cur, "INSERT INTO case_index", "text text text",
                         sorted((c, ch, case) for (c, ch), case in memo.new_index.items()),
                         "ON CONFLICT (customer_id, channel) DO UPDATE SET"

@@ -23,7 +23,7 @@ from ..projections.timeline import TimelineEntry, TimelineState
 from ..streams.ports import ArchivedRecord, BatchChanges, Redo
 from . import edges
 from .archive import archive, archived
-from .database import EVENT_ID, EVENT_IS, Database, compact_time, insert_many
+from .database import EVENT_ID, EVENT_IS, Database, compact_time, insert_many, split_event_id
 from .figurestore import (
     FIGURE_TABLES,
     FigureWriter,
@@ -334,20 +334,22 @@ class ReadStoreWriter:
                 # planned for each call (not prepared): a join over arrays planned while
                 # the table was small would scan it on as it grows
                 [list(c) for c in zip(*older, strict=True)], prepare=False)
+        # the id split here (split_event_id: as event_uuid would, one regex a row less
+        # in the server), the uuid's text parsed by the server's cast
         columns = list(zip(*[
-            (e.event_id, e.customer_id, e.occurred_ms, *compact_time(e.occurred_at,
-                                                                    e.occurred_ms),
+            (*split_event_id(e.event_id), e.customer_id, e.occurred_ms,
+             *compact_time(e.occurred_at, e.occurred_ms),
              e.received_at, e.type, e.channel, e.source, e.agent_id, e.queue, e.case_id,
              _payload_json(e.payload), e.key_id) for e in state.entries], strict=True))
         # one statement; a repeat within the batch is skipped like a row already stored
         inserted = [] if not columns else [eid for (eid,) in cur.execute(
             "INSERT INTO timeline_rows (eid, etext, customer_id, occurred_ms, occurred_at,"
             " occurred_tz, received_at, type, channel, source, agent_id, queue, case_id,"
-            " payload, key_id) SELECT event_uuid(e), event_etext(e), c, ms, at, tz, r, t, ch,"
-            " s, a, q, cs, p::jsonb, k FROM"
-            " unnest(%b::text[], %b::text[], %b::int8[], %b::text[], %b::int2[], %b::int8[],"
-            " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
-            " %b::text[], %b::text[]) AS u(e, c, ms, at, tz, r, t, ch, s, a, q, cs, p, k)"
+            " payload, key_id) SELECT e::uuid, et, c, ms, at, tz, r, t, ch,"
+            " s, a, q, cs, p::jsonb, k FROM unnest(%b::text[], %b::text[], %b::text[],"
+            " %b::int8[], %b::text[], %b::int2[], %b::int8[], %b::text[], %b::text[],"
+            " %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+            " AS u(e, et, c, ms, at, tz, r, t, ch, s, a, q, cs, p, k)"
             f" ON CONFLICT DO NOTHING RETURNING {EVENT_ID}", [list(c) for c in columns])]
         insert_many(cur, "INSERT INTO customers", "text text int8 text",
                     sorted((cid, name, ms, ev) for cid, (ms, ev, name) in state.names.items()),
