@@ -168,7 +168,9 @@ class FigureWriter:
     def compact(self, db: Database, force: bool = False) -> bool:
         """Vacuum the tables rounds churn (``COMPACTED``) once the rounds have rescored
         ``COMPACT_SHARE`` of the score rows since the last time, or with ``force``. A
-        vacuum another worker or autovacuum is running is not waited for (SKIP_LOCKED).
+        vacuum another worker or autovacuum is running is not waited for (SKIP_LOCKED);
+        the empty pages at a table's end stay (TRUNCATE false: cutting them takes a lock
+        that stops the batches' inserts into the queue meanwhile; they are used again).
         Returns whether it vacuumed; a failure is logged, the rounds go on."""
         try:
             with db.autocommit() as conn:
@@ -177,7 +179,7 @@ class FigureWriter:
                                        " WHERE oid = 'customer_scores'::regclass").fetchone()
                     if self.churned < max(COMPACT_MIN, COMPACT_SHARE * float(row[0]) if row else 0):
                         return False
-                conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(COMPACTED)}")
+                conn.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {', '.join(COMPACTED)}")
         except psycopg.Error as exc:
             log.warning("scores.vacuum_failed", error=type(exc).__name__)
             return False
