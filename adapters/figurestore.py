@@ -179,7 +179,14 @@ class FigureWriter:
                                        " WHERE oid = 'customer_scores'::regclass").fetchone()
                     if self.churned < max(COMPACT_MIN, COMPACT_SHARE * float(row[0]) if row else 0):
                         return False
-                conn.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {', '.join(COMPACTED)}")
+                # paced as autovacuum is (its cost delay; a manual vacuum has none), so its
+                # reads of the tables and their indexes do not come in one burst between
+                # the batches' commits
+                conn.execute("SET vacuum_cost_delay = '2ms'")
+                try:
+                    conn.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {', '.join(COMPACTED)}")
+                finally:  # the pool's connection as it was
+                    conn.execute("RESET vacuum_cost_delay")
         except psycopg.Error as exc:
             log.warning("scores.vacuum_failed", error=type(exc).__name__)
             return False
