@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from ..streams.ports import ArchivedRecord
-from .database import Database
+from .database import Database, split_event_id
 
 
 def _headers_json(r: ArchivedRecord) -> str:
@@ -34,12 +34,19 @@ ARCHIVE_BATCH = (
     'INSERT INTO broker_archive (topic, partition, "offset", key, value, headers,'
     " timestamp_ms) SELECT u.t, u.p, u.o, u.k, u.v, u.h::jsonb, u.ts FROM unnest("
     "%b::text[], %b::int4[], %b::int8[], %b::bytea[], %b::bytea[], %b::text[], %b::int8[],"
-    " %b::text[]) AS u(t, p, o, k, v, h, ts, id) WHERE u.id IS NULL OR NOT EXISTS"
-    " (SELECT 1 FROM ingest_journal_rows j"
+    " %b::text[], %b::text[]) AS u(t, p, o, k, v, h, ts, e, et)"
+    " WHERE (u.e IS NULL AND u.et IS NULL) OR NOT EXISTS (SELECT 1 FROM ingest_journal_rows j"
     " LEFT JOIN ingest_blocks b ON b.id = j.block"  # a block's rows: its topic (migration 17)
-    " WHERE (j.eid = event_uuid(u.id) OR j.etext = u.id)"
+    " WHERE (j.eid = u.e::uuid OR j.etext = u.et)"
     ' AND j.partition = u.p AND j."offset" = u.o AND coalesce(j.topic, b.topic) = u.t)'
     " ON CONFLICT DO NOTHING")
+
+
+def _event_ids(records: Sequence[ArchivedRecord]) -> list[list[str | None]]:
+    """The records' event ids split as the journal keeps them (``eid``, ``etext``)."""
+    split = [split_event_id(r.event_id) if r.event_id is not None else (None, None)
+             for r in records]
+    return [[e for e, _ in split], [t for _, t in split]]
 
 
 def archive(conn: psycopg.Connection[Any], records: Sequence[ArchivedRecord]) -> None:
@@ -51,8 +58,7 @@ def archive(conn: psycopg.Connection[Any], records: Sequence[ArchivedRecord]) ->
             [r.topic for r in records], [r.partition for r in records],
             [r.offset for r in records], [r.key for r in records],
             [r.value for r in records], [_headers_json(r) for r in records],
-            [r.timestamp_ms for r in records], [r.event_id for r in records]],
-            prepare=False)
+            [r.timestamp_ms for r in records], *_event_ids(records)], prepare=False)
 
 
 def archived(db: Database) -> Iterable[ArchivedRecord]:

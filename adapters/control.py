@@ -275,8 +275,8 @@ class CaseMemory(_Session):
                 memo.unrouted.discard(event_id)
             return
         self._write("INSERT INTO case_route_rows (eid, etext, case_id) VALUES"
-                    " (event_uuid(%s), event_etext(%s), %s) ON CONFLICT DO NOTHING",
-                    (event_id, event_id, case_id))
+                    " (%s::uuid, %s, %s) ON CONFLICT DO NOTHING",
+                    (*split_event_id(event_id), case_id))
 
     def record_complaint(self, event_id: str, customer_id: str, occurred_ms: int,
                          case_id: str | None = None) -> None:

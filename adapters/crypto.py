@@ -156,6 +156,21 @@ def identifier_hash(hash_key: bytes, kind: str, normalised_value: str) -> str:
     return f"{kind}:{mac.hexdigest()}"
 
 
+def hash_digest(kind: str, text: str) -> bytes | None:
+    """The 32 bytes of an ``identifier_hash`` of ``kind`` (``kind:`` and 64 lowercase hex
+    digits), None for any other text: what the stores keep in place of the text, which
+    ``kind:`` plus ``.hex()`` of them gives back exactly."""
+    digits = text[len(kind) + 1:]
+    if len(digits) != 64 or not text.startswith(kind) or text[len(kind)] != ":":
+        return None
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        return None
+    # fromhex also takes upper case and spaces: only the form it gives back is packed
+    return raw if raw.hex() == digits else None
+
+
 def is_token(s: object) -> bool:
     return isinstance(s, str) and (s.startswith(TOKEN) or s.startswith(JSON_TOKEN))
 

@@ -183,9 +183,11 @@ def eventsourcing_env(url: str) -> dict[str, str]:
 
 # The tables keyed by an event id (timeline_rows, ingest_journal_rows, case_route_rows:
 # migration 19) keep a canonical UUID in ``eid`` (16 bytes) and any other id in ``etext``;
-# views under the old names show ``event_id``. Writes put an id through ``event_uuid`` and
-# ``event_etext``; lookups use these conditions (their arguments: the id, or the ids,
-# twice), each column's unique index answering its half.
+# views under the old names show ``event_id``. Writes split an id in Python
+# (``split_event_id``; the server only casts the uuid's text), as ``event_uuid`` and
+# ``event_etext`` do in SQL (the migration, SQL of one's own); lookups use these
+# conditions (their arguments: the id, or the ids, twice), each column's unique index
+# answering its half.
 EVENT_ID = "coalesce(eid::text, etext)"
 EVENT_IS = "(eid = event_uuid(%s) OR etext = %s)"
 EVENT_IN = "(eid = ANY(event_uuids(%s)) OR etext = ANY(%s))"

@@ -22,25 +22,16 @@ import uuid
 from collections.abc import Iterable
 
 from ..projections.identifiers import KINDS
+from .crypto import hash_digest
 
 Ident = tuple[str, str]
 
 HASHED = 0x80   # tag bit of a hashed identifier: its kind's number in KINDS follows it
-HEX_DIGITS = 64
 
 
 def _hashed(kind: str, value: str) -> bytes | None:
-    """The 32 bytes of ``kind:<64 lowercase hex>``, None for any other form."""
-    if kind not in KINDS or len(value) != len(kind) + 1 + HEX_DIGITS \
-            or not value.startswith(kind) or value[len(kind)] != ":":
-        return None
-    digits = value[len(kind) + 1:]
-    try:
-        raw = bytes.fromhex(digits)
-    except ValueError:
-        return None
-    # fromhex also takes upper case and spaces: only the form it gives back is packed
-    return raw if raw.hex() == digits else None
+    """The 32 bytes of ``kind:<64 lowercase hex>`` of a known kind, None for any other."""
+    return hash_digest(kind, value) if kind in KINDS else None
 
 
 def encode(idents: Iterable[Ident]) -> bytes:

@@ -28,7 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from ..streams.ports import GAP_HEADER, ArchivedRecord
-from .database import EVENT_ID, EVENT_IN, Database
+from .database import EVENT_ID, EVENT_IN, Database, split_event_id
 from .logging import get_logger
 from .ownership import BrokerMoved, broker_epoch
 
@@ -36,8 +36,8 @@ log = get_logger(__name__)
 
 
 INSERT = ('INSERT INTO ingest_journal_rows (eid, etext, topic, partition, "offset", key,'
-          " value, received_at, block) VALUES (event_uuid(%s), event_etext(%s), %s, %s, %s,"
-          " %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+          " value, received_at, block) VALUES (%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s)"
+          " ON CONFLICT DO NOTHING")
 BLOCK = "INSERT INTO ingest_blocks (topic, partition, records) VALUES (%s, %s, %s) RETURNING id"
 
 # a record in a block: offset, received_at, key length (-1: no key), value length; then
@@ -196,16 +196,16 @@ class IngestJournal:
         for (topic, partition), group in sorted(by_place.items()):
             if len(group) == 1:  # alone: compressed by itself it would save little
                 a = group[0]
-                journal.append((a.event_id, a.event_id, topic, partition, a.offset, a.key,
-                                a.value, a.received_at, None))
+                journal.append((*split_event_id(a.event_id), topic, partition, a.offset,
+                                a.key, a.value, a.received_at, None))
                 continue
             # every record of the group, also one whose event id a row holds already
             # (it was produced all the same: the restore puts it back at its place)
             (block,) = conn.execute(BLOCK, (topic, partition, pack(group))).fetchall()[0]
             # the row keeps what the block does not: the id and the offset (the topic and
             # the time are the block's, migration 17)
-            journal += [(a.event_id, a.event_id, None, partition, a.offset, None, None,
-                         None, block) for a in group]
+            journal += [(*split_event_id(a.event_id), None, partition, a.offset, None,
+                         None, None, block) for a in group]
         conn.cursor().executemany(INSERT, journal)
 
     def count(self) -> int:

@@ -21,7 +21,15 @@ import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .crypto import KEY_BYTES, NONCE_BYTES, CryptoError, hashing_key, identifier_hash, wrapping_key
+from .crypto import (
+    KEY_BYTES,
+    NONCE_BYTES,
+    CryptoError,
+    hash_digest,
+    hashing_key,
+    identifier_hash,
+    wrapping_key,
+)
 from .database import Database
 from .logging import get_logger
 
@@ -65,15 +73,7 @@ _HASH_PREFIX = f"{CUSTOMER_KIND}:"
 def stored_hash(chash: str) -> bytes | str:
     """How keys.sqlite keeps a customer hash: the 32 bytes of ``customer_key:<64 hex>``,
     any other text as it is (a text and bytes never compare equal in SQLite)."""
-    hexa = chash[len(_HASH_PREFIX):]
-    if chash.startswith(_HASH_PREFIX) and len(hexa) == 64:
-        try:
-            raw = bytes.fromhex(hexa)
-        except ValueError:
-            return chash
-        if raw.hex() == hexa:  # lowercase, no spaces: the text comes back exactly
-            return raw
-    return chash
+    return hash_digest(CUSTOMER_KIND, chash) or chash
 
 
 def shown_hash(value: bytes | str) -> str:
