@@ -124,10 +124,12 @@ async def _baseline(settings: Settings, codec: Any, n: int) -> float:
 
 
 VISIBLE_WITHIN_S = 30  # freshness: how long samples are waited for after the last is sent
+LATE_WATCH_S = 30  # a late sample: how much longer it is watched for, to say where it is
 
 
 async def _freshness(settings: Settings, services: Any, samples: int, *,
-                     load_per_s: int = 0) -> tuple[list[float], int]:
+                     load_per_s: int = 0,
+                     ) -> tuple[list[float], int, list[dict[str, Any]]]:
     """Accepted (ingest returned) -> visible in the read store: (latencies in ms, how
     many were late), while this process runs the pipeline. The samples are sent and
     watched for by a process of their own, as the API's process would (the worker's GIL
@@ -135,7 +137,7 @@ async def _freshness(settings: Settings, services: Any, samples: int, *,
     ``load_per_s``, while another process ingests other events at that rate, a sample every
     50 ms, each timed until it is visible. A sample not visible ``VISIBLE_WITHIN_S`` after
     the last one was sent counts as the time it waited (``late``): a pipeline slower than
-    the load shows as such."""
+    the load shows as such; ``_where_late`` says where each late one is."""
     live = asyncio.create_task(services.projector.run(group=False))
     load = _Ingesting(settings, "load", load_per_s) if load_per_s else None
     sampler = _Ingesting(settings, "samples", samples, load_per_s)
@@ -143,7 +145,7 @@ async def _freshness(settings: Settings, services: Any, samples: int, *,
         if load is not None:
             await load.start()
         await sampler.start()
-        lat, late = await sampler.result()
+        lat, late, where = await sampler.result()
         if load is not None and await asyncio.to_thread(load.stop) != 0:
             raise RuntimeError("the bench's load process failed: no figure under load")
     finally:
@@ -155,11 +157,11 @@ async def _freshness(settings: Settings, services: Any, samples: int, *,
             await live
         except asyncio.CancelledError:
             pass
-    return lat, late
+    return lat, late, where
 
 
 async def _samples(ingestor: Ingestor, db: Any, samples: int, load_per_s: int,
-                   ) -> tuple[list[float], int]:
+                   ) -> tuple[list[float], int, list[dict[str, Any]]]:
     """The freshness samples (``_freshness``), in the sampling process."""
     sent: dict[str, float] = {}
     lat: list[float] = []
@@ -185,7 +187,31 @@ async def _samples(ingestor: Ingestor, db: Any, samples: int, load_per_s: int,
         await asyncio.sleep(0.001)
     late = len(sent)
     lat.extend((time.perf_counter() - t0) * 1000 for t0 in sent.values())
-    return lat, late
+    return lat, late, await _where_late(db, sent)
+
+
+async def _where_late(db: Any, sent: dict[str, float]) -> list[dict[str, Any]]:
+    """Each late sample (id -> when it was accepted), in that order: where the ingest journal put it
+    (partition and offset; ``journaled`` false: not accepted after all) and, watched for
+    ``LATE_WATCH_S`` more, after how long it became visible (null: not within that, so
+    lost or stuck, which a late figure alone cannot tell from slow)."""
+    if not sent:
+        return []
+    ids = list(sent)
+    placed = {eid: (p, o) for eid, p, o in db.all(
+        f'SELECT {EVENT_ID}, partition, "offset" FROM ingest_journal_rows WHERE {EVENT_IN}',
+        (ids, ids))}
+    visible: dict[str, float] = {}
+    deadline = time.perf_counter() + LATE_WATCH_S
+    while len(visible) < len(ids) and time.perf_counter() < deadline:
+        now = time.perf_counter()
+        for (eid,) in db.all(f"SELECT {EVENT_ID} FROM timeline_rows WHERE {EVENT_IN}",
+                             (ids, ids)):
+            visible.setdefault(eid, round((now - sent[eid]) * 1000, 1))
+        await asyncio.sleep(0.01)
+    return [{"journaled": eid in placed, "partition": placed.get(eid, (None, None))[0],
+             "offset": placed.get(eid, (None, None))[1],
+             "visible_after_ms": visible.get(eid)} for eid in ids]
 
 
 class _Ingesting:
@@ -284,12 +310,13 @@ async def _load(ingestor: Ingestor, per_s: int) -> None:
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-def _percentiles(lat: list[float], late: int = 0) -> dict[str, float]:
-    """p50 and p99, and how many samples were not visible in time."""
+def _percentiles(lat: list[float], late: int = 0,
+                 where: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """p50 and p99, how many samples were not visible in time and where those are."""
     lat = sorted(lat)
     return {"p50": round(statistics.median(lat), 2),
             "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
-            "late": late}
+            "late": late, "late_samples": where or []}
 
 
 def _disk_bytes(path: Path) -> int:
@@ -354,10 +381,13 @@ def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _medians(values: list[Any]) -> Any:
-    """The median, figure by figure, of like-shaped results (texts from the first)."""
+    """The median, figure by figure, of like-shaped results (texts from the first; lists,
+    such as the late samples, all runs' together)."""
     first = values[0]
     if isinstance(first, dict):
         return {k: _medians([v[k] for v in values]) for k in first}
+    if isinstance(first, list):
+        return [x for v in values for x in v]
     if isinstance(first, bool) or not isinstance(first, int | float):
         return first
     if any(v is None for v in values):
@@ -393,6 +423,18 @@ def _print(result: dict[str, Any], samples: int) -> None:
         late = f" ({f['late']} late: not seen within {VISIBLE_WITHIN_S} s)" if f["late"] else ""
         print(f"freshness accepted->visible {label}  p50 {f['p50']:.1f} ms"
               f"  p99 {f['p99']:.1f} ms  ({samples} events){late}")
+        for where in f["late_samples"]:
+            print(f"  a late sample: {_where_text(where)}")
+
+
+def _where_text(where: dict[str, Any]) -> str:
+    """A late sample's place (``_where_late``), as the text output says it."""
+    placed = (f"journaled at partition {where['partition']} offset {where['offset']}"
+              if where["journaled"] else "not in the ingest journal")
+    seen = where["visible_after_ms"]
+    shown = (f"visible after {seen:,.0f} ms" if seen is not None
+             else f"not visible {LATE_WATCH_S} s later")
+    return f"{placed}, {shown}"
 
 
 async def _run(settings: Settings, procs: Processes, n: int, samples: int,
