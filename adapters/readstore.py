@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,18 @@ IDENTITY_LOCK = 0x6964656E
 # (a load, a backlog), so a customer touched by many batches meanwhile is scored once and
 # the commits under a load do not wait for rounds of scoring
 SCORE_EVERY_S = 1.0
+
+# A batch of at most so many records commits in one pipeline (psycopg's pipeline mode:
+# its ~20 statements are sent without waiting for each one's result; the connection
+# waits only where the commit reads one, ~6 times). Each wait is a round trip and, for
+# the writer thread, a turn to get the GIL back from the thread projecting the next batch:
+# under a steady load of 1,000 events a second (batches of ~50) the commit's p90 went
+# 8.9-9.9 -> 7.3-7.8 ms and the freshness p99 37-39 -> 30-35 ms (measured, three runs
+# each). Larger batches (a backlog) go a statement at a time as before: what they send and
+# read back is not bounded, and a pipeline whose both ends fill their socket buffers at
+# once waits for ever (psycopg issue #685; adapters/eventstore.py saw it with 1,000 cases
+# in one insert). A batch this small reads back a few KB at most.
+PIPELINE_MAX_RECORDS = 200
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
 PROJECTION_TABLES = ("timeline_rows", "identifiers", "customers", "cases", "customer_links",
@@ -145,6 +157,21 @@ class IdentityStale(Redo):
     """Another worker carried out an unmerge or an erasure since this one loaded."""
 
 
+def pipelined(changes: BatchChanges) -> bool:
+    """Whether a batch is small enough to commit in one pipeline: at most
+    ``PIPELINE_MAX_RECORDS`` of each kind of row it writes (timeline rows, identifiers,
+    case rows, archived records, and the identity graph's edges, links and moved
+    identifiers, which a merge of large customers makes many of)."""
+    state, identity = changes.timeline, changes.identity
+    sizes = [len(changes.archive), len(changes.cases)]
+    if state is not None:
+        sizes += [len(state.entries), len(state.new_identifiers), len(state.displays)]
+    if identity is not None:
+        sizes += [len(identity.edges), len(identity.links), len(identity.identifiers),
+                  len(identity.new_bases)]
+    return max(sizes) <= PIPELINE_MAX_RECORDS
+
+
 class ReadStoreWriter:
     """The worker's side: load identifiers, commit batches, remember offsets."""
 
@@ -218,7 +245,7 @@ class ReadStoreWriter:
         """The batch's unit of work: one transaction (streams/ports.py ``BatchChanges``)."""
         state, identity, case_rows = changes.timeline, changes.identity, changes.cases
         mark: tuple[int, int] | None = None
-        with self.db.tx() as conn:
+        with self.db.tx() as conn, (conn.pipeline() if pipelined(changes) else nullcontext()):
             if identity is not None or case_rows:
                 # first, before any row lock: with the rows other workers lock, a later
                 # advisory lock could close a cycle (a deadlock). Case rows too: an

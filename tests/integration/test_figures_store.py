@@ -219,6 +219,46 @@ async def test_figures_equal_a_fold_of_the_timeline_and_survive_a_replay(
         await services.close()
 
 
+async def test_small_batches_committed_in_a_pipeline_leave_the_rows_a_plain_commit_does(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of up to PIPELINE_MAX_RECORDS go in one pipeline (adapters/readstore.py):
+    the same rows as each statement waited for, merges and redeliveries included."""
+    taken: list[bool] = []
+    decide = readstore.pipelined
+
+    def spied(changes: Any) -> bool:
+        taken.append(decide(changes))
+        return taken[-1]
+
+    monkeypatch.setattr(readstore, "pipelined", spied)
+    tables = (*FIGURE_TABLES, "timeline", "identifiers", "customer_links", "customers")
+    clock = ManualClock(NOW)
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings, clock=clock)
+    services.projector.max_records = 40  # batches as a steady load makes them
+    try:
+        ingestor = Ingestor(settings, services.producer,
+                            bootstrap.codec(settings, services.db),
+                            IngestJournal(services.db), privacy(settings, services.db))
+        assert (await ingestor.publish(population())).rejected == []
+        await services.projector.run(group=False, until_end=True)
+        assert taken and all(taken)  # every batch went in a pipeline
+        assert services.db.scalar("SELECT COUNT(*) FROM customer_links"
+                                  " WHERE base <> survivor") > 0  # merges among them
+        pipelined = dump_tables(services.db.url, tables)
+
+        # the same log again, a statement at a time
+        monkeypatch.setattr(readstore, "PIPELINE_MAX_RECORDS", -1)
+        taken.clear()
+        services.writer.reset_projections()
+        services.projector.dead_letter = False
+        await services.projector.run(group=False, until_end=True)
+        assert taken and not any(taken)
+        assert dump_tables(services.db.url, tables) == pipelined
+    finally:
+        await services.close()
+
+
 async def test_an_erasure_moves_the_figures_with_the_rows(settings: Settings) -> None:
     clock = ManualClock(NOW)
     services = await _run(settings, clock, [population(300, 20, seed=4)])
