@@ -381,13 +381,12 @@ def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _medians(values: list[Any]) -> Any:
-    """The median, figure by figure, of like-shaped results (texts from the first; lists,
-    such as the late samples, all runs' together)."""
+    """The median, figure by figure, of like-shaped results (texts and lists from the
+    first), but ``late_samples``: every run's together."""
     first = values[0]
     if isinstance(first, dict):
-        return {k: _medians([v[k] for v in values]) for k in first}
-    if isinstance(first, list):
-        return [x for v in values for x in v]
+        return {k: [x for v in values for x in v[k]] if k == "late_samples"
+                else _medians([v[k] for v in values]) for k in first}
     if isinstance(first, bool) or not isinstance(first, int | float):
         return first
     if any(v is None for v in values):

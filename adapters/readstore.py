@@ -49,16 +49,17 @@ IDENTITY_LOCK = 0x6964656E
 # the commits under a load do not wait for rounds of scoring
 SCORE_EVERY_S = 1.0
 
-# A batch of at most so many records commits in one pipeline (psycopg's pipeline mode:
-# its ~20 statements are sent without waiting for each one's result; the connection
-# waits only where the commit reads one, ~6 times). Each wait is a round trip and, for
-# the writer thread, a turn to get the GIL back from the thread projecting the next batch:
-# under a steady load of 1,000 events a second (batches of ~50) the commit's p90 went
-# 8.9-9.9 -> 7.3-7.8 ms and the freshness p99 37-39 -> 30-35 ms (measured, three runs
-# each). Larger batches (a backlog) go a statement at a time as before: what they send and
-# read back is not bounded, and a pipeline whose both ends fill their socket buffers at
-# once waits for ever (psycopg issue #685; adapters/eventstore.py saw it with 1,000 cases
-# in one insert). A batch this small reads back a few KB at most.
+# A batch of at most so many rows of each kind writes them in one pipeline (psycopg's
+# pipeline mode: its ~20 statements sent without waiting for each one's result; the
+# connection waits only where the commit reads one, 3-8 times). Each wait is a round trip
+# and, for the writer thread, a turn to get the GIL back from the thread projecting the
+# next batch: under a steady load of 1,000 events a second (batches of ~50) the commit's
+# p90 went 8.9-9.9 -> 7.3-7.8 ms and the freshness p99 37-39 -> 30-35 ms (measured, three
+# runs each). Larger batches (a backlog) go a statement at a time as before: what they
+# send and read back is not bounded, and adapters/eventstore.py saw a pipeline wait for
+# ever with 1,000 cases in one insert on this psycopg (3.3.9; it looked like psycopg issue
+# #685, whose fix 3.1.18 has). The identity graph's reads of other workers' rows, of any
+# size, come before the pipeline; what a small batch's writes read back is a few KB.
 PIPELINE_MAX_RECORDS = 200
 
 # what a replay rebuilds; identity_separations stay: they are people's decisions (unmerges)
@@ -245,7 +246,7 @@ class ReadStoreWriter:
         """The batch's unit of work: one transaction (streams/ports.py ``BatchChanges``)."""
         state, identity, case_rows = changes.timeline, changes.identity, changes.cases
         mark: tuple[int, int] | None = None
-        with self.db.tx() as conn, (conn.pipeline() if pipelined(changes) else nullcontext()):
+        with self.db.tx() as conn:
             if identity is not None or case_rows:
                 # first, before any row lock: with the rows other workers lock, a later
                 # advisory lock could close a cycle (a deadlock). Case rows too: an
@@ -253,32 +254,42 @@ class ReadStoreWriter:
                 lock_identity(conn)
                 if identity is None:
                     self._check_epoch(conn)
-            new: list[TimelineEntry] = []
-            if state is not None:
-                new = self._write_projection(conn, state)
-            relinked: list[str] = []
+            seen: tuple[int, int] | None = None
             if identity is not None:
-                mark = self._sync_identity(conn, identity)
-                # a merge or an unmerge moves figures: the former survivors are scored again
-                relinked = list(survivors(conn, set(identity.links)).values())
-                write_identity(conn, identity, state.displays if state is not None else {})
-                epoch = bump_identity_epoch(conn) if identity.separations else mark[1]
-                mark = (_last_seq(conn), epoch)
-            if case_rows:
-                self._write_cases(conn, case_rows)
-            queued = self.figures.write(
-                conn, new, [*(r["customer_id"] for r in case_rows),
-                            *(identity.links if identity is not None else ())], relinked)
-            archive(conn, changes.archive)
-            conn.cursor().executemany(
-                "INSERT INTO offsets VALUES (%s,%s,%s,%s) ON CONFLICT (consumer, topic,"
-                " partition) DO UPDATE SET next_offset=excluded.next_offset"
-                # never back: records a restart re-reads from before the stored offset
-                # (the group's auto-reset runs ahead of the seek) change no position
-                " WHERE excluded.next_offset > offsets.next_offset",
-                [(self.consumer, t, p, o) for (t, p), o in changes.offsets.items()])
-            # last: the lease rows are held (a takeover waits) only for the commit itself
-            check_fence(conn, changes.holder, changes.fence)
+                # before the writes, and not in their pipeline: it reads what other
+                # workers committed since (any amount) and folds it into the batch, which
+                # can grow it (a fold rewrites every link and identifier of the regions)
+                seen = self._sync_identity(conn, identity)
+            with conn.pipeline() if pipelined(changes) else nullcontext():
+                new: list[TimelineEntry] = []
+                if state is not None:
+                    new = self._write_projection(conn, state)
+                relinked: list[str] = []
+                if identity is not None:
+                    assert seen is not None
+                    # a merge or an unmerge moves figures: the former survivors are
+                    # scored again
+                    relinked = list(survivors(conn, set(identity.links)).values())
+                    write_identity(conn, identity,
+                                   state.displays if state is not None else {})
+                    epoch = bump_identity_epoch(conn) if identity.separations else seen[1]
+                    mark = (_last_seq(conn), epoch)
+                if case_rows:
+                    self._write_cases(conn, case_rows)
+                queued = self.figures.write(
+                    conn, new, [*(r["customer_id"] for r in case_rows),
+                                *(identity.links if identity is not None else ())], relinked)
+                archive(conn, changes.archive)
+                conn.cursor().executemany(
+                    "INSERT INTO offsets VALUES (%s,%s,%s,%s) ON CONFLICT (consumer, topic,"
+                    " partition) DO UPDATE SET next_offset=excluded.next_offset"
+                    # never back: records a restart re-reads from before the stored
+                    # offset (the group's auto-reset runs ahead of the seek) change no
+                    # position
+                    " WHERE excluded.next_offset > offsets.next_offset",
+                    [(self.consumer, t, p, o) for (t, p), o in changes.offsets.items()])
+                # last: the lease rows are held (a takeover waits) only for the commit
+                check_fence(conn, changes.holder, changes.fence)
         if mark is not None:
             self._seen_seq, self._epoch = mark
         if queued:

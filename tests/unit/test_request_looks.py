@@ -1,5 +1,6 @@
 """The projector asks for admins' waiting requests between a fetch and its batch; while
-batches keep coming it asks at most every LOOK_EVERY_S (streams/requests.py)."""
+batches keep coming it asks at most every LOOK_EVERY_S (streams/requests.py), when idle
+at every step."""
 
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ def test_requests_are_looked_for_at_most_every_interval() -> None:
     waiting = Waiting()
     work = RequestWork(waiting, None, None, None, clock=lambda: now[0])  # type: ignore[arg-type]
 
-    def asked_at(t: float) -> int:
+    def asked_at(t: float, force: bool = False) -> int:
         now[0] = t
         before = waiting.asked
-        asyncio.run(work.run(call, flush))
+        asyncio.run(work.run(call, flush, force=force))
         return waiting.asked - before
 
     assert asked_at(100.0) == 2  # the first time: erasures and unmerges
@@ -48,3 +49,6 @@ def test_requests_are_looked_for_at_most_every_interval() -> None:
     assert asked_at(100.0 + LOOK_EVERY_S) == 2
     assert asked_at(100.0 + LOOK_EVERY_S * 1.5) == 0
     assert asked_at(100.0 + LOOK_EVERY_S * 5) == 2
+    # an idle step (no batch waits) looks whenever it comes
+    assert asked_at(100.0 + LOOK_EVERY_S * 5.1, force=True) == 2
+    assert asked_at(100.0 + LOOK_EVERY_S * 5.2, force=True) == 2
