@@ -1,11 +1,11 @@
 """The bench's late samples (adapters/bench.py): none late, nothing asked of the
-database; with several runs, every run's late samples together."""
+database; with several runs, every run's late samples together; the text says where each is."""
 
 from __future__ import annotations
 
 import asyncio
 
-from contactstream.adapters.bench import _medians, _where_late
+from contactstream.adapters.bench import LATE_WATCH_S, _medians, _where_late, _where_text
 
 
 def test_no_late_sample_asks_the_database_nothing() -> None:
@@ -19,3 +19,12 @@ def test_late_samples_of_several_runs_are_kept_together_other_lists_as_the_first
     assert _medians(runs) == {"late": 1, "late_samples": [{"journaled": True},
                                                           {"journaled": False}],
                               "l": [1]}
+
+
+def test_the_text_output_says_where_each_late_sample_is() -> None:
+    assert _where_text({"journaled": True, "partition": 2, "offset": 17,
+                        "visible_after_ms": 31234.5}) == (
+        "journaled at partition 2 offset 17, visible after 31,234 ms")
+    assert _where_text({"journaled": False, "partition": None, "offset": None,
+                        "visible_after_ms": None}) == (
+        f"not in the ingest journal, not visible {LATE_WATCH_S} s later")
