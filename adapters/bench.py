@@ -209,9 +209,9 @@ async def _where_late(db: Any, sent: dict[str, float]) -> list[dict[str, Any]]:
                              (ids, ids)):
             visible.setdefault(eid, round((now - sent[eid]) * 1000, 1))
         await asyncio.sleep(0.01)
-    return [{"journaled": eid in placed, "partition": placed.get(eid, (None, None))[0],
-             "offset": placed.get(eid, (None, None))[1],
-             "visible_after_ms": visible.get(eid)} for eid in ids]
+    return [{"journaled": eid in placed, "partition": p, "offset": o,
+             "visible_after_ms": visible.get(eid)}
+            for eid in ids for p, o in [placed.get(eid, (None, None))]]
 
 
 class _Ingesting:
@@ -310,13 +310,13 @@ async def _load(ingestor: Ingestor, per_s: int) -> None:
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-def _percentiles(lat: list[float], late: int = 0,
-                 where: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _percentiles(lat: list[float], late: int,
+                 where: list[dict[str, Any]]) -> dict[str, Any]:
     """p50 and p99, how many samples were not visible in time and where those are."""
     lat = sorted(lat)
     return {"p50": round(statistics.median(lat), 2),
             "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
-            "late": late, "late_samples": where or []}
+            "late": late, "late_samples": where}
 
 
 def _disk_bytes(path: Path) -> int:

@@ -4,9 +4,10 @@
 -- journal, the case routes) keep such an id in 16 bytes (uuid) and any other in text:
 -- `eid` or `etext`, exactly one of them, each unique (the text's index holds only the
 -- rows that have one). The row is ~21 bytes smaller, the unique index's entry ~28 bytes
--- instead of ~52 (~120 bytes an event for the timeline and the journal together). The views under the tables' old names show `event_id` as before
--- (`coalesce(eid::text, etext)`: the same text, so the same order); writes and lookups by
--- id go to the tables (`event_uuid(id)` says which column an id is in).
+-- instead of ~52 (~120 bytes an event for the timeline and the journal together). The
+-- views under the tables' old names show `event_id` as before (`coalesce(eid::text,
+-- etext)`: the same text, so the same order); writes and lookups by id go to the tables
+-- (`event_uuid(id)` says which column an id is in).
 CREATE FUNCTION event_uuid(id text) RETURNS uuid LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN CASE WHEN id COLLATE "C" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
               THEN id::uuid END;
