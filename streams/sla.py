@@ -338,18 +338,34 @@ class Escalations:
         self._history: dict[str, list[tuple[int, str, str | None]]] | None = None
         self._seen: set[str] = set()
         self._recorded: list[tuple[str, str, int, str | None]] = []
+        # inside batch(): the alerts raised, added in one statement at the end (three
+        # statements an alert, one by one, were most of a batch's round trips)
+        self._alerts: list[NewAlert] | None = None
 
     @contextmanager
     def batch(self, resolved: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[None]:
         """Around handling ``resolved`` in the caller's batch transaction: the complaint
         history of the batch's complainants is read in one query, and the batch's
-        complaints are recorded in one statement at the end. Handling each complaint
-        sees what handling it alone would (the history before it plus the batch's
-        complaints before it), so the alerts and their details are the same."""
-        complaints = [(c, env) for c, env in resolved if env["type"] == "complaint.filed"]
-        if not complaints:
-            yield
-            return
+        complaints are recorded in one statement at the end, and so are the batch's alerts
+        (in the order raised; each once, as one by one). Handling each complaint sees what
+        handling it alone would (the history before it plus the batch's complaints before
+        it), so the alerts and their details are the same."""
+        self._alerts = []
+        try:
+            complaints = [(c, env) for c, env in resolved
+                          if env["type"] == "complaint.filed"]
+            if complaints:
+                with self._complaints(complaints):
+                    yield
+            else:
+                yield
+            self._add_all(self._alerts)
+        finally:
+            self._alerts = None
+
+    @contextmanager
+    def _complaints(self, complaints: Sequence[tuple[str, dict[str, Any]]],
+                    ) -> Iterator[None]:
         spans: dict[str, tuple[int, int]] = {}
         for customer_id, env in complaints:
             ms = _ms(env)
@@ -426,7 +442,15 @@ class Escalations:
                             "first_complaint_event": trailing[0][1]}))
 
     def _add(self, alert: NewAlert) -> None:
-        seq = self.control.add_alert(alert)
-        if seq is not None:
-            log.debug("escalation.alert", kind=alert.kind, seq=seq)
-            self.raised = True  # the caller notifies once its transaction committed
+        if self._alerts is not None:
+            self._alerts.append(alert)  # inside batch(): added at its end
+        else:
+            self._add_all([alert])
+
+    def _add_all(self, alerts: Sequence[NewAlert]) -> None:
+        if not alerts:
+            return
+        for alert, seq in zip(alerts, self.control.add_alerts(alerts), strict=True):
+            if seq is not None:
+                log.debug("escalation.alert", kind=alert.kind, seq=seq)
+                self.raised = True  # the caller notifies once its transaction committed
