@@ -58,24 +58,31 @@ def _all_storable(envelope: object, max_depth: int | None) -> bool:
     while stack:
         value, depth = pop()
         kind = type(value)
-        if kind is str:
-            if not _text_ok(value):  # type: ignore[arg-type]
-                return False
-        elif kind is float:
-            if not math.isfinite(value):  # type: ignore[arg-type]
-                return False
-        elif kind is dict:
+        if kind is dict or kind is list:
             if depth == limit:
                 return False
-            for k, v in value.items():  # type: ignore[attr-defined]
-                if type(k) is str and not _text_ok(k):
+            items = value.items() if kind is dict else (  # type: ignore[attr-defined]
+                (None, v) for v in value)  # type: ignore[attr-defined]
+            for k, v in items:
+                # _text_ok inline, and a string checked where it is found, not stacked:
+                # every key and string of every record read comes here
+                if type(k) is str and ("\x00" in k or not (k.isascii() or _text_ok(k))):
                     return False
-                push((v, depth + 1))
-        elif kind is list:
-            if depth == limit:
-                return False
-            for v in value:  # type: ignore[attr-defined]
-                push((v, depth + 1))
+                if type(v) is str:
+                    if "\x00" in v or not (v.isascii() or _text_ok(v)):
+                        return False
+                elif v is not None and type(v) is not int and type(v) is not bool:
+                    push((v, depth + 1))
+        elif not _scalar_ok(value):
+            return False
+    return True
+
+
+def _scalar_ok(value: object) -> bool:
+    if type(value) is str:
+        return _text_ok(value)
+    if type(value) is float:
+        return math.isfinite(value)
     return True
 
 

@@ -208,7 +208,8 @@ def apply(state: IdentityState, event: Sighting) -> tuple[IdentityState, list[Ch
         raise ValueError(f"event {event.event_id}: more than one customer id")
     base = base_id(event)
     assert base is not None
-    anchor = min(idents, key=ident_order)
+    ordered = event.identifiers  # deduplicated and in ident_order (``sighting``)
+    anchor = ordered[0]
     known = state.edges.get(idents)
     new_base = state.bases.get(base) is None
     if new_base:
@@ -226,7 +227,7 @@ def apply(state: IdentityState, event: Sighting) -> tuple[IdentityState, list[Ch
                                  for i in idents if i in state.raw_parent)
     root = _raw_add_edge(state, idents)
     if late:
-        return state, _link_late(state, sorted(idents, key=ident_order), event.event_id)
+        return state, _link_late(state, list(ordered), event.event_id)
     return state, _recompute(state, root, event.event_id)
 
 
@@ -409,16 +410,15 @@ def _install(state: IdentityState, components: list[set[Ident]], event_id: str,
               if node in state.survivor_of_node}
     for old in set(before.values()):
         state.nodes_of.pop(old, None)
-    new_survivors = set()
-    for nodes in components:
-        sid = survivor_id(nodes)
-        new_survivors.add(sid)
+    named = sorted(((survivor_id(nodes), nodes) for nodes in components),
+                   key=lambda c: c[0])
+    new_survivors = {sid for sid, _ in named}
+    for sid, nodes in named:
         state.nodes_of[sid] = nodes
         for node in nodes:
             state.survivor_of_node[node] = sid
     changes = []
-    for nodes in sorted(components, key=survivor_id):
-        sid = survivor_id(nodes)
+    for sid, nodes in named:
         moved = sorted((n for n in nodes if n in before and before[n] != sid), key=ident_order)
         if not moved:
             continue

@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 
 from ..domain.identity import CustomerLink, IdentityError
 from ..projections import identity as graph
-from ..projections.identifiers import envelope_identifiers
+from ..projections.identifiers import derived_customer_id, envelope_identifiers
 from ..projections.timeline import occurred_ms
 
 log = structlog.get_logger(__name__)
@@ -88,6 +88,9 @@ class IdentityKeeper:
         seps = [((a, b), (c, d)) for a, b, c, d in sep_rows]
         bases = {b: (k, v) for b, k, v in base_rows}
         with self.lock:
+            # what the derived ids were cached for goes with the graph it came from (a
+            # reload follows an erasure: no identifier of the erased stays in memory)
+            derived_customer_id.cache_clear()
             self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
 
@@ -170,12 +173,14 @@ class IdentityKeeper:
                 out.edges[edge_key(idents)] = st.edges[idents]
             if not had_base:
                 out.new_bases[base] = st.bases[base]
-            self._collect(out, changes)
+            if changes:
+                self._collect(out, changes)
             survivor = graph.resolve_id(st, base)
             if survivor is not None:
                 out.links[base] = survivor
-            for ident in idents:
-                owner = graph.resolve(st, *ident)
+            owner_of = st.survivor_of_node.get  # graph.resolve, for each identifier
+            for ident in seen.identifiers:
+                owner = owner_of(ident)
                 if owner is not None:
                     out.identifiers[ident] = owner
         self.state = st
