@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from eventsourcing.domain import Aggregate, event
@@ -57,7 +58,7 @@ class Case(Aggregate):
     @staticmethod
     def id_for(source_key: str) -> uuid.UUID:
         """The case id for what opened it: the same source key always gives the same id."""
-        return uuid.uuid5(CASE_NAMESPACE, source_key)
+        return _case_uuid(source_key)
 
     @staticmethod
     def create_id(source_key: str) -> uuid.UUID:
@@ -245,3 +246,10 @@ class Case(Aggregate):
         self.resolved_at = self.resolution = None
         self.reopened_count += 1
         self._record(sla.REOPENED, at, event_id)
+
+
+# a batch asks for the id of each interaction that could open a case, then again for the
+# ones that do (the preload, the open, the aggregate's creation)
+@lru_cache(maxsize=8192)
+def _case_uuid(source_key: str) -> uuid.UUID:
+    return uuid.uuid5(CASE_NAMESPACE, source_key)
