@@ -43,9 +43,11 @@ class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
         """As the library's (the table's lock, the notify, one INSERT … RETURNING in the
         events' order), with the rows sent as four binary arrays: the library's array of
         a composite type is dumped as text, value by value in Python (~4% of the worker's
-        time in a bench)."""
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        time in a bench). Two round trips instead of four."""
+        # the table's lock and the notify in one round trip (the library sends three):
+        # statements without parameters go as one simple query
+        curs.execute(SQL("; ").join([*self.lock_table_statements, SQL("NOTIFY {0}").format(
+            Identifier(self.channel_name))]))
         curs.execute(SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
             " SELECT i, v, t, s FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[])"

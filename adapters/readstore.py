@@ -70,8 +70,12 @@ PROJECTION_TABLES = ("timeline_rows", "identifiers", "customers", "cases", "cust
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
 
+# one encoder for every row (json.dumps with options builds one a call)
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _payload_json(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return _PAYLOAD_JSON(payload)
 
 
 # the earliest event's form of an identifier wins (migration 5); a row of before it

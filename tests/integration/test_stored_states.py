@@ -94,3 +94,28 @@ def test_events_saved_together_are_numbered_in_their_order(database_url: str) ->
             (i, e.originator_id) for i, e in zip(ids, events, strict=True)]
     finally:
         app.close()
+
+
+def test_the_case_store_goes_on_after_the_server_closed_its_connections(
+        database_url: str) -> None:
+    """The library's pool does not ping a connection as it leaves the pool (a round trip
+    each save and lookup): one the server closed fails once, is dropped, and the retry
+    takes another."""
+    db = Database(database_url)
+    service = CaseService(case_app(database_url), ControlStore(db), lambda: AT)
+    try:
+        first = service.handle_interaction("c-1", _complaint("c-1"))
+        assert first is not None
+        assert service.app.recorder.last_versions([uuid.UUID(first)])  # a second pooled use
+        closed = db.all("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        " AND backend_type = 'client backend'")
+        assert closed and all(ok for (ok,) in closed)
+        second = service.handle_interaction("c-2", _complaint("c-2"))  # a save
+        assert second is not None
+        assert service.stored(second).customer_id == "c-2"  # a lookup
+        assert service.stored(first).customer_id == "c-1"
+        assert len(_states(db)) == 2
+    finally:
+        service.app.close()
+        db.close()
