@@ -24,7 +24,7 @@ from aiokafka import TopicPartition
 from . import bootstrap, kafka
 from .broker import EmbeddedBroker
 from .config import Settings
-from .database import EVENT_ID, EVENT_IN
+from .database import EVENT_ID, EVENT_IN, split_event_ids
 from .demo import synthetic_events
 from .ingest import Ingestor
 from .journal import IngestJournal
@@ -170,7 +170,7 @@ async def _samples(ingestor: Ingestor, db: Any, samples: int, load_per_s: int,
         now = time.perf_counter()
         ids = list(sent)
         for (eid,) in db.all(f"SELECT {EVENT_ID} FROM timeline_rows WHERE {EVENT_IN}",
-                             (ids, ids)):
+                             split_event_ids(ids)):
             lat.append((now - sent.pop(eid)) * 1000)
 
     for i, env in enumerate(synthetic_events(samples, seed=99)):
@@ -200,13 +200,13 @@ async def _where_late(db: Any, sent: dict[str, float]) -> list[dict[str, Any]]:
     ids = list(sent)
     placed = {eid: (p, o) for eid, p, o in db.all(
         f'SELECT {EVENT_ID}, partition, "offset" FROM ingest_journal_rows WHERE {EVENT_IN}',
-        (ids, ids))}
+        split_event_ids(ids))}
     visible: dict[str, float] = {}
     deadline = time.perf_counter() + LATE_WATCH_S
     while len(visible) < len(ids) and time.perf_counter() < deadline:
         now = time.perf_counter()
         for (eid,) in db.all(f"SELECT {EVENT_ID} FROM timeline_rows WHERE {EVENT_IN}",
-                             (ids, ids)):
+                             split_event_ids(ids)):
             visible.setdefault(eid, round((now - sent[eid]) * 1000, 1))
         await asyncio.sleep(0.01)
     return [{"journaled": eid in placed, "partition": p, "offset": o,

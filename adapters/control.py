@@ -23,7 +23,15 @@ from ..domain.sla import SlaPolicy
 from ..streams.ports import ArchivedRecord, NewAlert
 from .archive import archive, archived
 from .crypto import SECRET_TOKEN, SecretBox
-from .database import EVENT_ID, EVENT_IN, EVENT_IS, Database, insert_many, split_event_id
+from .database import (
+    EVENT_ID,
+    EVENT_IN,
+    EVENT_IS,
+    Database,
+    insert_many,
+    split_event_id,
+    split_event_ids,
+)
 from .notify import notify
 
 # pg_advisory_xact_lock key that orders the alert log's appends ("alrt")
@@ -215,7 +223,7 @@ class CaseMemory(_Session):
             return
         wanted = [e for e in event_ids if e not in memo.routes]
         memo.routes.update(self._all(f"SELECT {EVENT_ID}, case_id FROM case_route_rows"
-                                     f" WHERE {EVENT_IN}", (wanted, wanted)))
+                                     f" WHERE {EVENT_IN}", split_event_ids(wanted)))
         memo.unrouted.update(e for e in wanted if e not in memo.routes)
         pairs = {p for p in pairs if p not in memo.index}
         customers = sorted({c for c, _ in pairs})

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -190,11 +190,12 @@ def eventsourcing_env(url: str) -> dict[str, str]:
 # views under the old names show ``event_id``. Writes split an id in Python
 # (``split_event_id``; the server only casts the uuid's text), as ``event_uuid`` and
 # ``event_etext`` do in SQL (the migration, SQL of one's own); lookups use these
-# conditions (their arguments: the id, or the ids, twice), each column's unique index
-# answering its half.
+# conditions, each column's unique index answering its half. ``EVENT_IS`` takes the id
+# twice; ``EVENT_IN`` the ids split in Python (``split_event_ids``: ``event_uuids`` over
+# the ids, in the server, took ~3 of the 9 ms a batch's 2,200 lookups took).
 EVENT_ID = "coalesce(eid::text, etext)"
 EVENT_IS = "(eid = event_uuid(%s) OR etext = %s)"
-EVENT_IN = "(eid = ANY(event_uuids(%s)) OR etext = ANY(%s))"
+EVENT_IN = "(eid = ANY(%s::uuid[]) OR etext = ANY(%s))"
 # what event_uuid() takes for a UUID: its canonical text, 36 lowercase characters
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -204,6 +205,16 @@ def split_event_id(event_id: str) -> tuple[str | None, str | None]:
     if CANONICAL_UUID.fullmatch(event_id):
         return event_id, None
     return None, event_id
+
+
+def split_event_ids(event_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``EVENT_IN``'s arguments: the canonical UUIDs among the ids, and the other ids."""
+    uuids: list[str] = []
+    texts: list[str] = []
+    match = CANONICAL_UUID.fullmatch
+    for event_id in event_ids:
+        (uuids if match(event_id) else texts).append(event_id)
+    return uuids, texts
 
 
 # The timeline keeps an event's published ``occurred_at`` (migration 21) as NULL with the

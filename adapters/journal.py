@@ -28,7 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from ..streams.ports import GAP_HEADER, ArchivedRecord
-from .database import EVENT_ID, EVENT_IN, Database, split_event_id
+from .database import EVENT_ID, EVENT_IN, Database, split_event_id, split_event_ids
 from .logging import get_logger
 from .ownership import BrokerMoved, broker_epoch
 
@@ -119,8 +119,8 @@ class Claim:
     def known(self, event_ids: Sequence[str]) -> set[str]:
         ids = list(event_ids)
         rows = self.conn.execute(
-            f"SELECT {EVENT_ID} FROM ingest_journal_rows WHERE {EVENT_IN}", (ids, ids)
-        ).fetchall()
+            f"SELECT {EVENT_ID} FROM ingest_journal_rows WHERE {EVENT_IN}",
+            split_event_ids(ids)).fetchall()
         return {r[0] for r in rows}
 
     def commit(self, rows: Sequence[Accepted]) -> None:
@@ -173,7 +173,7 @@ class IngestJournal:
             return set()
         ids = list(event_ids)
         rows = self.db.all(f"SELECT {EVENT_ID} FROM ingest_journal_rows WHERE {EVENT_IN}",
-                           (ids, ids))
+                           split_event_ids(ids))
         return {r[0] for r in rows}
 
     def record(self, rows: Sequence[Accepted]) -> None:

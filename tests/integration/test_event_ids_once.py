@@ -12,7 +12,15 @@ import time
 import psycopg
 import pytest
 
-from contactstream.adapters.database import Z_OFFSET, compact_time, render_time, split_event_id
+from contactstream.adapters.database import (
+    EVENT_ID,
+    EVENT_IN,
+    Z_OFFSET,
+    compact_time,
+    render_time,
+    split_event_id,
+    split_event_ids,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +104,31 @@ def test_only_the_canonical_text_of_a_uuid_is_kept_as_a_uuid_the_same_in_sql_and
     assert (row[0], row[1]) == split_event_id(event_id)
     assert row[2] == event_id
     assert (row[0] is not None) == (event_id == "0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b")
+
+
+SPELLINGS = ["0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b", "0B6F4A3E-9C1D-4E2F-8A7B-5C6D7E8F9A0B",
+             "{0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b}", "0b6f4a3e9c1d4e2f8a7b5c6d7e8f9a0b",
+             "0b6f4a3e-9c1d-4e2f-8a7b-5c6d7e8f9a0b ", "ev-1", "ünïcode-✓", "a" * 200]
+
+
+@pytest.mark.parametrize("table", sorted(ROW))
+def test_a_lookup_of_many_ids_finds_each_stored_one_as_it_was_sent(database_url: str,
+                                                                   table: str) -> None:
+    """EVENT_IN over ids split in Python finds exactly the stored ones, each spelling of a
+    UUID its own id, among ids that were never stored."""
+    stored = SPELLINGS[::2] + ["7d1a0c52-3f4e-4b6a-9c8d-0e1f2a3b4c5d"]
+    absent = SPELLINGS[1::2] + ["7d1a0c52-3f4e-4b6a-9c8d-0e1f2a3b4c5e", "ev-2"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {UNDER[table]}")
+        for event_id in stored:
+            conn.execute(ROW[table], (event_id,))
+        found = [r[0] for r in conn.execute(
+            f"SELECT {EVENT_ID} FROM {UNDER[table]} WHERE {EVENT_IN}",
+            split_event_ids(absent + stored)).fetchall()]
+        none = conn.execute(f"SELECT count(*) FROM {UNDER[table]} WHERE {EVENT_IN}",
+                            split_event_ids([])).fetchone()
+    assert sorted(found) == sorted(stored)
+    assert none == (0,)
 
 
 def test_an_occurred_at_is_rendered_in_sql_as_in_python(database_url: str) -> None:
