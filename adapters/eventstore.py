@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import Cursor, InterfaceError, OperationalError
+from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -27,6 +27,8 @@ TOPIC = "contactstream.adapters.eventstore:UnpipelinedApplicationRecorder"
 
 
 class UnpipelinedApplicationRecorder(PostgresApplicationRecorder):
+    # the library's exceptions: its connection block raises psycopg's as these (a retry
+    # on psycopg's own classes never fired), as its own recorders retry them
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:

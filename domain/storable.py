@@ -64,8 +64,9 @@ def _all_storable(envelope: object, max_depth: int | None) -> bool:
             items = value.items() if kind is dict else (  # type: ignore[attr-defined]
                 (None, v) for v in value)  # type: ignore[attr-defined]
             for k, v in items:
-                # _text_ok inline, and a string checked where it is found, not stacked:
-                # every key and string of every record read comes here
+                # a string checked where it is found, not stacked, and its NUL and ASCII
+                # tests inline (only other text calls _text_ok): every key and string of
+                # every record read comes here
                 if type(k) is str and ("\x00" in k or not (k.isascii() or _text_ok(k))):
                     return False
                 if type(v) is str:

@@ -62,7 +62,6 @@ def identifiers_of(customer: Mapping[str, object], region: str = "HU") -> list[t
     return found
 
 
-@lru_cache(maxsize=1 << 16)  # the graph asks again for the nodes it holds
 def derived_customer_id(kind: str, value: str) -> str:
     """A stable system id for a customer first known by a weak identifier only."""
     return "cs-" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:16]

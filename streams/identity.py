@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 
 from ..domain.identity import CustomerLink, IdentityError
 from ..projections import identity as graph
-from ..projections.identifiers import derived_customer_id, envelope_identifiers
+from ..projections.identifiers import envelope_identifiers
 from ..projections.timeline import occurred_ms
 
 log = structlog.get_logger(__name__)
@@ -88,9 +88,6 @@ class IdentityKeeper:
         seps = [((a, b), (c, d)) for a, b, c, d in sep_rows]
         bases = {b: (k, v) for b, k, v in base_rows}
         with self.lock:
-            # what the derived ids were cached for goes with the graph it came from (a
-            # reload follows an erasure: no identifier of the erased stays in memory)
-            derived_customer_id.cache_clear()
             self.state = graph.rebuild(edges, seps, bases)
         log.info("identity.loaded", edges=len(edges), customers=len(self.state.nodes_of))
 

@@ -92,31 +92,3 @@ def test_an_edge_seen_again_is_rewritten_too_when_a_fold_merged_its_customer() -
     assert mine.links[email_base] == "C-1"
     assert mine.identifiers[("email", "a@x.org")] == "C-1"
 
-
-class _Rows:
-    """A store whose identity rows are these (``IdentityRows``)."""
-
-    def __init__(self, edges: list[Any], bases: list[Any]) -> None:
-        self.edges, self.bases = edges, bases
-
-    def identity_rows(self) -> tuple[list[Any], list[Any], list[Any]]:
-        return self.edges, [], self.bases
-
-
-def test_a_reload_keeps_no_derived_id_of_identifiers_the_store_no_longer_has() -> None:
-    """The derived ids are cached for the graph's nodes; the reload after an erasure
-    rebuilds the graph without the erased customer's identifiers, and the cache with it."""
-    from contactstream.projections.identifiers import derived_customer_id
-    kept = envelope("e1", "2026-12-01T10:00:00+00:00", email="kept@x.org")
-    erased = envelope("e2", "2026-12-01T10:00:00+00:00", email="gone@x.org")
-    keeper = IdentityKeeper()
-    keeper.resolve_batch([kept, erased], frozenset())
-    (gone,) = envelope_identifiers(erased, "HU")
-    derived_customer_id.cache_clear()
-    derived_customer_id(*gone)
-    assert derived_customer_id.cache_info().currsize == 1
-    keeper.load(_Rows(*foreign_rows(kept)))
-    assert derived_customer_id.cache_info().currsize == 1  # the kept one's, rebuilt
-    assert derived_customer_id.cache_info().misses == 1  # asked afresh after the clear
-    assert keeper.state.derived == {derived_customer_id(*envelope_identifiers(kept, "HU")[0]):
-                                    envelope_identifiers(kept, "HU")[0]}
