@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -146,6 +147,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
+    # the same from the case store (the eventsourcing library raises its own, once its
+    # retries are spent)
+    @app.exception_handler(es_persistence.OperationalError)
+    @app.exception_handler(es_persistence.InterfaceError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("http.database_unavailable", error=type(exc).__name__)
         return error(503, "database_unavailable", "the database is not answering; retry",
