@@ -72,6 +72,7 @@ class CaseService:
         # IntegrityError, the cache is dropped and the batch redone from the store
         self._cache: OrderedDict[uuid.UUID, Case] = OrderedDict()
         self._policies_cache: list[sla.SlaPolicy] | None = None
+        self._calendars_cache: dict[str, BusinessCalendar] | None = None
         # inside batch(): case ids known not to be stored when it began
         self._absent: set[uuid.UUID] = set()
 
@@ -85,7 +86,7 @@ class CaseService:
         (customer, envelope)s the batch will handle, are looked up in a few queries first
         (their routes, the customers' open cases, which cases they would open exist)."""
         self._pending = {}
-        self._policies_cache = None
+        self._policies_cache = self._calendars_cache = None
         self._absent = set()
         try:
             with self.control.batch():
@@ -104,7 +105,7 @@ class CaseService:
             raise
         finally:
             self._pending = None
-            self._policies_cache = None
+            self._policies_cache = self._calendars_cache = None
             self._absent = set()
 
     def _preload(self, interactions: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -159,7 +160,13 @@ class CaseService:
             start = batch[-1].id + 1
 
     def calendars(self) -> dict[str, BusinessCalendar]:
-        return self.control.calendars()
+        """The business calendars; inside ``batch()`` read once for the whole batch (its
+        opens and its cases' timers)."""
+        if self._pending is None:
+            return self.control.calendars()
+        if self._calendars_cache is None:
+            self._calendars_cache = self.control.calendars()
+        return self._calendars_cache
 
     def versions_of(self, case_ids: Sequence[str]) -> dict[str, int]:
         """The stored versions of many cases in one query (ids not stored are left out)."""
@@ -255,7 +262,7 @@ class CaseService:
         policy = sla.first_matching(policies, priority, env["channel"], value)
         snapshot = None
         if policy is not None:
-            calendar = self.control.calendars().get(policy.calendar) if policy.calendar else None
+            calendar = self.calendars().get(policy.calendar) if policy.calendar else None
             snapshot = sla.policy_snapshot(policy, calendar, value)
         case = Case.open(customer_id=customer_id, channel=env["channel"], priority=priority,
                          queue=env.get("queue"), opened_by_event_id=env["event_id"],

@@ -167,3 +167,38 @@ def test_a_batch_an_agent_changed_a_case_of_is_redone_one_by_one(
     assert worker.stored(case_id).version == 4 and changed == {case_id: 4}
     worker.app.close()
     api.app.close()
+
+
+class _CountingControl(ControlStore):
+    """The control store, counting its reads of the business calendars."""
+
+    calendar_reads = 0
+
+    def calendars(self) -> dict[str, Any]:
+        self.calendar_reads += 1
+        return super().calendars()
+
+
+def test_a_batch_reads_the_calendars_once_for_its_opens_and_its_timers(
+        db: Database, database_url: str) -> None:
+    from contactstream.domain.calendars import BusinessCalendar
+    control = _CountingControl(db)
+    control.put_calendar(BusinessCalendar.from_json("office", {
+        "timezone": "UTC", "hours": {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed",
+                                                                        "thu", "fri")}}),
+        "office")
+    control.put_policy(SlaPolicy.from_json("office", {
+        "first_response_s": 3600, "resolution_s": 8 * 3600, "calendar": "office"}))
+    cases = CaseService(case_app(database_url), control)
+    timers: list[Any] = []
+    stage = case_stage(cases, Escalations(control, ManualClock(T0)), timers.extend)
+    complaints = [("c-1", {**env("complaint.filed", i, category="billing",
+                                 priority="high", description="d"),
+                           "customer": {"id": f"c-{i}"}}) for i in range(3)]
+    stage([(env_["customer"]["id"], env_) for _, env_ in complaints])
+    assert control.calendar_reads == 1
+    assert len(timers) == 3
+    assert all(t.dues for t in timers)  # computed against the calendar read
+    for _, env_ in complaints:  # each case opened under the calendar's policy
+        case = cases.get(cases.control.open_case_for(env_["customer"]["id"], "email") or "")
+        assert case.policy is not None and case.policy["calendar"] is not None
