@@ -205,9 +205,10 @@ async def _where_late(db: Any, sent: dict[str, float]) -> list[dict[str, Any]]:
     deadline = time.perf_counter() + LATE_WATCH_S
     while len(visible) < len(ids) and time.perf_counter() < deadline:
         now = time.perf_counter()
+        unseen = [eid for eid in ids if eid not in visible]
         for (eid,) in db.all(f"SELECT {EVENT_ID} FROM timeline_rows WHERE {EVENT_IN}",
-                             split_event_ids(ids)):
-            visible.setdefault(eid, round((now - sent[eid]) * 1000, 1))
+                             split_event_ids(unseen)):
+            visible[eid] = round((now - sent[eid]) * 1000, 1)
         await asyncio.sleep(0.01)
     return [{"journaled": eid in placed, "partition": p, "offset": o,
              "visible_after_ms": visible.get(eid)}

@@ -211,9 +211,8 @@ def split_event_ids(event_ids: Iterable[str]) -> tuple[list[str], list[str]]:
     """``EVENT_IN``'s arguments: the canonical UUIDs among the ids, and the other ids."""
     uuids: list[str] = []
     texts: list[str] = []
-    match = CANONICAL_UUID.fullmatch
     for event_id in event_ids:
-        (uuids if match(event_id) else texts).append(event_id)
+        (uuids if split_event_id(event_id)[0] is not None else texts).append(event_id)
     return uuids, texts
 
 

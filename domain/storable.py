@@ -38,10 +38,12 @@ def text_problem(s: str) -> str | None:
 
 
 def _text_ok(s: str) -> bool:
-    if "\x00" in s:
-        return False
-    if s.isascii():  # the common case: no surrogate can hide in ASCII
-        return True
+    # ASCII, the common case: no surrogate can hide in it
+    return "\x00" not in s and (s.isascii() or _utf8_ok(s))
+
+
+def _utf8_ok(s: str) -> bool:
+    """Whether text has no lone surrogate (UTF-8 can carry it)."""
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
@@ -64,13 +66,12 @@ def _all_storable(envelope: object, max_depth: int | None) -> bool:
             items = value.items() if kind is dict else (  # type: ignore[attr-defined]
                 (None, v) for v in value)  # type: ignore[attr-defined]
             for k, v in items:
-                # a string checked where it is found, not stacked, and its NUL and ASCII
-                # tests inline (only other text calls _text_ok): every key and string of
-                # every record read comes here
-                if type(k) is str and ("\x00" in k or not (k.isascii() or _text_ok(k))):
+                # a string checked where it is found, not stacked, and _text_ok inline
+                # (every key and string of every record read comes here)
+                if type(k) is str and ("\x00" in k or not (k.isascii() or _utf8_ok(k))):
                     return False
                 if type(v) is str:
-                    if "\x00" in v or not (v.isascii() or _text_ok(v)):
+                    if "\x00" in v or not (v.isascii() or _utf8_ok(v)):
                         return False
                 elif v is not None and type(v) is not int and type(v) is not bool:
                     push((v, depth + 1))

@@ -16,7 +16,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -350,14 +350,10 @@ class Escalations:
         (in the order raised; each once, as one by one). Handling each complaint sees what
         handling it alone would (the history before it plus the batch's complaints before
         it), so the alerts and their details are the same."""
+        complaints = [(c, env) for c, env in resolved if env["type"] == "complaint.filed"]
         self._alerts = []
         try:
-            complaints = [(c, env) for c, env in resolved
-                          if env["type"] == "complaint.filed"]
-            if complaints:
-                with self._complaints(complaints):
-                    yield
-            else:
+            with self._complaints(complaints) if complaints else nullcontext():
                 yield
             self._add_all(self._alerts)
         finally:
@@ -448,8 +444,6 @@ class Escalations:
             self._add_all([alert])
 
     def _add_all(self, alerts: Sequence[NewAlert]) -> None:
-        if not alerts:
-            return
         for alert, seq in zip(alerts, self.control.add_alerts(alerts), strict=True):
             if seq is not None:
                 log.debug("escalation.alert", kind=alert.kind, seq=seq)
