@@ -72,6 +72,7 @@ class CpuMeter:
         self.procs = procs
         self.children = children or list
         self.spent: dict[str, float | None] = {}
+        self.children_spent = 0.0
 
     def _now(self) -> dict[str, Any]:
         return {"worker": time.process_time(), "database": _tree_cpu(self.procs.database),
@@ -87,9 +88,11 @@ class CpuMeter:
         self.spent = {k: (None if end[k] is None or self._t0[k] is None
                           else end[k] - self._t0[k])
                       for k in end}
-        # a child born meanwhile counts whole
-        self.spent["worker"] = (self.spent["worker"] or 0.0) + sum(
-            t - before.get(pid, 0.0) for pid, t in after.items())
+        # a child born meanwhile counts whole; the children (the scores process) are
+        # part of the worker, and also shown apart
+        children = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+        self.spent["worker"] = (self.spent["worker"] or 0.0) + children
+        self.children_spent = children
         return self.spent
 
     def us_per_event(self, n: int) -> dict[str, float | None]:
@@ -416,6 +419,8 @@ def _print(result: dict[str, Any], samples: int) -> None:
     for name, parts in (("pipeline", {k: cpu[k] for k in ("worker", "database", "broker")}),
                         ("baseline", cpu["baseline_parts"])):
         split = ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items() if v is not None)
+        if name == "pipeline":
+            split += f" (the worker's scores process {cpu['worker_scores']:,.0f} us of it)"
         print(f"  {name} cpu/event: {split}")
     for key, label in (("freshness_ms", "at a trickle"),
                        ("freshness_under_load_ms", "under 1,000 ev/s")):
@@ -477,8 +482,11 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
         "ratio": round(pipeline / baseline, 4),
         # CPU time per event of every process involved (this one, the embedded database
         # server with its backends, the embedded broker; null when external)
+        # the worker's share of its scores process is also given apart (worker_scores)
         "cpu_us_per_event": {"pipeline": _total(pipe_parts), "baseline": _total(base_parts),
-                             **pipe_parts, "baseline_parts": base_parts},
+                             **pipe_parts,
+                             "worker_scores": round(pipe_cpu.children_spent / n * 1e6, 1),
+                             "baseline_parts": base_parts},
         # (size after the n events - size of the fresh instance) / n, after checkpoints
         "disk_bytes_per_event": {"events": n, **{k: round((after[k] - fresh[k]) / n)
                                                  for k in after},

@@ -37,6 +37,8 @@ def test_bench_json_has_the_ratio_cpu_footprint_and_freshness_of_each_run() -> N
         parts = [cpu["worker"], cpu["database"], cpu["broker"]]
         assert all(v is not None and v >= 0 for v in parts)
         assert cpu["pipeline"] == pytest.approx(sum(parts), abs=0.2)
+        # the scores process is the worker's, shown apart but counted once
+        assert 0 <= cpu["worker_scores"] <= cpu["worker"]
         assert cpu["baseline"] == pytest.approx(sum(cpu["baseline_parts"].values()), abs=0.2)
         disk = run["disk_bytes_per_event"]
         assert disk["events"] == 400
