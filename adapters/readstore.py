@@ -425,7 +425,10 @@ class ReadStoreWriter:
             " updated_ms=excluded.updated_ms WHERE excluded.version > cases.version")
 
     def refresh_figures(self, now: int | None = None) -> dict[str, int]:
-        """The periodic job (streams/app.py): what the clock moved, and the base-wide RFM."""
+        """The periodic job (streams/app.py): what the clock moved, and the base-wide RFM;
+        in the scores process when there is one (its Python off the worker's GIL)."""
+        if self.scorer is not None:
+            return self.scorer.refresh(now)
         return self.figures.refresh(self.db, now)
 
     def rebuild_figures_if_pending(self) -> bool:

@@ -7,7 +7,8 @@ PostgreSQL each time) with stages taken out of the worker, to show what each par
 and how fast a pipeline without it could go at most:
 
 - ``full``: the pipeline as shipped;
-- ``no_scores``: no rounds of scores (the customers stay queued);
+- ``no_scores``: no rounds of scores (the customers stay queued), and no refresh of the
+  figures at the run's end (it would score them all, in the worker's own process);
 - ``no_cases``: no case stage (no cases, routes, escalations, timers);
 - ``identity_timeline``: neither, nor the customer figures: decode, validation, the
   identity graph, the timeline and its read-model commit with the offsets;
@@ -67,6 +68,9 @@ def _leave_out(parts: frozenset[str], customers: int | None) -> None:
         readstore.ReadStoreWriter.scores_due = (  # type: ignore[method-assign]
             lambda self, idle=False: False)
         readstore.ReadStoreWriter.score_queued = lambda self: 0  # type: ignore[method-assign]
+        # and the refresh at the run's end, which would score them all in this process
+        readstore.ReadStoreWriter.refresh_figures = (  # type: ignore[method-assign]
+            lambda self, now=None: {})
     if "figures" in parts:
         figurestore.FigureWriter.write = (  # type: ignore[method-assign]
             lambda self, conn, entries, touched=(), relinked=(): 0)

@@ -68,3 +68,35 @@ async def test_rounds_run_in_a_child_that_is_replaced_when_it_dies(settings: Set
     finally:
         await services.close()
     assert writer.scorer_pids() == []
+
+
+async def test_the_periodic_refresh_runs_in_the_child_too(settings: Settings) -> None:
+    """The refresh (stale scores, breaches, every buyer's RFM) grows with the base: it runs
+    in the scores process, not on the worker's GIL. Seen here by the child it needs: one
+    killed just before is replaced for the refresh, which rescores every stale row."""
+    await kafka.ensure_topics(settings, kafka.all_topics(settings))
+    services = await bootstrap.worker_services(settings)  # the system clock: a child
+    writer: ReadStoreWriter = services.writer
+    ingestor = Ingestor(settings, services.producer, bootstrap.codec(settings, services.db),
+                        IngestJournal(services.db), privacy(settings, services.db))
+    try:
+        assert (await ingestor.publish(synthetic_events(150, seed=6))).rejected == []
+        await services.projector.run(group=False, until_end=True)
+        db = services.db
+        rows = db.scalar("SELECT COUNT(*) FROM customer_scores")
+        assert rows > 0
+        with db.tx() as conn:  # every score stale, and marked as never computed
+            conn.execute("UPDATE customer_scores SET valid_until = 0, as_of = 0")
+        dead = writer.scorer_pids()
+        assert dead and os.getpid() not in dead
+        for pid in dead:
+            os.kill(pid, signal.SIGKILL)
+
+        done = writer.refresh_figures()
+
+        assert done["stale"] == rows
+        assert db.scalar("SELECT COUNT(*) FROM customer_scores WHERE as_of = 0") == 0
+        alive = writer.scorer_pids()
+        assert alive and not set(alive) & set(dead) and os.getpid() not in alive
+    finally:
+        await services.close()
