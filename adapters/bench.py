@@ -64,7 +64,7 @@ def _tree_cpu(pid: int | None) -> float | None:
 
 class CpuMeter:
     """CPU seconds spent between ``start`` and ``stop`` by this process (the worker or the
-    baseline loop, all threads) with the worker's own children (its scores process,
+    baseline loop, all threads) with the worker's own children (its scores processes,
     ``children``), the database server and the broker, each apart."""
 
     def __init__(self, procs: Processes, children: Callable[[], list[int]] | None = None,
@@ -88,7 +88,7 @@ class CpuMeter:
         self.spent = {k: (None if end[k] is None or self._t0[k] is None
                           else end[k] - self._t0[k])
                       for k in end}
-        # a child born meanwhile counts whole; the children (the scores process) are
+        # a child born meanwhile counts whole; the children (the scores processes) are
         # part of the worker, and also shown apart
         children = sum(t - before.get(pid, 0.0) for pid, t in after.items())
         self.spent["worker"] = (self.spent["worker"] or 0.0) + children
@@ -420,7 +420,7 @@ def _print(result: dict[str, Any], samples: int) -> None:
                         ("baseline", cpu["baseline_parts"])):
         split = ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items() if v is not None)
         if name == "pipeline":
-            split += f" (the worker's scores process {cpu['worker_scores']:,.0f} us of it)"
+            split += f" (the worker's scores processes {cpu['worker_scores']:,.0f} us of it)"
         print(f"  {name} cpu/event: {split}")
     for key, label in (("freshness_ms", "at a trickle"),
                        ("freshness_under_load_ms", "under 1,000 ev/s")):
@@ -482,7 +482,7 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
         "ratio": round(pipeline / baseline, 4),
         # CPU time per event of every process involved (this one, the embedded database
         # server with its backends, the embedded broker; null when external)
-        # the worker's share of its scores process is also given apart (worker_scores)
+        # the worker's share of its scores processes is also given apart (worker_scores)
         "cpu_us_per_event": {"pipeline": _total(pipe_parts), "baseline": _total(base_parts),
                              **pipe_parts,
                              "worker_scores": round(pipe_cpu.children_spent / n * 1e6, 1),

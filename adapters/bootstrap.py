@@ -161,7 +161,7 @@ def tune_gc() -> None:
 def figure_writer(settings: Settings, clock: Callable[[], int] | None = None,
                   ) -> FigureWriter:
     """The customer figures' writer in the base currency and rates of ``settings``, on
-    ``clock`` (ms; the system's when None): the worker's, and its scores process's."""
+    ``clock`` (ms; the system's when None): the worker's, and its scores processes'."""
     return FigureWriter(settings.base_currency,
                         parse_rates(settings.fx_rates, settings.base_currency), clock=clock)
 

@@ -199,11 +199,11 @@ class ReadStoreWriter:
         self._score_due = 0.0
 
     def scorer_pids(self) -> list[int]:
-        """The process ids of the scores' process, if it runs (the bench's CPU figures)."""
+        """The process ids of the scores' children, if they run (the bench's CPU figures)."""
         return self.scorer.pids() if self.scorer is not None else []
 
     def close(self) -> None:
-        """The scores' process goes; the database belongs to the composition root, which
+        """The scores' children go; the database belongs to the composition root, which
         closes it."""
         if self.scorer is not None:
             self.scorer.close()
@@ -426,7 +426,7 @@ class ReadStoreWriter:
 
     def refresh_figures(self, now: int | None = None) -> dict[str, int]:
         """The periodic job (streams/app.py): what the clock moved, and the base-wide RFM;
-        in the scores process when there is one (its Python off the worker's GIL)."""
+        in a scores child when there are (its Python off the worker's GIL)."""
         if self.scorer is not None:
             return self.scorer.refresh(now)
         return self.figures.refresh(self.db, now)

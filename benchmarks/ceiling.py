@@ -8,7 +8,7 @@ and how fast a pipeline without it could go at most:
 
 - ``full``: the pipeline as shipped;
 - ``no_scores``: no rounds of scores (the customers stay queued), and no refresh of the
-  figures at the run's end (it would score them all, in the worker's own process);
+  figures at the run's end (it would score at the end every customer no round scored);
 - ``no_cases``: no case stage (no cases, routes, escalations, timers);
 - ``identity_timeline``: neither, nor the customer figures: decode, validation, the
   identity graph, the timeline and its read-model commit with the offsets;
@@ -21,8 +21,9 @@ switches). Freshness is not measured for ``no_store`` (nothing becomes visible).
     python benchmarks/ceiling.py --events 100000 --runs 3
 
 prints, for each configuration, the medians over the runs of events a second (pipeline
-and baseline), the ratio and the CPU per event (worker, its scores process, database,
-broker). The configurations run in turns, so a noisy minute falls on all of them.
+and baseline), the ratio and the CPU per event (worker, of it its scores processes,
+database, broker; the baseline's). The configurations run in turns, so a noisy minute
+falls on all of them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from typing import Any
@@ -68,7 +68,8 @@ def _leave_out(parts: frozenset[str], customers: int | None) -> None:
         readstore.ReadStoreWriter.scores_due = (  # type: ignore[method-assign]
             lambda self, idle=False: False)
         readstore.ReadStoreWriter.score_queued = lambda self: 0  # type: ignore[method-assign]
-        # and the refresh at the run's end, which would score them all in this process
+        # and the refresh at the run's end, which would score at the end every customer
+        # no round scored
         readstore.ReadStoreWriter.refresh_figures = (  # type: ignore[method-assign]
             lambda self, now=None: {})
     if "figures" in parts:
@@ -88,23 +89,24 @@ def _one(config: str, events: int, customers: int | None) -> dict[str, Any]:
            CUSTOMERS: str(customers or "")}
     out = subprocess.run(
         [sys.executable, __file__, "--bench", "--events", str(events), "--runs", "1",
-         "--samples", "5", "--json"], env=env, capture_output=True, text=True, check=True)
+         "--samples", "5", "--json"], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-4000:])
+        raise SystemExit(f"the bench of {config} failed (exit {out.returncode})")
     return dict(json.loads(out.stdout))
 
 
 def _row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    def median(get: Any) -> float:
-        return round(statistics.median(get(r) for r in runs), 4)
-    cpu = [r["cpu_us_per_event"] for r in runs]
-    return {
-        "pipeline_events_per_s": median(lambda r: r["pipeline_events_per_s"]),
-        "baseline_events_per_s": median(lambda r: r["baseline_events_per_s"]),
-        "ratio": median(lambda r: r["ratio"]),
-        "ratios": [r["ratio"] for r in runs],
-        "cpu_us_per_event": {k: round(statistics.median(c[k] for c in cpu), 1)
-                             for k in ("pipeline", "worker", "worker_scores", "database",
-                                       "broker")},
-    }
+    """The medians of a configuration's runs (as `contactstream bench --runs` takes them)."""
+    from contactstream.adapters.bench import _medians
+
+    m = _medians(runs)
+    cpu = m["cpu_us_per_event"]
+    return {"pipeline_events_per_s": m["pipeline_events_per_s"],
+            "baseline_events_per_s": m["baseline_events_per_s"], "ratio": m["ratio"],
+            "ratios": [r["ratio"] for r in runs],
+            "cpu_us_per_event": {k: cpu[k] for k in ("pipeline", "worker", "worker_scores",
+                                                     "database", "broker", "baseline")}}
 
 
 def main() -> int:
@@ -131,13 +133,13 @@ def main() -> int:
     print(f"{args.events} events of {args.customers or 10_000:,} customers,"
           f" medians of {args.runs} runs")
     print(f"{'':<20}{'pipeline':>10}{'baseline':>10}{'ratio':>8}   CPU µs an event: "
-          "all (worker, its scores, database, broker)")
+          "all (worker, of it its scores, database, broker); baseline")
     for c, row in rows.items():
-        cpu = row["cpu_us_per_event"]
+        cpu = {k: "-" if v is None else f"{v:.0f}" for k, v in row["cpu_us_per_event"].items()}
         print(f"{c:<20}{row['pipeline_events_per_s']:>10,.0f}"
               f"{row['baseline_events_per_s']:>10,.0f}{row['ratio']:>8.3f}   "
-              f"{cpu['pipeline']:.0f} ({cpu['worker']:.0f}, {cpu['worker_scores']:.0f}, "
-              f"{cpu['database']:.0f}, {cpu['broker']:.0f})")
+              f"{cpu['pipeline']} ({cpu['worker']}, {cpu['worker_scores']}, "
+              f"{cpu['database']}, {cpu['broker']}); {cpu['baseline']}")
     return 0
 
 
