@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from contactstream.adapters.eventstore import StateCompressor
 from contactstream.adapters.figurestore import INTERACTIONS as INTERACTION_ROWS
 from contactstream.domain.interactions import parse_occurred_at
 from contactstream.streams.sla import REPEAT_COUNT, REPEAT_WINDOW
@@ -158,6 +159,12 @@ def _check_figures(conn: psycopg.Connection[Any], pub: Published, f: Findings) -
                                       for c, n in want.items() if activity.get(c, 0) != n))
 
 
+def case_state(stored: bytes) -> dict[str, Any]:
+    """A case event's state as the case store keeps it: compressed, or plain JSON if it was
+    stored before compression (adapters/eventstore.py ``StateCompressor``)."""
+    return dict(json.loads(StateCompressor().decompress(stored)))
+
+
 def _check_cases(conn: psycopg.Connection[Any], pub: Published, f: Findings) -> None:
     """The case store, its relay to cases.v1 and the read model, each case event once."""
     stored = conn.execute("SELECT originator_id::text, originator_version, topic, state,"
@@ -166,7 +173,7 @@ def _check_cases(conn: psycopg.Connection[Any], pub: Published, f: Findings) -> 
     cases_of: dict[str, set[str]] = defaultdict(set)
     version: dict[str, int] = {}
     for case, v, topic, state, _ in stored:
-        body = json.loads(bytes(state))
+        body = case_state(bytes(state))
         cause = body.get("event_id") or body.get("opened_by_event_id")
         if cause:
             causes[(case, cause, topic.rsplit(".", 1)[-1])] += 1
