@@ -96,7 +96,11 @@ class CpuMeter:
         return self.spent
 
     def us_per_event(self, n: int) -> dict[str, float | None]:
-        return {k: None if v is None else round(v / n * 1e6, 1) for k, v in self.spent.items()}
+        return {k: None if v is None else _us_per_event(v, n) for k, v in self.spent.items()}
+
+
+def _us_per_event(seconds: float, n: int) -> float:
+    return round(seconds / n * 1e6, 1)
 
 
 def _total(parts: dict[str, float | None]) -> float:
@@ -485,7 +489,7 @@ async def _run(settings: Settings, procs: Processes, n: int, samples: int,
         # the worker's share of its scores processes is also given apart (worker_scores)
         "cpu_us_per_event": {"pipeline": _total(pipe_parts), "baseline": _total(base_parts),
                              **pipe_parts,
-                             "worker_scores": round(pipe_cpu.children_spent / n * 1e6, 1),
+                             "worker_scores": _us_per_event(pipe_cpu.children_spent, n),
                              "baseline_parts": base_parts},
         # (size after the n events - size of the fresh instance) / n, after checkpoints
         "disk_bytes_per_event": {"events": n, **{k: round((after[k] - fresh[k]) / n)

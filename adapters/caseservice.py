@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
@@ -33,6 +33,7 @@ from .database import eventsourcing_env
 from .logging import get_logger
 
 log = get_logger(__name__)
+_T = TypeVar("_T")
 
 EVENT_TYPES = {
     "Opened": "case.opened", "Assigned": "case.assigned",
@@ -71,8 +72,9 @@ class CaseService:
         # event; a case an agent changed meanwhile fails the batch's save with
         # IntegrityError, the cache is dropped and the batch redone from the store
         self._cache: OrderedDict[uuid.UUID, Case] = OrderedDict()
-        self._policies_cache: list[sla.SlaPolicy] | None = None
-        self._calendars_cache: dict[str, BusinessCalendar] | None = None
+        # inside batch(): the control store's settings read once for the whole batch
+        # (the SLA policies for its opens, the calendars for its opens and its timers)
+        self._read_once: dict[str, Any] = {}
         # inside batch(): case ids known not to be stored when it began
         self._absent: set[uuid.UUID] = set()
 
@@ -86,7 +88,7 @@ class CaseService:
         (customer, envelope)s the batch will handle, are looked up in a few queries first
         (their routes, the customers' open cases, which cases they would open exist)."""
         self._pending = {}
-        self._policies_cache = self._calendars_cache = None
+        self._read_once = {}
         self._absent = set()
         try:
             with self.control.batch():
@@ -105,7 +107,7 @@ class CaseService:
             raise
         finally:
             self._pending = None
-            self._policies_cache = self._calendars_cache = None
+            self._read_once = {}
             self._absent = set()
 
     def _preload(self, interactions: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -162,11 +164,15 @@ class CaseService:
     def calendars(self) -> dict[str, BusinessCalendar]:
         """The business calendars; inside ``batch()`` read once for the whole batch (its
         opens and its cases' timers)."""
+        return self._batch_read("calendars", self.control.calendars)
+
+    def _batch_read(self, name: str, read: Callable[[], _T]) -> _T:
+        """``read()``, once a batch inside ``batch()``, at each call outside it."""
         if self._pending is None:
-            return self.control.calendars()
-        if self._calendars_cache is None:
-            self._calendars_cache = self.control.calendars()
-        return self._calendars_cache
+            return read()
+        if name not in self._read_once:
+            self._read_once[name] = read()
+        return self._read_once[name]
 
     def versions_of(self, case_ids: Sequence[str]) -> dict[str, int]:
         """The stored versions of many cases in one query (ids not stored are left out)."""
@@ -277,11 +283,7 @@ class CaseService:
         return str(case.id)
 
     def _policies(self) -> list[sla.SlaPolicy]:
-        if self._pending is None:
-            return self.control.policies()
-        if self._policies_cache is None:  # read once per batch
-            self._policies_cache = self.control.policies()
-        return self._policies_cache
+        return self._batch_read("policies", self.control.policies)
 
     def _save(self, case: Case) -> None:
         if self._pending is not None:

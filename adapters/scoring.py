@@ -81,11 +81,7 @@ class _Child:
             raise
 
     def pids(self) -> list[int]:
-        procs = getattr(self._pool, "_processes", None) or {}
-        try:
-            return [p for p in list(procs) if p is not None]
-        except RuntimeError:  # the pool's own thread changed it meanwhile
-            return []
+        return [p for p in _processes(self._pool) if p is not None]
 
     def close(self, wait: bool) -> None:
         """Stop the child: after its call in flight (``wait``), or at once (its call's
@@ -95,9 +91,18 @@ class _Child:
         if pool is None:
             return
         if not wait:
-            for process in list(getattr(pool, "_processes", {}).values()):
+            for process in _processes(pool).values():
                 process.terminate()
         pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _processes(pool: ProcessPoolExecutor | None) -> dict[int, Any]:
+    """A copy of the pool's processes by id (the executor keeps them in a private
+    attribute, which its own thread changes while a process starts or dies)."""
+    try:
+        return dict(getattr(pool, "_processes", None) or {})
+    except RuntimeError:  # changed meanwhile
+        return {}
 
 
 class ScoreProcess:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -149,6 +149,12 @@ def survivor_id(nodes: Iterable[Ident]) -> str:
 def resolve(state: IdentityState, kind: str, value: str) -> str | None:
     """The survivor an identifier belongs to (kind "id": a publisher's customer id)."""
     return state.survivor_of_node.get((kind, value))
+
+
+def resolver(state: IdentityState) -> Callable[[Ident], str | None]:
+    """``resolve`` for many identifiers of one state, each as its (kind, value): one
+    lookup each, without a call of its own (every identifier of every event asks)."""
+    return state.survivor_of_node.get
 
 
 def resolve_id(state: IdentityState, customer_id: str) -> str | None:

@@ -34,22 +34,19 @@ def case_stage(cases: CaseStore, escalations: Escalations,
         relevant = [(c, e) for c, e in resolved if e["type"] in RELEVANT]
         if not relevant:
             return
-        calendars = None
         try:
             with cases.batch(relevant), escalations.batch(relevant):
                 touched = apply(relevant)
-                if touched:  # the batch's (read once for its opens and its timers)
-                    calendars = cases.calendars()
+                # inside the batch: the calendars its opens read, not read again
+                calendars = cases.calendars() if touched else {}
         except IntegrityError:
             # an agent changed a case meanwhile: one by one, each saved on its own
             log.info("cases.batch_conflict", events=len(relevant))
             escalations.raised = False
             touched = apply(relevant)
-            calendars = None
+            calendars = cases.calendars() if touched else {}
         escalations.flush()
         if touched:
-            if calendars is None:
-                calendars = cases.calendars()
             on_cases_changed([timers_of(cases.peek(c), calendars) for c in sorted(touched)])
     return stage
 

@@ -175,7 +175,7 @@ class IdentityKeeper:
             survivor = graph.resolve_id(st, base)
             if survivor is not None:
                 out.links[base] = survivor
-            owner_of = st.survivor_of_node.get  # graph.resolve, for each identifier
+            owner_of = graph.resolver(st)
             for ident in seen.identifiers:
                 owner = owner_of(ident)
                 if owner is not None:
